@@ -1,0 +1,234 @@
+"""Acoustic features (paper section 4.1).
+
+    waveform --fbank--> (T, 40) log-Mel, 25 ms window, 10 ms shift
+             --add_deltas--> (T, 120) with first and second derivatives
+             --GlobalCMVN--> global mean / variance normalisation
+             --stack_and_subsample--> (ceil(T/3), 960): 8 stacked frames, every 3rd kept
+
+Every fbank goes through `fbank()`: kaldifeat when it is installed, otherwise
+lhotse's pure-torch Kaldi Fbank with the same options (they agree to ~1e-3;
+lhotse's own default high_freq=-400 would differ by up to ~6.6, so it is set
+to 0 = Nyquist as in Kaldi and kaldifeat).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+
+Audio = Union[np.ndarray, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    num_mel_bins: int = 40
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    low_freq: float = 20.0
+    high_freq: float = 0.0  # <= 0: offset from Nyquist (Kaldi convention)
+    # Frames centred on the shift grid, num_frames = round(duration / shift)
+    # (lhotse's convention); Kaldi's snip_edges=True drops the partial frames.
+    snip_edges: bool = False
+    delta_order: int = 2
+    delta_window: int = 2
+    stack: int = 8
+    subsample: int = 3
+
+    @property
+    def base_dim(self) -> int:
+        return self.num_mel_bins * (self.delta_order + 1)
+
+    @property
+    def model_dim(self) -> int:
+        return self.base_dim * self.stack
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def have_kaldifeat() -> bool:
+    try:
+        import kaldifeat  # noqa: F401
+    except Exception:  # ImportError, or a build for another torch
+        return False
+    return True
+
+
+@lru_cache(maxsize=8)
+def _kaldifeat_fbank(cfg: FeatureConfig):
+    import kaldifeat
+
+    opts = kaldifeat.FbankOptions()
+    opts.frame_opts.samp_freq = cfg.sample_rate
+    opts.frame_opts.frame_length_ms = cfg.frame_length_ms
+    opts.frame_opts.frame_shift_ms = cfg.frame_shift_ms
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = cfg.snip_edges
+    opts.mel_opts.num_bins = cfg.num_mel_bins
+    opts.mel_opts.low_freq = cfg.low_freq
+    opts.mel_opts.high_freq = cfg.high_freq
+    return kaldifeat.Fbank(opts)
+
+
+@lru_cache(maxsize=8)
+def _lhotse_fbank(cfg: FeatureConfig):
+    import warnings
+
+    from lhotse.features.kaldi.extractors import Fbank, FbankConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lhotse warns about snip_edges=True
+        return Fbank(FbankConfig(
+            sampling_rate=cfg.sample_rate, frame_length=cfg.frame_length_ms / 1000,
+            frame_shift=cfg.frame_shift_ms / 1000, dither=0.0, snip_edges=cfg.snip_edges,
+            num_filters=cfg.num_mel_bins, low_freq=cfg.low_freq, high_freq=cfg.high_freq))
+
+
+def fbank(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig(),
+          backend: str = "auto") -> torch.Tensor:
+    """Log-Mel filterbank of one mono waveform with samples in [-1, 1].
+
+    Returns (num_frames, num_mel_bins) float32. backend: "auto" (kaldifeat if
+    installed), "kaldifeat" or "lhotse".
+    """
+    if sample_rate != cfg.sample_rate:
+        raise ValueError(f"audio is sampled at {sample_rate} Hz, the features expect "
+                         f"{cfg.sample_rate} Hz: resample it first")
+    wave = torch.as_tensor(samples, dtype=torch.float32)
+    if wave.ndim == 2 and wave.shape[0] == 1:
+        wave = wave[0]
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform, got shape {tuple(wave.shape)}")
+    min_samples = int(cfg.sample_rate * cfg.frame_length_ms / 1000)
+    if wave.numel() < (min_samples if cfg.snip_edges else 1):
+        raise ValueError(f"waveform of {wave.numel()} samples is too short for one frame")
+    if backend == "auto":
+        backend = "kaldifeat" if have_kaldifeat() else "lhotse"
+    if backend == "kaldifeat":
+        return _kaldifeat_fbank(cfg)(wave).float()
+    if backend == "lhotse":
+        feats = _lhotse_fbank(cfg).extract(wave.numpy(), sampling_rate=sample_rate)
+        return torch.as_tensor(np.asarray(feats), dtype=torch.float32)
+    raise ValueError(f"unknown fbank backend {backend!r}; use auto, kaldifeat or lhotse")
+
+
+def _delta_scales(order: int, window: int) -> list[torch.Tensor]:
+    """Kaldi's DeltaFeatures filters: scales[k] is the (2*k*window+1)-tap filter of order k."""
+    scales = [torch.tensor([1.0], dtype=torch.float64)]
+    norm = 2 * sum(j * j for j in range(1, window + 1))
+    for _ in range(order):
+        prev = scales[-1]
+        cur = torch.zeros(prev.numel() + 2 * window, dtype=torch.float64)
+        for j in range(-window, window + 1):
+            cur[j + window: j + window + prev.numel()] += j * prev / norm
+        scales.append(cur)
+    return scales
+
+
+def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:
+    """Append delta features like Kaldi's add-deltas: (T, D) -> (T, D * (order + 1)).
+
+    The k-th order filter is the first-order regression filter
+    d_t = sum_{n=1}^{w} n (c_{t+n} - c_{t-n}) / (2 sum n^2) convolved k times
+    with itself; frames outside [0, T) are replaced by the nearest edge frame.
+    """
+    T = feats.shape[0]
+    out = [feats]
+    for scale in _delta_scales(order, window)[1:]:
+        half = (scale.numel() - 1) // 2
+        idx = (torch.arange(T)[:, None] + torch.arange(-half, half + 1)[None, :]).clamp(0, T - 1)
+        out.append(torch.einsum("tkd,k->td", feats[idx].double(), scale).to(feats.dtype))
+    return torch.cat(out, dim=-1)
+
+
+def stack_and_subsample(feats: torch.Tensor, stack: int = 8, subsample: int = 3) -> torch.Tensor:
+    """Low frame rate input: (T, D) -> (ceil(T / subsample), D * stack).
+
+    Output frame t stacks input frames 3t-3 .. 3t+4 (for stack 8, subsample 3:
+    (stack - 1) // 2 frames of left context, the rest to the right), the
+    nearest edge frame standing in beyond the utterance.
+    """
+    T = feats.shape[0]
+    if T == 0:
+        return feats.new_zeros(0, feats.shape[1] * stack)
+    left = (stack - 1) // 2
+    centres = torch.arange(0, T, subsample)
+    idx = (centres[:, None] + torch.arange(-left, stack - left)[None, :]).clamp(0, T - 1)
+    return feats[idx].reshape(len(centres), -1)
+
+
+def num_output_frames(num_fbank_frames: int, subsample: int = 3) -> int:
+    return -(-num_fbank_frames // subsample)
+
+
+class GlobalCMVN:
+    """Global mean and variance normalisation with statistics from training data.
+
+    Accumulate with `accumulate(feats)` over the training set, `save()` the
+    statistics (a dict of tensors, loaded with weights_only=True), and apply
+    with `normalize(feats)`.
+    """
+
+    def __init__(self, dim: int):
+        self.sum = torch.zeros(dim, dtype=torch.float64)
+        self.sum_sq = torch.zeros(dim, dtype=torch.float64)
+        self.count = 0
+
+    def accumulate(self, feats: torch.Tensor) -> None:
+        if feats.shape[-1] != self.sum.numel():
+            raise ValueError(f"features have {feats.shape[-1]} dims, CMVN has {self.sum.numel()}")
+        f = feats.reshape(-1, feats.shape[-1]).double()
+        self.sum += f.sum(0)
+        self.sum_sq += (f * f).sum(0)
+        self.count += f.shape[0]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.sum / max(self.count, 1)
+
+    @property
+    def std(self) -> torch.Tensor:
+        var = self.sum_sq / max(self.count, 1) - self.mean ** 2
+        return var.clamp_min(1e-10).sqrt()
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.count == 0:
+            raise ValueError("CMVN statistics are empty: accumulate training features first")
+        return ((feats - self.mean.to(feats.dtype)) / self.std.to(feats.dtype))
+
+    def state_dict(self) -> dict:
+        return {"sum": self.sum, "sum_sq": self.sum_sq, "count": torch.tensor(self.count)}
+
+    def save(self, path: str | Path) -> None:
+        from speechmoe.utils import atomic_torch_save
+
+        atomic_torch_save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GlobalCMVN":
+        from speechmoe.utils import safe_torch_load
+
+        state = safe_torch_load(path, what="CMVN statistics")
+        try:
+            cmvn = cls(state["sum"].numel())
+            cmvn.sum, cmvn.sum_sq = state["sum"].double(), state["sum_sq"].double()
+            cmvn.count = int(state["count"])
+        except (KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"{path}: not a CMVN statistics file ({exc})") from exc
+        return cmvn
+
+
+def compute_features(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig(),
+                     cmvn: GlobalCMVN | None = None, backend: str = "auto") -> torch.Tensor:
+    """The whole front end: waveform -> (ceil(T/3), 960) model input."""
+    feats = add_deltas(fbank(samples, sample_rate, cfg, backend), cfg.delta_order,
+                       cfg.delta_window)
+    if cmvn is not None:
+        feats = cmvn.normalize(feats)
+    return stack_and_subsample(feats, cfg.stack, cfg.subsample)

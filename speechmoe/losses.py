@@ -1,0 +1,107 @@
+"""The SpeechMoE training objective (paper eq. 7, 9-12).
+
+    L = L_c + alpha * L_s + beta * L_balance + gamma * L_e            (eq. 12)
+
+- L_c: CTC loss of the backbone (torch's CTC; k2 is not installable here).
+- L_s: sparsity L1 of the unit-normalised router distributions (eq. 9).
+- L_balance: the mean importance loss (eq. 10-11) or the Switch balance
+  loss (eq. 7), chosen by config (loss.balance).
+- L_e: CTC loss of the shared embedding network's own head.
+
+Conventions (the paper leaves them open):
+- The router losses are computed per MoE layer over the m non-padding frames
+  of the batch, and averaged over the MoE layers, so alpha and beta do not
+  depend on the depth.
+- The CTC losses are summed over utterances and divided by the number of
+  output frames of the batch: a per-frame loss, on the same scale as the
+  router losses, which are frame averages too.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from speechmoe.config import LossConfig
+from speechmoe.model.moe import RoutingInfo
+
+
+def sparsity_l1(probs: torch.Tensor) -> torch.Tensor:
+    """L_s = 1/m sum_i || f_i / ||f_i||_2 ||_1  (eq. 9).
+
+    probs: (m, n) router distributions. 1 for one-hot rows, sqrt(n) for uniform rows.
+    """
+    unit = probs / probs.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit.abs().sum(dim=-1).mean()
+
+
+def mean_importance(probs: torch.Tensor) -> torch.Tensor:
+    """L_m = n sum_j Imp_j^2 with Imp_j = 1/m sum_i p_ij  (eq. 10-11).
+
+    Minimum 1 when every expert has importance 1/n; n when one expert takes all.
+    """
+    n = probs.shape[-1]
+    importance = probs.mean(dim=0)
+    return n * importance.pow(2).sum()
+
+
+def switch_balance(probs: torch.Tensor, expert_index: torch.Tensor) -> torch.Tensor:
+    """L_b = n sum_j s_j P_j  (eq. 7, Switch Transformer).
+
+    s_j: fraction of frames dispatched to expert j (not differentiable);
+    P_j: mean router probability of expert j. 1 under a uniform split.
+    """
+    m, n = probs.shape
+    fraction = torch.bincount(expert_index, minlength=n).to(probs.dtype) / m
+    return n * (fraction * probs.mean(dim=0)).sum()
+
+
+def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+             target_lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """CTC summed over the batch, divided by its number of frames.
+
+    log_probs: (B, T, C); lengths: (B,); targets: (B, S) padded or (sum S,)
+    concatenated; target_lengths: (B,). An utterance whose frames cannot
+    align its labels gives +inf (never silently zeroed): the trainer
+    detects a non-finite loss and handles it.
+    """
+    loss = F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths, target_lengths,
+                      blank=blank, reduction="sum", zero_infinity=False)
+    return loss / lengths.sum().clamp_min(1)
+
+
+def _layer_mean(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(values)).mean()
+
+
+def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
+                   cfg: LossConfig, blank: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    """The total loss of eq. 12 and its parts (as floats, for logging).
+
+    output: a speechmoe.model.ModelOutput.
+    """
+    parts: dict[str, torch.Tensor] = {}
+    total = parts["ctc"] = ctc_loss(output.log_probs, output.lengths, targets,
+                                    target_lengths, blank)
+    routing: list[RoutingInfo] = [r for r in output.routing if r.probs.shape[0] > 0]
+    if routing:
+        if cfg.alpha > 0:
+            parts["sparsity"] = _layer_mean([sparsity_l1(r.probs) for r in routing])
+            total = total + cfg.alpha * parts["sparsity"]
+        if cfg.balance == "mean_importance" and cfg.beta > 0:
+            parts["importance"] = _layer_mean([mean_importance(r.probs) for r in routing])
+            total = total + cfg.beta * parts["importance"]
+        elif cfg.balance == "switch" and cfg.beta > 0:
+            parts["balance"] = _layer_mean([switch_balance(r.probs, r.expert_index)
+                                            for r in routing])
+            total = total + cfg.beta * parts["balance"]
+    if cfg.gamma > 0:
+        if output.embedding_log_probs is None:
+            raise ValueError("loss.gamma > 0 needs the embedding network's log-probs: "
+                             "run the model with with_embedding_loss=True")
+        parts["embedding_ctc"] = ctc_loss(output.embedding_log_probs, output.lengths,
+                                          targets, target_lengths, blank)
+        total = total + cfg.gamma * parts["embedding_ctc"]
+    return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,85 @@
+"""The SpeechMoE acoustic model: input layer, backbone, output layer, embedding network.
+
+    feats (B, T, 960) --input layer--> o^0 --[MoE + memory] x L, attention every k--> o^L
+        --LayerNorm, output layer--> CTC log-probs over units + blank
+
+With model.embedding_layers > 0, the shared embedding network runs on the same
+features and its output e is concatenated with o^{l-1} as every router's
+input (eq. 8). With model.num_experts == 1 the same code is the static
+baseline B1. A config, never a code branch, selects the system.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from speechmoe.config import ModelConfig
+from speechmoe.model.backbone import Backbone
+from speechmoe.model.embedding import SharedEmbeddingNetwork
+from speechmoe.model.moe import RoutingInfo
+
+
+class ModelOutput(NamedTuple):
+    log_probs: torch.Tensor  # (B, T, C) float32 CTC log-probabilities of the backbone
+    lengths: torch.Tensor  # (B,) valid frames per utterance
+    embedding_log_probs: Optional[torch.Tensor]  # (B, T, C) of the embedding net, for L_e
+    routing: list[RoutingInfo]  # one entry per routed MoE layer
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, max_len) bool mask, True on real frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class SpeechMoE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embedding = SharedEmbeddingNetwork(cfg) if cfg.has_embedding else None
+        self.routes_on_embedding = cfg.has_router and cfg.router_input == "embedding+previous"
+        self.input_layer = nn.Linear(cfg.input_dim, cfg.d_model)
+        self.backbone = Backbone(
+            num_layers=cfg.num_layers, d_model=cfg.d_model, ffn_dim=cfg.ffn_dim,
+            num_experts=cfg.num_experts,
+            embedding_dim=cfg.d_model if self.routes_on_embedding else 0,
+            attention_every=cfg.attention_every, attention_heads=cfg.attention_heads,
+            attention_ffn_dim=cfg.attention_ffn_dim,
+            memory_lookback_order=cfg.memory_lookback_order,
+            memory_lookback_stride=cfg.memory_lookback_stride,
+            memory_lookahead_order=cfg.memory_lookahead_order,
+            memory_lookahead_stride=cfg.memory_lookahead_stride, dropout=cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.output_layer = nn.Linear(cfg.d_model, cfg.num_classes)  # no residual: softmax
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                with_embedding_loss: Optional[bool] = None) -> ModelOutput:
+        """feats: (B, T, input_dim) normalised, stacked features; lengths: (B,).
+
+        with_embedding_loss: also return the embedding network's CTC
+        log-probs (default: in training mode only; inference does not need them).
+        """
+        B, T, _ = feats.shape
+        if feats.shape[-1] != self.cfg.input_dim:
+            raise ValueError(f"features have {feats.shape[-1]} dims, the model expects "
+                             f"input_dim={self.cfg.input_dim}")
+        mask = lengths_to_mask(lengths, T)
+        if with_embedding_loss is None:
+            with_embedding_loss = self.training
+        e = emb_log_probs = None
+        if self.embedding is not None and (self.routes_on_embedding or with_embedding_loss):
+            e = self.embedding(feats, mask)
+            if with_embedding_loss:
+                emb_log_probs = self.embedding.log_probs(e)
+        x = self.dropout(self.input_layer(feats))
+        x, routing = self.backbone(x, mask, e if self.routes_on_embedding else None)
+        log_probs = torch.log_softmax(self.output_layer(self.norm(x)).float(), dim=-1)
+        return ModelOutput(log_probs, lengths, emb_log_probs, routing)
+
+
+def build_model(cfg: ModelConfig) -> SpeechMoE:
+    return SpeechMoE(cfg)

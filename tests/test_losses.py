@@ -1,0 +1,115 @@
+"""The SpeechMoE losses against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from speechmoe.config import LossConfig
+from speechmoe.losses import (ctc_loss, mean_importance, sparsity_l1, speechmoe_loss,
+                              switch_balance)
+from speechmoe.model.acoustic import ModelOutput
+from speechmoe.model.moe import RoutingInfo
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_sparsity_l1_one_hot_is_1_and_uniform_is_sqrt_n(n):
+    one_hot = torch.eye(n)
+    uniform = torch.full((5, n), 1.0 / n)
+    assert sparsity_l1(one_hot).item() == pytest.approx(1.0)
+    assert sparsity_l1(uniform).item() == pytest.approx(math.sqrt(n))
+
+
+def test_sparsity_l1_hand_value():
+    # f = (0.6, 0.4): ||f||_1 / ||f||_2 = 1 / sqrt(0.52); f = (1, 0): 1. Mean of the two.
+    probs = torch.tensor([[0.6, 0.4], [1.0, 0.0]])
+    assert sparsity_l1(probs).item() == pytest.approx((1 / math.sqrt(0.52) + 1) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_mean_importance_minimum_1_at_uniform_and_n_when_collapsed(n):
+    assert mean_importance(torch.full((7, n), 1.0 / n)).item() == pytest.approx(1.0)
+    collapsed = torch.zeros(7, n)
+    collapsed[:, 0] = 1
+    assert mean_importance(collapsed).item() == pytest.approx(float(n))
+    # Balanced importance from one-hot rows is also the minimum.
+    assert mean_importance(torch.eye(n)).item() == pytest.approx(1.0)
+
+
+def test_mean_importance_hand_value():
+    # Imp = (0.4, 0.6) -> 2 * (0.16 + 0.36) = 1.04
+    probs = torch.tensor([[0.7, 0.3], [0.1, 0.9]])
+    assert mean_importance(probs).item() == pytest.approx(1.04, rel=1e-6)
+
+
+def test_switch_balance_hand_value():
+    probs = torch.tensor([[0.7, 0.3], [0.1, 0.9], [0.8, 0.2]])
+    index = torch.tensor([0, 1, 0])
+    s = torch.tensor([2 / 3, 1 / 3])
+    P = torch.tensor([1.6 / 3, 1.4 / 3])
+    expected = 2 * float((s * P).sum())  # = 1.0222...
+    assert switch_balance(probs, index).item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(1.0222222, rel=1e-6)
+
+
+def test_switch_balance_gradient_only_through_probabilities():
+    probs = torch.tensor([[0.7, 0.3], [0.1, 0.9]], requires_grad=True)
+    switch_balance(probs, torch.tensor([0, 1])).backward()
+    # d/dp_ij of n * sum_j s_j * mean_i p_ij = n * s_j / m = 2 * 0.5 / 2
+    assert torch.allclose(probs.grad, torch.full((2, 2), 0.5))
+
+
+def test_ctc_loss_hand_value_per_frame():
+    # T = 2 frames, units {blank, a}, target "a": paths (a,a), (blank,a), (a,blank).
+    p = torch.tensor([[0.3, 0.7], [0.6, 0.4]])  # rows: frames; cols: blank, a
+    prob = p[0, 1] * p[1, 1] + p[0, 0] * p[1, 1] + p[0, 1] * p[1, 0]
+    log_probs = p.log().unsqueeze(0)
+    loss = ctc_loss(log_probs, torch.tensor([2]), torch.tensor([[1]]), torch.tensor([1]))
+    assert loss.item() == pytest.approx(float(-prob.log()) / 2, rel=1e-5)
+
+
+def test_ctc_loss_is_inf_when_labels_do_not_fit():
+    # "a a" needs 3 frames (a, blank, a); one frame cannot align it: never silently zero.
+    log_probs = torch.log_softmax(torch.randn(1, 1, 3), -1)
+    loss = ctc_loss(log_probs, torch.tensor([1]), torch.tensor([[1, 1]]), torch.tensor([2]))
+    assert math.isinf(loss.item())
+
+
+def _output(with_emb: bool):
+    torch.manual_seed(0)
+    B, T, C, n = 2, 6, 4, 3
+    lp = torch.log_softmax(torch.randn(B, T, C), -1)
+    elp = torch.log_softmax(torch.randn(B, T, C), -1) if with_emb else None
+    routing = []
+    for _ in range(2):
+        probs = torch.softmax(torch.randn(10, n), -1)
+        index = probs.argmax(-1)
+        routing.append(RoutingInfo(probs, index, torch.bincount(index, minlength=n)))
+    return ModelOutput(lp, torch.tensor([6, 4]), elp, routing)
+
+
+def test_total_loss_is_eq12_combination():
+    out = _output(with_emb=True)
+    targets = torch.tensor([[1, 2], [3, 0]])
+    tlen = torch.tensor([2, 1])
+    cfg = LossConfig(balance="mean_importance", alpha=0.1, beta=0.2, gamma=0.01)
+    total, parts = speechmoe_loss(out, targets, tlen, cfg)
+    l_c = ctc_loss(out.log_probs, out.lengths, targets, tlen).item()
+    l_e = ctc_loss(out.embedding_log_probs, out.lengths, targets, tlen).item()
+    l_s = sum(sparsity_l1(r.probs).item() for r in out.routing) / 2
+    l_m = sum(mean_importance(r.probs).item() for r in out.routing) / 2
+    assert parts == pytest.approx({"ctc": l_c, "sparsity": l_s, "importance": l_m,
+                                   "embedding_ctc": l_e}, rel=1e-5)
+    assert total.item() == pytest.approx(l_c + 0.1 * l_s + 0.2 * l_m + 0.01 * l_e, rel=1e-5)
+
+
+def test_total_loss_switch_variant_and_static_model():
+    out = _output(with_emb=False)
+    targets, tlen = torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
+    _, parts = speechmoe_loss(out, targets, tlen, LossConfig("switch", 0.0, 0.1, 0.0))
+    assert set(parts) == {"ctc", "balance"}
+    static = out._replace(routing=[])
+    total, parts = speechmoe_loss(static, targets, tlen, LossConfig("none", 0.0, 0.0, 0.0))
+    assert set(parts) == {"ctc"} and total.item() == pytest.approx(parts["ctc"])
+    with pytest.raises(ValueError, match="embedding"):
+        speechmoe_loss(out, targets, tlen, LossConfig("none", 0.0, 0.0, 0.01))

@@ -1,0 +1,105 @@
+"""The composed acoustic model: masks, look-ahead, the embedding network, systems by config."""
+
+import pytest
+import torch
+
+from speechmoe.config import ModelConfig
+from speechmoe.model import SpeechMoE
+
+
+def small(**kw):
+    base = dict(input_dim=24, num_classes=11, d_model=16, num_layers=4, attention_every=2,
+                ffn_dim=32, num_experts=3, attention_heads=2, attention_ffn_dim=32,
+                embedding_layers=2)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def randomize_memory(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lookback" in name or "lookahead" in name:
+                p.normal_(0, 0.3)
+
+
+def test_padded_batch_equals_each_utterance_alone():
+    torch.manual_seed(0)
+    model = SpeechMoE(small()).eval()
+    randomize_memory(model)
+    feats = torch.randn(2, 13, 24)
+    lengths = torch.tensor([13, 8])
+    out = model(feats, lengths)
+    alone = model(feats[1:, :8], torch.tensor([8]))
+    assert torch.allclose(out.log_probs[1, :8], alone.log_probs[0], atol=1e-5)
+    # Routing statistics count only real frames.
+    assert all(int(r.counts.sum()) == 21 for r in out.routing)
+
+
+def test_model_lookahead_is_layers_times_memory_lookahead_without_attention():
+    torch.manual_seed(0)
+    cfg = small(attention_every=0, embedding_layers=3, memory_lookahead_order=2,
+                memory_lookahead_stride=1)
+    model = SpeechMoE(cfg).eval()
+    randomize_memory(model)
+    # Look-ahead adds up along the longest path: the embedding net feeding the first
+    # router (3 memory layers x 2 frames), then the 4 backbone memory layers (x 2 frames).
+    horizon = (cfg.embedding_layers + cfg.num_layers) * 2
+    T, t = 40, 10
+    feats = torch.randn(1, T, 24)
+    base = model(feats, torch.tensor([T])).log_probs[0, t]
+    far = feats.clone()
+    far[0, t + horizon + 1:] = torch.randn(T - t - horizon - 1, 24)
+    assert torch.equal(model(far, torch.tensor([T])).log_probs[0, t], base)
+    near = feats.clone()
+    near[0, t + horizon] += 1  # the farthest frame inside the look-ahead
+    assert not torch.equal(model(near, torch.tensor([T])).log_probs[0, t], base)
+
+
+def test_static_b1_has_no_router_and_no_embedding():
+    model = SpeechMoE(small(num_experts=1, router_input="previous", embedding_layers=0))
+    out = model(torch.randn(1, 5, 24), torch.tensor([5]))
+    assert out.routing == [] and out.embedding_log_probs is None and model.embedding is None
+    assert not any("router" in n for n, _ in model.named_parameters())
+
+
+def test_embedding_ctc_head_runs_in_training_only_by_default():
+    model = SpeechMoE(small())
+    feats, lengths = torch.randn(2, 6, 24), torch.tensor([6, 4])
+    assert model.train()(feats, lengths).embedding_log_probs.shape == (2, 6, 11)
+    assert model.eval()(feats, lengths).embedding_log_probs is None
+    assert model.eval()(feats, lengths, with_embedding_loss=True).embedding_log_probs is not None
+
+
+def test_routing_per_layer_and_log_probs_normalised():
+    model = SpeechMoE(small())
+    out = model(torch.randn(2, 6, 24), torch.tensor([6, 3]))
+    assert len(out.routing) == 4
+    assert torch.allclose(out.log_probs.exp().sum(-1), torch.ones(2, 6), atol=1e-5)
+
+
+def test_wrong_feature_dim_is_a_clear_error():
+    model = SpeechMoE(small())
+    with pytest.raises(ValueError, match="input_dim=24"):
+        model(torch.randn(1, 5, 30), torch.tensor([5]))
+
+
+def test_training_steps_reduce_the_loss():
+    """A tiny MoE learns a fixed mapping: the whole loss (eq. 12) goes down."""
+    from speechmoe.config import LossConfig
+    from speechmoe.losses import speechmoe_loss
+
+    torch.manual_seed(0)
+    model = SpeechMoE(small())
+    feats = torch.randn(4, 12, 24)
+    lengths = torch.tensor([12, 12, 10, 9])
+    targets = torch.randint(1, 11, (4, 3))
+    tlen = torch.tensor([3, 3, 2, 3])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = speechmoe_loss(model(feats, lengths), targets, tlen, LossConfig())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]

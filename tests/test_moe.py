@@ -1,0 +1,121 @@
+"""Top-1 routing and dispatch (eq. 4-6, 8)."""
+
+import pytest
+import torch
+
+from speechmoe.model.moe import MoELayer, dispatch_top1
+
+
+def dense_reference(layer: MoELayer, x: torch.Tensor, e: torch.Tensor | None = None):
+    """Compute every expert on every frame, then keep the top-1 one, gated (eq. 6)."""
+    h = layer.norm(x)
+    router_in = h if e is None else torch.cat([e, h], -1)
+    probs = torch.softmax(layer.router.proj(router_in), -1)
+    all_out = torch.stack([expert(h) for expert in layer.experts], -2)  # (B, T, n, d)
+    gate, idx = probs.max(-1)
+    chosen = torch.gather(all_out, -2, idx[..., None, None].expand(*idx.shape, 1, h.shape[-1]))
+    return x + gate[..., None] * chosen.squeeze(-2), probs, idx
+
+
+@pytest.mark.parametrize("use_embedding", [False, True])
+def test_routing_equals_dense_reference(use_embedding):
+    torch.manual_seed(0)
+    d, n = 16, 4
+    layer = MoELayer(d, 32, num_experts=n, embedding_dim=8 if use_embedding else 0)
+    x = torch.randn(3, 11, d)
+    e = torch.randn(3, 11, 8) if use_embedding else None
+    y, routing = layer(x, embedding=e)
+    ref, probs, idx = dense_reference(layer, x, e)
+    assert torch.allclose(y, ref, atol=1e-5)
+    assert torch.equal(routing.expert_index, idx.reshape(-1))
+    assert torch.allclose(routing.probs, probs.reshape(-1, n))
+    assert torch.equal(routing.counts, torch.bincount(idx.reshape(-1), minlength=n))
+    # Several experts are really used, so the comparison exercised the dispatch.
+    assert (routing.counts > 0).sum() >= 2
+
+
+def test_eq8_router_sees_embedding_and_previous_output():
+    layer = MoELayer(16, 32, num_experts=4, embedding_dim=16)
+    assert layer.router.proj.weight.shape == (4, 32)
+    assert layer.router.proj.bias is None
+    with pytest.raises(ValueError, match="embedding"):
+        layer(torch.randn(1, 3, 16))
+
+
+def test_gradients_reach_router_through_the_gate():
+    torch.manual_seed(0)
+    layer = MoELayer(8, 16, num_experts=3)
+    x = torch.randn(2, 5, 8)
+    y, _ = layer(x)
+    y.pow(2).sum().backward()
+    g = layer.router.proj.weight.grad
+    assert g is not None and g.abs().sum() > 0
+    # Hand check: with the experts fixed, d loss / d gate_i = <dL/dy_i, E(h_i)>.
+    layer.zero_grad()
+    h = layer.norm(x).detach()
+    _, _, idx = dense_reference(layer, x)
+    probs = torch.softmax(layer.router.proj(h), -1)
+    gate = probs.max(-1).values
+    expert_out = torch.stack([ex(h) for ex in layer.experts], -2)
+    chosen = torch.gather(expert_out, -2, idx[..., None, None].expand(2, 5, 1, 8)).squeeze(-2)
+    (x + gate[..., None] * chosen.detach()).pow(2).sum().backward()
+    g_gate_only = layer.router.proj.weight.grad.clone()
+    layer.zero_grad()
+    y, _ = layer(x)
+    # The router's gradient in the full layer equals the one through the gate alone.
+    y.pow(2).sum().backward()
+    assert torch.allclose(layer.router.proj.weight.grad, g_gate_only, atol=1e-5)
+
+
+def test_idle_experts_get_zero_gradients_not_none():
+    torch.manual_seed(0)
+    layer = MoELayer(8, 16, num_experts=4)
+    with torch.no_grad():  # route every frame to expert 2: only its logit depends on h_0
+        layer.router.proj.weight.zero_()
+        layer.router.proj.weight[2, 0] = 50.0
+    x = torch.randn(2, 6, 8)
+    x[..., 0] = 10.0  # h_0 stays large and positive after LayerNorm
+    y, routing = layer(x)
+    assert routing.counts.tolist() == [0, 0, 12, 0]
+    y.sum().backward()
+    for e, expert in enumerate(layer.experts):
+        for p in expert.parameters():
+            assert p.grad is not None, "DDP needs a gradient for every parameter"
+            assert (p.grad.abs().sum() > 0) == (e == 2)
+
+
+def test_padding_frames_change_no_statistic_and_no_real_output():
+    torch.manual_seed(0)
+    layer = MoELayer(8, 16, num_experts=4)
+    x = torch.randn(2, 7, 8)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    y1, r1 = layer(x, mask)
+    x2 = x.clone()
+    x2[1, 4:] = 100 * torch.randn(3, 8)  # change only padding frames
+    y2, r2 = layer(x2, mask)
+    assert r1.probs.shape[0] == 11 and int(r1.counts.sum()) == 11
+    for a, b in zip(r1, r2):
+        assert torch.equal(a, b)
+    assert torch.allclose(y1[mask], y2[mask])
+    # Padding frames are processed by no expert: the residual passes them through.
+    assert torch.allclose(y2[1, 4:], x2[1, 4:])
+
+
+def test_static_layer_has_no_router():
+    layer = MoELayer(8, 16, num_experts=1)
+    assert layer.router is None
+    y, routing = layer(torch.randn(1, 4, 8))
+    assert routing is None and y.shape == (1, 4, 8)
+
+
+def test_dispatch_top1_hand_values():
+    experts = torch.nn.ModuleList([torch.nn.Identity(), torch.nn.Identity()])
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    experts[1] = Double()
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    out = dispatch_top1(x, torch.tensor([1, -1, 0]), torch.tensor([0.5, 0.9, 0.25]), experts)
+    assert out.tolist() == [[1.0], [0.0], [0.75]]
