@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['d_model']} -> {r['hidden']} -> {r['d_model']}, forward + backward, "
           f"median of {r['repeats']} interleaved runs")
     print(f"frames per expert: {r['frames_per_expert']}")
-    print(f"moe ({r['experts']} experts, top-1): {r['moe_median_s'] * 1e3:8.1f} ms")
-    print(f"dense (1 expert):          {r['dense_median_s'] * 1e3:8.1f} ms")
+    print(f"{'moe (%d experts, top-1)' % r['experts']:<24} {r['moe_median_s'] * 1e3:8.1f} ms")
+    print(f"{'dense (1 expert)':<24} {r['dense_median_s'] * 1e3:8.1f} ms")
     print(f"moe_vs_dense_ratio={r['ratio']:.3f}")
     return 0
 
