@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from speechmoe.model.moe import MoELayer, dispatch_top1
+from speechmoe.model.moe import MoELayer
 
 
 def dense_reference(layer: MoELayer, x: torch.Tensor, e: torch.Tensor | None = None):
@@ -108,14 +108,31 @@ def test_static_layer_has_no_router():
     assert routing is None and y.shape == (1, 4, 8)
 
 
-def test_dispatch_top1_hand_values():
-    experts = torch.nn.ModuleList([torch.nn.Identity(), torch.nn.Identity()])
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return 2 * x
 
-    class Double(torch.nn.Module):
-        def forward(self, x):
-            return 2 * x
 
-    experts[1] = Double()
+def test_dispatch_hand_values():
+    layer = MoELayer(1, 2, num_experts=2)
+    layer.experts = torch.nn.ModuleList([torch.nn.Identity(), Double()])
     x = torch.tensor([[1.0], [2.0], [3.0]])
-    out = dispatch_top1(x, torch.tensor([1, -1, 0]), torch.tensor([0.5, 0.9, 0.25]), experts)
+    out = layer.dispatch(x, torch.tensor([1, -1, 0]), torch.tensor([0.5, 0.9, 0.25]))
     assert out.tolist() == [[1.0], [0.0], [0.75]]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("embedding_dim", [0, 8])
+def test_moe_layer_scripts_and_exports(embedding_dim):
+    torch.manual_seed(0)
+    layer = MoELayer(16, 32, num_experts=4, embedding_dim=embedding_dim).eval()
+    x = torch.randn(2, 5, 16)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    e = torch.randn(2, 5, 8) if embedding_dim else None
+    y, routing = layer(x, mask, e)
+    scripted = torch.jit.script(layer)
+    y_s, routing_s = scripted(x, mask, e)
+    assert torch.allclose(y_s, y, atol=1e-6) and torch.equal(routing_s.counts, routing.counts)
+    args = (x, mask) if e is None else (x, mask, e)
+    exported = torch.export.export(layer, args).module()
+    assert torch.allclose(exported(*args)[0], y, atol=1e-6)

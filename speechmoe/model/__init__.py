@@ -9,7 +9,7 @@
 """
 
 from speechmoe.model.acoustic import ModelOutput, SpeechMoE, build_model, lengths_to_mask
-from speechmoe.model.moe import Expert, MoELayer, Router, RoutingInfo, dispatch_top1
+from speechmoe.model.moe import Expert, MoELayer, Router, RoutingInfo
 
 __all__ = ["ModelOutput", "SpeechMoE", "build_model", "lengths_to_mask", "Expert", "MoELayer",
-           "Router", "RoutingInfo", "dispatch_top1"]
+           "Router", "RoutingInfo"]

@@ -10,9 +10,7 @@ The layer is dropless: every (non-padding) frame is processed by the expert it
 is routed to; there is no capacity factor and no token is ever dropped.
 """
 
-from __future__ import annotations
-
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,30 +54,6 @@ class RoutingInfo(NamedTuple):
     counts: torch.Tensor
 
 
-def dispatch_top1(x: torch.Tensor, expert_index: torch.Tensor, gate: torch.Tensor,
-                  experts: nn.ModuleList) -> torch.Tensor:
-    """y_i = gate_i * E_{expert_index_i}(x_i) for every row i of x (eq. 6).
-
-    x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
-    (padding: their output is 0); gate: (N,).
-
-    The loop runs over every expert, including those with no frame (an empty
-    index_select is cheap). That keeps the control flow fixed, so the layer
-    scripts and exports, and an idle expert gets an all-zero gradient rather
-    than none, which is what DDP needs without find_unused_parameters.
-    Measured on CPU, this gather / expert / index_add_ loop is the fast design:
-    dense compute of all experts, one-hot capacity einsums and per-token
-    weight gathers were 2-10x slower.
-    """
-    out = torch.zeros_like(x)
-    gate = gate.to(x.dtype)
-    for e, expert in enumerate(experts):
-        rows = torch.where(expert_index == e)[0]
-        y = expert(x.index_select(0, rows)) * gate.index_select(0, rows).unsqueeze(-1)
-        out.index_add_(0, rows, y)
-    return out
-
-
 class MoELayer(nn.Module):
     """A residual MoE feed-forward layer: o^l = o^{l-1} + p_i E_i(LN(o^{l-1})).
 
@@ -102,9 +76,32 @@ class MoELayer(nn.Module):
         self.router = Router(embedding_dim + d_model, num_experts) if num_experts > 1 else None
         self.dropout = nn.Dropout(dropout)
 
+    def dispatch(self, x: torch.Tensor, expert_index: torch.Tensor,
+                 gate: torch.Tensor) -> torch.Tensor:
+        """y_i = gate_i * E_{expert_index_i}(x_i) for every row i of x (eq. 6).
+
+        x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
+        (padding: their output is 0); gate: (N,).
+
+        The loop runs over every expert, including those with no frame (an
+        empty index_select is cheap). That keeps the control flow fixed, so
+        the layer scripts and exports, and an idle expert gets an all-zero
+        gradient rather than none, which is what DDP needs without
+        find_unused_parameters. Measured on CPU, this gather / expert /
+        index_add_ loop is the fast design: dense compute of all experts,
+        one-hot capacity einsums and per-token weight gathers were 2-10x slower.
+        """
+        out = torch.zeros_like(x)
+        gate = gate.to(x.dtype)
+        for e, expert in enumerate(self.experts):
+            rows = torch.where(expert_index == e)[0]
+            y = expert(x.index_select(0, rows)) * gate.index_select(0, rows).unsqueeze(-1)
+            out.index_add_(0, rows, y)
+        return out
+
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
                 embedding: Optional[torch.Tensor] = None
-                ) -> tuple[torch.Tensor, Optional[RoutingInfo]]:
+                ) -> Tuple[torch.Tensor, Optional[RoutingInfo]]:
         """x: (B, T, d); mask: (B, T) bool, True on real frames; embedding: (B, T, d_e).
 
         Returns the layer output and, for a routed layer, its RoutingInfo.
@@ -132,7 +129,7 @@ class MoELayer(nn.Module):
             valid = mask.reshape(B * T)
             dispatched = index.masked_fill(~valid, -1)  # padding goes to no expert
 
-        out = dispatch_top1(flat, dispatched, gate, self.experts)  # eq. 6
+        out = self.dispatch(flat, dispatched, gate)  # eq. 6
         valid_index = index[valid]
         routing = RoutingInfo(
             probs=probs[valid],
