@@ -30,7 +30,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
-def safe_torch_load(path: str | Path, what: str = "file") -> Any:
+def safe_torch_load(path: str | Path, what: str = "file", mmap: bool = False) -> Any:
     """torch.load with weights_only=True; a missing, truncated or foreign file is a clear error."""
     import pickle
 
@@ -40,7 +40,7 @@ def safe_torch_load(path: str | Path, what: str = "file") -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: cannot load {what} safely (weights_only=True): {first}. "

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Feature stage: 40-dim fbank for every cut set, and global CMVN statistics.
+
+    local/compute_fbank.py --manifest-dir data/manifests --out-dir data/fbank \
+        --sets train train_rvb dev test_read --cmvn-sets train train_rvb
+
+Reads <manifest-dir>/cuts_<set>.jsonl.gz (reverberation and noise are rendered
+from their lhotse transforms here), writes <out-dir>/cuts_<set>.jsonl.gz with
+features attached and <out-dir>/cmvn.pt (statistics of fbank + deltas + double
+deltas over --cmvn-sets). Audio that cannot be used (corrupt, empty, wrong
+sample rate) is reported by file and reason in <out-dir>/bad_audio_<set>.txt
+and left out; the stage goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+from speechmoe.data.fbank import compute_fbank
+from speechmoe.features import FeatureConfig, GlobalCMVN, add_deltas
+from speechmoe.logs import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--manifest-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--cmvn-sets", nargs="+", required=True,
+                   help="sets whose statistics make the global CMVN (training data)")
+    p.add_argument("--cmvn-max-cuts", type=int, default=4000,
+                   help="random cuts used for CMVN statistics")
+    p.add_argument("--num-jobs", type=int, default=2)
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from lhotse import CutSet
+
+    out = args.out_dir
+    log = setup_logger(out / "log" / "fbank.log")
+    for name in args.sets:
+        target = out / f"cuts_{name}.jsonl.gz"
+        if (out / f".{name}.done").is_file() and target.is_file():
+            log.info("%s: features exist, skipping", name)
+            continue
+        src = args.manifest_dir / f"cuts_{name}.jsonl.gz"
+        if not src.is_file():
+            log.error("%s: not found (run the data preparation / RIR stages first)", src)
+            return 1
+        cuts, bad = compute_fbank(CutSet.from_file(src), out, name, args.num_jobs)
+        with (out / f"bad_audio_{name}.txt").open("w", encoding="utf-8") as f:
+            for cut_id, path, reason in bad:
+                f.write(f"{cut_id}\t{path}\t{reason}\n")
+                log.warning("%s: %s (%s): %s; left out", name, path, cut_id, reason)
+        tmp = out / f"cuts_{name}.tmp.jsonl.gz"
+        cuts.to_file(tmp)
+        tmp.replace(target)
+        hours = sum(c.duration for c in cuts) / 3600
+        log.info("%s: %d cuts, %.2f h of features; %d bad audio files left out%s", name,
+                 len(cuts), hours, len(bad),
+                 f" (list: {out / f'bad_audio_{name}.txt'})" if bad else "")
+        (out / f".{name}.done").touch()
+
+    cmvn_path = out / "cmvn.pt"
+    if not cmvn_path.is_file():
+        pool = []
+        for name in args.cmvn_sets:
+            pool.extend(CutSet.from_file(out / f"cuts_{name}.jsonl.gz"))
+        random.Random(0).shuffle(pool)
+        cfg = FeatureConfig()
+        cmvn = GlobalCMVN(cfg.base_dim)
+        for cut in pool[: args.cmvn_max_cuts]:
+            cmvn.accumulate(add_deltas(torch.from_numpy(cut.load_features()),
+                                       cfg.delta_order, cfg.delta_window))
+        if cmvn.count == 0:
+            log.error("no features in %s for CMVN statistics", args.cmvn_sets)
+            return 1
+        cmvn.save(cmvn_path)
+        log.info("CMVN statistics from %d frames of %d cuts -> %s", cmvn.count,
+                 min(len(pool), args.cmvn_max_cuts), cmvn_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

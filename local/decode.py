@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Decoding stage: CTC greedy and WFST (TLG) beam search of every test set.
+
+    local/decode.py --exp-dir exp/moe_4e --lang-dir data/lang --cmvn data/fbank/cmvn.pt \
+        --cuts-dir data/fbank --sets test_read test_chat --tune-set dev
+
+The model is the average of the last --avg epoch checkpoints up to --epoch
+(0: the last). WFST decoding's acoustic scale is chosen on --tune-set among
+--acoustic-scales (the test sets are never used for it). Hypotheses are written to
+<exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"), where
+<method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
+local/score.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechmoe.logs import setup_logger
+
+_DECODER = None
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--lang-dir", type=Path, required=True)
+    p.add_argument("--cmvn", type=Path, required=True)
+    p.add_argument("--cuts-dir", type=Path, required=True,
+                   help="dir with cuts_<set>.jsonl.gz (with features)")
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--tune-set", default="dev", help="set used to choose the acoustic scale")
+    p.add_argument("--epoch", type=int, default=0, help="last epoch to use (0: the last)")
+    p.add_argument("--avg", type=int, default=3, help="number of epoch checkpoints averaged")
+    p.add_argument("--methods", nargs="+", default=["ctc_greedy", "wfst"],
+                   choices=["ctc_greedy", "wfst"])
+    p.add_argument("--beam", type=float, default=16.0)
+    p.add_argument("--max-active", type=int, default=7000)
+    p.add_argument("--acoustic-scales", default="0.5,0.7,1.0,1.4",
+                   help="comma-separated candidates tuned on --tune-set")
+    p.add_argument("--blank-skip-threshold", type=float, default=0.99,
+                   help="collapse runs of frames with p(blank) above this (0: off)")
+    p.add_argument("--max-duration", type=float, default=300.0)
+    p.add_argument("--num-jobs", type=int, default=2, help="WFST decoding processes")
+    p.add_argument("--force", action="store_true", help="decode again even if done")
+    return p
+
+
+def posteriors(model, cuts, cmvn, max_duration: float):
+    """Yield (cut_id, (T, C) float32 numpy log-posteriors) for every cut, in batches."""
+    from lhotse.dataset import DynamicBucketingSampler
+
+    from speechmoe.data.dataset import AsrDataset
+
+    dataset = AsrDataset(cmvn)
+    sampler = DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=False,
+                                      num_buckets=5)
+    with torch.no_grad():
+        for batch_cuts in sampler:
+            batch = dataset[batch_cuts]
+            out = model(batch["features"], batch["lengths"])
+            for cut_id, lp, n in zip(batch["cut_ids"], out.log_probs, out.lengths):
+                yield cut_id, lp[: int(n)].numpy()
+
+
+def _init_decoder(graph: str, words: str, beam: float, max_active: int, skip) -> None:
+    global _DECODER
+    from speechmoe.decode.wfst import WfstDecoder
+
+    torch.set_num_threads(1)
+    _DECODER = WfstDecoder(graph, words, beam=beam, max_active=max_active,
+                           blank_skip_threshold=skip)
+
+
+def _decode_one(args) -> list[str]:
+    log_probs, scale = args
+    _DECODER.acoustic_scale = scale
+    return _DECODER.decode(log_probs)
+
+
+def write_hyps(path: Path, hyps: dict[str, list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{u}\t{' '.join(h)}\n" for u, h in sorted(hyps.items())),
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from lhotse import CutSet
+
+    from speechmoe.data.dataset import cut_words
+    from speechmoe.decode.greedy import ctc_greedy
+    from speechmoe.features import GlobalCMVN
+    from speechmoe.lang.graph import read_tokens
+    from speechmoe.scoring import score
+    from speechmoe.text import characters
+    from speechmoe.train.trainer import checkpoint_for_decoding, load_model_for_inference
+
+    log = setup_logger(args.exp_dir / "log" / "decode.log")
+    torch.set_num_threads(2)
+    ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
+    model, system = load_model_for_inference(ckpt)
+    id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
+    cmvn = GlobalCMVN.load(args.cmvn)
+    out_root = args.exp_dir / "decode" / ckpt.stem
+    if (out_root / ".done").is_file() and not args.force:
+        log.info("%s: already decoded (use --force to redo)", out_root)
+        return 0
+    log.info("decoding with %s (%s) -> %s", ckpt, system.name, out_root)
+
+    pool = None
+    if "wfst" in args.methods:
+        graph = args.lang_dir / "TLG.fst"
+        if not graph.is_file():
+            log.error("%s: not found (run the lang stage first)", graph)
+            return 1
+        skip = args.blank_skip_threshold or None
+        pool = get_context("fork").Pool(
+            args.num_jobs, initializer=_init_decoder,
+            initargs=(str(graph), str(args.lang_dir / "words.txt"), args.beam, args.max_active,
+                      skip))
+
+    def run(name: str, scales: list[float]) -> dict:
+        path = args.cuts_dir / f"cuts_{name}.jsonl.gz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (run the feature stage first)")
+        cuts = CutSet.from_file(path).to_eager()
+        t0 = time.time()
+        ids, lps = [], []
+        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration):
+            ids.append(cut_id)
+            lps.append(lp)
+        t_nn = time.time() - t0
+        audio = sum(c.duration for c in cuts)
+        hyps = {}
+        if "ctc_greedy" in args.methods:
+            hyps["ctc_greedy"] = {u: [id2tok[t] for t in ctc_greedy(lp)[0]]
+                                  for u, lp in zip(ids, lps)}
+        for scale in scales if pool is not None else []:
+            t1 = time.time()
+            words = pool.map(_decode_one, [(lp, scale) for lp in lps], chunksize=8)
+            hyps[f"wfst@{scale}"] = dict(zip(ids, words))
+            log.info("%s: WFST (acoustic scale %.2f) %.1f s for %.0f s of audio", name, scale,
+                     time.time() - t1, audio)
+        log.info("%s: %d utterances, network %.1f s for %.0f s of audio (RTF %.3f)", name,
+                 len(ids), t_nn, audio, t_nn / max(audio, 1e-9))
+        refs = {c.id: cut_words(c) for c in cuts}
+        return {"hyps": hyps, "refs": refs}
+
+    scales = [float(s) for s in args.acoustic_scales.split(",")]
+    best_scale = scales[0]
+    if pool is not None and len(scales) > 1:
+        tuned = run(args.tune_set, scales)
+        refs = {u: list(characters(w)) for u, w in tuned["refs"].items()}
+        cer = {s: score(refs, {u: list(characters(w)) for u, w in
+                               tuned["hyps"][f"wfst@{s}"].items()}).rate for s in scales}
+        best_scale = min(scales, key=lambda s: cer[s])
+        log.info("acoustic scale on %s: CER %s -> %.2f", args.tune_set,
+                 {s: round(c, 2) for s, c in cer.items()}, best_scale)
+        (out_root / "wfst").mkdir(parents=True, exist_ok=True)
+        (out_root / "wfst" / "acoustic_scale.json").write_text(json.dumps(
+            {"tune_set": args.tune_set, "cer": cer, "best": best_scale}, indent=1))
+
+    for name in args.sets:
+        result = run(name, [best_scale])
+        if "ctc_greedy" in result["hyps"]:
+            write_hyps(out_root / "ctc_greedy" / name / "hyp.txt", result["hyps"]["ctc_greedy"])
+        if f"wfst@{best_scale}" in result["hyps"]:
+            write_hyps(out_root / "wfst" / name / "hyp.txt", result["hyps"][f"wfst@{best_scale}"])
+    if pool is not None:
+        pool.close()
+        pool.join()
+    (out_root / ".done").touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

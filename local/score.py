@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Scoring stage: error rates of every decoding, per test set and method.
+
+    local/score.py --exp-dir exp/moe_4e --lang-dir data/lang --cuts-dir data/fbank \
+        --sets test_read test_chat test_spon
+
+Reads <exp-dir>/decode/<model>/<method>/<set>/hyp.txt (local/decode.py) and writes
+next to it recogs.txt, errs.txt (per-utterance alignments) and summary.txt, then
+<exp-dir>/results.json: {test set: {method: error rate (%)}}.
+
+The metric of each method:
+  wfst        CER: the recognised words' characters against the transcript's.
+  ctc_greedy  the CTC output is a syllable sequence, not characters: its number is
+              the toned-syllable error rate against the transcript's lexicon
+              pronunciation. With one syllable per character it is the CER that a
+              perfect syllable-to-character converter would reach, a lower bound
+              on any greedy CER.
+results_detail.json adds, for both methods, the toned and toneless syllable
+error rates, so that they can be compared on the same units too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from speechmoe.logs import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--lang-dir", type=Path, required=True)
+    p.add_argument("--cuts-dir", type=Path, required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--model", default="", help="decode/<model> dir (default: the newest)")
+    return p
+
+
+def read_hyps(path: Path) -> dict[str, list[str]]:
+    out = {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            utt, _, hyp = line.rstrip("\n").partition("\t")
+            out[utt] = hyp.split()
+    return out
+
+
+def toneless(units: list[str]) -> list[str]:
+    return [re.sub(r"[1-5]$", "", u) for u in units]
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from lhotse import CutSet
+
+    from speechmoe.data.dataset import cut_words
+    from speechmoe.lang.tokenizer import LexiconTokenizer, OOVError
+    from speechmoe.scoring import score
+    from speechmoe.text import characters
+
+    log = setup_logger(args.exp_dir / "log" / "score.log")
+    decode_root = args.exp_dir / "decode"
+    models = sorted(decode_root.glob("*/.done"), key=lambda p: p.stat().st_mtime)
+    if args.model:
+        model_dir = decode_root / args.model
+    elif models:
+        model_dir = models[-1].parent
+    else:
+        log.error("%s: no finished decoding (run local/decode.py first)", decode_root)
+        return 1
+    tok = LexiconTokenizer(args.lang_dir)
+
+    def units(words: list[str]) -> list[str] | None:
+        try:
+            return tok.units(words)
+        except OOVError:
+            return None
+
+    results, detail = {}, {"model": model_dir.name}
+    lines = [f"{'test set':<12} {'method':<11} {'metric':<8} {'rate':>7} {'toned SER':>10} "
+             f"{'toneless':>9} utts"]
+    for name in args.sets:
+        cuts = CutSet.from_file(args.cuts_dir / f"cuts_{name}.jsonl.gz")
+        ref_words = {c.id: cut_words(c) for c in cuts}
+        ref_units = {u: units(w) for u, w in ref_words.items()}
+        missing = [u for u, x in ref_units.items() if x is None]
+        if missing:
+            log.warning("%s: %d references have no syllable form; left out of syllable rates",
+                        name, len(missing))
+        ref_units = {u: x for u, x in ref_units.items() if x is not None}
+        for method in ("ctc_greedy", "wfst"):
+            hyp_path = model_dir / method / name / "hyp.txt"
+            if not hyp_path.is_file():
+                continue
+            hyps = read_hyps(hyp_path)
+            out_dir = hyp_path.parent
+            if method == "wfst":
+                main_stats = score({u: list(characters(w)) for u, w in ref_words.items()},
+                                   {u: list(characters(h)) for u, h in hyps.items()},
+                                   out_dir, f"{model_dir.name} {method} {name}: CER")
+                hyp_units = {u: units(h) or [] for u, h in hyps.items()}
+                metric = "CER"
+            else:
+                hyp_units = hyps
+                main_stats = score(ref_units, hyp_units, out_dir,
+                                   f"{model_dir.name} {method} {name}: toned-syllable ER")
+                metric = "SER"
+            toned = score(ref_units, hyp_units)
+            tl = score({u: toneless(x) for u, x in ref_units.items()},
+                       {u: toneless(x) for u, x in hyp_units.items()})
+            results.setdefault(name, {})[method] = round(main_stats.rate, 2)
+            detail.setdefault(name, {})[method] = {
+                "metric": metric, "rate": round(main_stats.rate, 2),
+                "toned_syllable_er": round(toned.rate, 2),
+                "toneless_syllable_er": round(tl.rate, 2), "utterances": main_stats.utts,
+                "counts": main_stats.to_dict()}
+            lines.append(f"{name:<12} {method:<11} {metric:<8} {main_stats.rate:>6.2f}% "
+                         f"{toned.rate:>9.2f}% {tl.rate:>8.2f}% {main_stats.utts}")
+    (args.exp_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (args.exp_dir / "results_detail.json").write_text(json.dumps(detail, indent=1,
+                                                                 ensure_ascii=False))
+    table = "\n".join(lines)
+    (model_dir / "summary.txt").write_text(table + "\n", encoding="utf-8")
+    log.info("results of %s:\n%s", model_dir.name, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Training stage: train a SpeechMoE system (chosen by its model config) with CTC.
+
+    local/train.py --exp-dir exp/moe_4e --model-config conf/model/moe_4e.yaml \
+        --lang-dir data/lang --train-cuts data/fbank/cuts_train.jsonl.gz \
+        --dev-cuts data/fbank/cuts_dev.jsonl.gz --cmvn data/fbank/cmvn.pt --num-epochs 10
+
+Rerunning the same command resumes from the newest complete checkpoint in
+--exp-dir. Logs go to <exp-dir>/log/train.log and TensorBoard to
+<exp-dir>/tensorboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from speechmoe.train.trainer import TrainParams, train
+
+HELP = {
+    "num_epochs": "epochs to train",
+    "max_duration": "seconds of audio per batch",
+    "num_buckets": "duration buckets of the DynamicBucketingSampler",
+    "lr": "peak learning rate (AdamW)",
+    "warmup_steps": "linear warm-up steps, then inverse square-root decay",
+    "weight_decay": "AdamW weight decay",
+    "grad_clip": "gradient-norm clipping",
+    "seed": "random seed (model init, sampler)",
+    "num_workers": "DataLoader worker processes",
+    "log_interval": "steps between log lines / TensorBoard points / routing statistics",
+    "save_every_n": "steps between mid-epoch checkpoints (0: epoch ends only)",
+    "keep_last_n": "mid-epoch checkpoints to keep",
+    "max_bad_steps": "consecutive non-finite losses before the run stops",
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--exp-dir", required=True)
+    p.add_argument("--model-config", required=True, help="model/loss YAML (a paper system)")
+    p.add_argument("--lang-dir", required=True, help="dir with tokens.txt and lexicon.txt")
+    p.add_argument("--train-cuts", required=True, nargs="+",
+                   help="cut manifests with features")
+    p.add_argument("--dev-cuts", required=True)
+    p.add_argument("--cmvn", required=True, help="global CMVN statistics (cmvn.pt)")
+    p.add_argument("--model-overrides", default="{}",
+                   help='JSON merged into the model config, e.g. \'{"num_layers": 2}\'')
+    for f in dataclasses.fields(TrainParams):
+        if f.name in HELP:
+            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
+                           default=f.default, help=HELP[f.name])
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    kwargs = vars(args)
+    try:
+        kwargs["model_overrides"] = json.loads(kwargs["model_overrides"])
+    except json.JSONDecodeError as exc:
+        print(f"train.py: error: --model-overrides is not JSON: {exc}", file=sys.stderr)
+        return 2
+    train(TrainParams(**kwargs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Corpora, manifests and batches."""

@@ -1,0 +1,93 @@
+"""Batches for training and decoding: lhotse cuts with stored fbank -> padded model input.
+
+    cuts --DynamicBucketingSampler--> CutSet per batch --AsrDataset--> {features, lengths,
+    targets, target_lengths, cut_ids, texts}
+
+Deltas, global CMVN and 8-frame stacking / subsampling by 3 are applied here,
+per utterance, from the stored 40-dim fbank.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+
+from speechmoe.features import FeatureConfig, GlobalCMVN, add_deltas, num_output_frames, \
+    stack_and_subsample
+from speechmoe.lang.tokenizer import LexiconTokenizer, OOVError, ctc_min_frames
+
+log = logging.getLogger("speechmoe")
+
+
+def cut_words(cut) -> list[str]:
+    """The transcript of a cut as words (supervision texts are space-separated words)."""
+    return " ".join(s.text or "" for s in cut.supervisions).split()
+
+
+def model_input(fbank: torch.Tensor, cmvn: Optional[GlobalCMVN], cfg: FeatureConfig):
+    feats = add_deltas(fbank, cfg.delta_order, cfg.delta_window)
+    if cmvn is not None:
+        feats = cmvn.normalize(feats)
+    return stack_and_subsample(feats, cfg.stack, cfg.subsample)
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Map-style dataset whose index is a CutSet (one batch), as lhotse samplers yield."""
+
+    def __init__(self, cmvn: Optional[GlobalCMVN], tokenizer: Optional[LexiconTokenizer] = None,
+                 feature_config: FeatureConfig = FeatureConfig()):
+        self.cmvn = cmvn
+        self.tokenizer = tokenizer
+        self.cfg = feature_config
+
+    def __getitem__(self, cuts) -> dict:
+        cuts = cuts.sort_by_duration(ascending=False)
+        feats = [model_input(torch.from_numpy(c.load_features()), self.cmvn, self.cfg)
+                 for c in cuts]
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        batch = {
+            "features": torch.nn.utils.rnn.pad_sequence(feats, batch_first=True),
+            "lengths": lengths,
+            "cut_ids": [c.id for c in cuts],
+            "texts": [cut_words(c) for c in cuts],
+        }
+        if self.tokenizer is not None:
+            targets = [torch.tensor(self.tokenizer.encode(w)) for w in batch["texts"]]
+            batch["targets"] = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True)
+            batch["target_lengths"] = torch.tensor([len(t) for t in targets])
+        return batch
+
+
+def filter_trainable(cuts, tokenizer: LexiconTokenizer, cfg: FeatureConfig = FeatureConfig(),
+                     name: str = "cuts"):
+    """Keep the cuts CTC can train on; report every excluded one and why.
+
+    Excluded: no features, an empty transcript, a word or unit outside the lang
+    dir (OOV), and a transcript longer than CTC can align to the utterance's
+    output frames. Returns (kept CutSet, list of (cut id, reason)).
+    """
+    from lhotse import CutSet
+
+    kept, dropped = [], []
+    for cut in cuts:
+        try:
+            if not cut.has_features:
+                raise OOVError("no features (the feature stage dropped or skipped it)")
+            ids = tokenizer.encode(cut_words(cut))
+            frames = num_output_frames(cut.num_frames, cfg.subsample)
+            need = ctc_min_frames(ids)
+            if need > frames:
+                raise OOVError(f"{len(ids)} labels need {need} CTC frames, the utterance has "
+                               f"{frames} ({cut.duration:.2f} s)")
+        except OOVError as exc:
+            dropped.append((cut.id, str(exc)))
+            continue
+        kept.append(cut)
+    for cut_id, reason in dropped[:20]:
+        log.warning("%s: excluding %s: %s", name, cut_id, reason)
+    if dropped:
+        log.warning("%s: excluded %d of %d utterances%s", name, len(dropped),
+                    len(dropped) + len(kept), " (first 20 listed)" if len(dropped) > 20 else "")
+    return CutSet.from_cuts(kept), dropped

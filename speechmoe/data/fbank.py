@@ -1,0 +1,146 @@
+"""Feature extraction stage: 40-dim fbank for every cut, stored with lhotse, bad audio reported.
+
+The fbank itself is speechmoe.features.fbank (kaldifeat, or lhotse's torch
+Fbank with identical options). Deltas, CMVN and frame stacking are applied on
+the fly when batches are made (they are cheap and keep the storage small).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from speechmoe.features import FeatureConfig, fbank
+
+log = logging.getLogger("speechmoe")
+
+
+@dataclass
+class SpeechMoEFbankConfig:
+    sample_rate: int = 16000
+    num_mel_bins: int = 40
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data):
+        return SpeechMoEFbankConfig(**data)
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(sample_rate=self.sample_rate, num_mel_bins=self.num_mel_bins,
+                             frame_length_ms=self.frame_length_ms,
+                             frame_shift_ms=self.frame_shift_ms)
+
+
+def _extractor_class():
+    """lhotse's FeatureExtractor wrapper around speechmoe.features.fbank (lhotse imported lazily)."""
+    from lhotse.features.base import FeatureExtractor, register_extractor
+
+    @register_extractor
+    class SpeechMoEFbank(FeatureExtractor):
+        name = "speechmoe-fbank"
+        config_type = SpeechMoEFbankConfig
+
+        def extract(self, samples, sampling_rate: int) -> np.ndarray:
+            samples = np.asarray(samples, dtype=np.float32)
+            if samples.ndim == 2:
+                samples = samples[0]
+            return fbank(samples, sampling_rate, self.config.feature_config()).numpy()
+
+        @property
+        def frame_shift(self) -> float:
+            return self.config.frame_shift_ms / 1000
+
+        def feature_dim(self, sampling_rate: int) -> int:
+            return self.config.num_mel_bins
+
+    return SpeechMoEFbank
+
+
+_EXTRACTOR = None
+
+
+def extractor(config: Optional[SpeechMoEFbankConfig] = None):
+    global _EXTRACTOR
+    if _EXTRACTOR is None:
+        _EXTRACTOR = _extractor_class()
+    return _EXTRACTOR(config or SpeechMoEFbankConfig())
+
+
+def check_audio(cut, expected_rate: int) -> Optional[str]:
+    """Why a cut's audio cannot be used, or None if it is fine."""
+    if cut.sampling_rate != expected_rate:
+        return f"sampled at {cut.sampling_rate} Hz, expected {expected_rate} Hz"
+    if cut.duration <= 0 or cut.num_samples == 0:
+        return "empty (zero length)"
+    return None
+
+
+def _source(cut) -> str:
+    """The audio file behind a cut, for error messages."""
+    try:
+        rec = cut.recording if hasattr(cut, "recording") and cut.recording is not None \
+            else cut.tracks[0].cut.recording
+        return str(rec.sources[0].source)
+    except Exception:
+        return "<unknown source>"
+
+
+def _work(args) -> tuple[list, list[tuple[str, str, str]]]:
+    cuts, storage_path, config = args
+    import torch
+    from lhotse import LilcomChunkyWriter
+
+    torch.set_num_threads(1)
+    ext = extractor(config)
+    done, bad = [], []
+    with LilcomChunkyWriter(storage_path) as writer:
+        for cut in cuts:
+            reason = check_audio(cut, config.sample_rate)
+            if reason is None:
+                try:
+                    done.append(cut.compute_and_store_features(ext, writer, mix_eagerly=True))
+                    continue
+                except Exception as exc:  # corrupt file, unreadable header, bad transform
+                    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}" \
+                        if str(exc).strip() else type(exc).__name__
+            bad.append((cut.id, _source(cut), reason))
+    return done, bad
+
+
+def compute_fbank(cuts, out_dir: Path, name: str, num_jobs: int = 2,
+                  config: Optional[SpeechMoEFbankConfig] = None):
+    """Compute and store fbank for `cuts`; return (cuts with features, [(id, file, reason)])."""
+    from lhotse import CutSet
+    from tqdm import tqdm
+
+    config = config or SpeechMoEFbankConfig()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cuts = list(cuts)
+    num_jobs = max(1, min(num_jobs, len(cuts)))
+    # Many small chunks so the progress bar moves; one storage file per chunk.
+    chunk = max(1, min(500, -(-len(cuts) // num_jobs)))
+    jobs = [(cuts[i:i + chunk], out_dir / f"feats_{name}.{i // chunk:04d}.lca", config)
+            for i in range(0, len(cuts), chunk)]
+    done, bad = [], []
+    if num_jobs == 1:
+        results = map(_work, jobs)
+    else:
+        pool = ProcessPoolExecutor(num_jobs)
+        results = pool.map(_work, jobs)
+    with tqdm(total=len(cuts), desc=f"fbank {name}", mininterval=2.0) as bar:
+        for d, b in results:
+            done.extend(d)
+            bad.extend(b)
+            bar.update(len(d) + len(b))
+    if num_jobs > 1:
+        pool.shutdown()
+    return CutSet.from_cuts(done), bad

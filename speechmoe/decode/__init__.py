@@ -1,0 +1,1 @@
+"""Decoding CTC outputs: greedy (best path) and WFST search over TLG graphs."""

@@ -1,0 +1,1 @@
+"""Language side: units and lexicons, n-gram LMs, decoding graphs."""

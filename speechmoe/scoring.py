@@ -1,0 +1,78 @@
+"""Error rates with kaldialign, and the files a decoding run leaves behind.
+
+For every (test set, method) a directory with:
+  recogs.txt   utt_id <TAB> ref=... <TAB> hyp=...
+  errs.txt     per-utterance alignment (ref / hyp pairs, * for a gap) and counts
+  summary.txt  the error rate with insertions, deletions, substitutions
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+EPS = "*"
+
+
+@dataclass
+class ErrorStats:
+    ref_len: int = 0
+    ins: int = 0
+    dels: int = 0
+    subs: int = 0
+    utts: int = 0
+    utts_with_errors: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.ins + self.dels + self.subs
+
+    @property
+    def rate(self) -> float:
+        """Error rate in percent."""
+        return 100.0 * self.errors / max(self.ref_len, 1)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "errors": self.errors, "rate": round(self.rate, 3)}
+
+
+def align(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[str, str]]:
+    import kaldialign
+
+    return kaldialign.align(list(ref), list(hyp), EPS)
+
+
+def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
+          out_dir: Path | None = None, title: str = "") -> ErrorStats:
+    """Align every utterance; write recogs/errs/summary under out_dir if given."""
+    stats = ErrorStats()
+    recog_lines, err_lines = [], []
+    for utt in sorted(refs):
+        ref, hyp = list(refs[utt]), list(hyps.get(utt, []))
+        pairs = align(ref, hyp)
+        ins = sum(1 for r, _ in pairs if r == EPS)
+        dels = sum(1 for _, h in pairs if h == EPS)
+        subs = sum(1 for r, h in pairs if r != h and EPS not in (r, h))
+        stats.ref_len += len(ref)
+        stats.ins += ins
+        stats.dels += dels
+        stats.subs += subs
+        stats.utts += 1
+        stats.utts_with_errors += int(ins + dels + subs > 0)
+        recog_lines.append(f"{utt}\tref={' '.join(ref)}\thyp={' '.join(hyp)}\n")
+        if ins + dels + subs:
+            shown = " ".join(r if r == h else f"({r}->{h})" for r, h in pairs)
+            err_lines.append(f"{utt}\tS={subs} D={dels} I={ins}\t{shown}\n")
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recogs.txt").write_text("".join(recog_lines), encoding="utf-8")
+        (out_dir / "errs.txt").write_text("".join(err_lines), encoding="utf-8")
+        (out_dir / "summary.txt").write_text(
+            f"{title}\n%ER {stats.rate:.2f} [ {stats.errors} / {stats.ref_len}, {stats.ins} ins, "
+            f"{stats.dels} del, {stats.subs} sub ]\n{stats.utts_with_errors} of {stats.utts} "
+            f"utterances with errors\n", encoding="utf-8")
+        (out_dir / "summary.json").write_text(json.dumps(stats.to_dict(), indent=1))
+    return stats

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The corpus-independent stages of a speechmoe recipe, sourced by egs/<corpus>/run.sh
+# after its own stage 0 (data preparation into $data/manifests/cuts_<set>.jsonl.gz and
+# the LM text). Every stage calls one Python script in local/; the scripts skip outputs
+# that are complete (done markers, written last) and redo anything half-written.
+#
+#   1  RIR simulation: a bank of room impulse responses (pyroomacoustics) and noise;
+#      a reverberant copy of $train_set ($train_set_rvb, --rvb-fraction of it), and
+#      the sets in $degrade_sets made from <set>_dry with held-out RIRs + noise
+#   2  features: 40-dim fbank for every set, global CMVN from the training sets
+#   3  lang: units, lexicon, Kneser-Ney LM ($lm_order), G, TLG
+#   4  training of conf/model/$model.yaml
+#   5  decoding: CTC greedy and WFST, acoustic scale tuned on $dev_set
+#   6  scoring: per-utterance alignments, summaries, $exp_dir/results.json
+#
+# Variables the recipe sets before sourcing (with these meanings):
+#   stage stop_stage nj data exp train_set dev_set test_sets degrade_sets
+#   num_rirs heldout_rirs rvb_fraction lm_text lm_order lm_cutoffs lm_prune
+#   model model_overrides num_epochs max_duration lr warmup_steps save_every_n
+#   avg beam max_active acoustic_scales
+
+log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
+die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
+
+speechmoe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+local_dir=$speechmoe_root/local
+exp_dir=$exp/$model
+train_sets="$train_set"
+[ "$rvb_fraction" != 0 ] && train_sets="$train_set ${train_set}_rvb"
+all_sets="$train_sets $dev_set $test_sets"
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: RIR simulation and reverberant / noisy copies"
+  if [ ! -f "$data/rir/noise.jsonl.gz" ]; then
+    python "$local_dir/simulate_rir.py" bank --out-dir "$data/rir" --num-rirs "$num_rirs" \
+      --heldout "$heldout_rirs" || die "RIR simulation failed"
+  fi
+  if [ "$rvb_fraction" != 0 ] && [ ! -f "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" ]; then
+    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
+      --fraction "$rvb_fraction" --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
+      --cuts-out "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" || die "reverberation failed"
+  fi
+  for s in $degrade_sets; do
+    [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
+    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_heldout.jsonl.gz" \
+      --noise "$data/rir/noise.jsonl.gz" --snr 5,20 --keep-ids --seed 1 \
+      --cuts-in "$data/manifests/cuts_${s}_dry.jsonl.gz" \
+      --cuts-out "$data/manifests/cuts_$s.jsonl.gz" || die "degrading $s failed"
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: fbank features and global CMVN"
+  # shellcheck disable=SC2086
+  python "$local_dir/compute_fbank.py" --manifest-dir "$data/manifests" --out-dir "$data/fbank" \
+    --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" || die "feature extraction failed"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: lang (units, lexicon, $lm_order-gram LM, TLG)"
+  python "$local_dir/prepare_lang.py" --lm-text "$lm_text" --out-dir "$data/lang" \
+    --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" || die "lang stage failed"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "Stage 4: training $model ($exp_dir)"
+  train_cuts=""
+  for s in $train_sets; do train_cuts="$train_cuts $data/fbank/cuts_$s.jsonl.gz"; done
+  # shellcheck disable=SC2086
+  python "$local_dir/train.py" --exp-dir "$exp_dir" --model-config "conf/model/$model.yaml" \
+    --lang-dir "$data/lang" --train-cuts $train_cuts \
+    --dev-cuts "$data/fbank/cuts_$dev_set.jsonl.gz" --cmvn "$data/fbank/cmvn.pt" \
+    --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
+    --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
+    --model-overrides "$model_overrides" || die "training failed (log: $exp_dir/log/train.log)"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: decoding (CTC greedy, WFST)"
+  # shellcheck disable=SC2086
+  python "$local_dir/decode.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
+    --cmvn "$data/fbank/cmvn.pt" --cuts-dir "$data/fbank" --sets $test_sets \
+    --tune-set "$dev_set" --avg "$avg" --beam "$beam" --max-active "$max_active" \
+    --acoustic-scales "$acoustic_scales" --num-jobs "$nj" \
+    || die "decoding failed (log: $exp_dir/log/decode.log)"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: scoring"
+  # shellcheck disable=SC2086
+  python "$local_dir/score.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
+    --cuts-dir "$data/fbank" --sets $test_sets || die "scoring failed"
+  log "results: $exp_dir/results.json"
+  cat "$exp_dir/results.json"
+fi
