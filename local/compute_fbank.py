@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
+from speechmoe.data.audio import report_bad
 from speechmoe.data.fbank import compute_fbank
 from speechmoe.features import FeatureConfig, GlobalCMVN, add_deltas
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,18 +56,15 @@ def main(argv=None) -> int:
         if not src.is_file():
             log.error("%s: not found (run the data preparation / RIR stages first)", src)
             return 1
-        cuts, bad = compute_fbank(CutSet.from_file(src), out, name, args.num_jobs)
-        with (out / f"bad_audio_{name}.txt").open("w", encoding="utf-8") as f:
-            for cut_id, path, reason in bad:
-                f.write(f"{cut_id}\t{path}\t{reason}\n")
-                log.warning("%s: %s (%s): %s; left out", name, path, cut_id, reason)
+        source = CutSet.from_file(src)
+        cuts, bad = compute_fbank(source, out, name, args.num_jobs)
+        report_bad(log, name, bad, len(source), out / f"bad_audio_{name}.txt")
         tmp = out / f"cuts_{name}.tmp.jsonl.gz"
         cuts.to_file(tmp)
         tmp.replace(target)
         hours = sum(c.duration for c in cuts) / 3600
-        log.info("%s: %d cuts, %.2f h of features; %d bad audio files left out%s", name,
-                 len(cuts), hours, len(bad),
-                 f" (list: {out / f'bad_audio_{name}.txt'})" if bad else "")
+        log.info("%s: %d cuts, %.2f h of features; %d bad audio files left out", name,
+                 len(cuts), hours, len(bad))
         (out / f".{name}.done").touch()
 
     cmvn_path = out / "cmvn.pt"
@@ -90,4 +88,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 
 _DECODER = None
 
@@ -186,4 +186,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

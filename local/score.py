@@ -27,7 +27,7 @@ import re
 import sys
 from pathlib import Path
 
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -132,4 +132,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

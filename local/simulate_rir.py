@@ -25,7 +25,7 @@ from pathlib import Path
 
 from speechmoe.data.rir import RoomConfig, add_noise, noise_bank, reverberate, rir_bank, \
     split_heldout
-from speechmoe.logs import setup_logger
+from speechmoe.logs import cli_main, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -95,4 +95,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

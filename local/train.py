@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 
+from speechmoe.logs import cli_main
 from speechmoe.train.trainer import TrainParams, train
 
 HELP = {
@@ -68,4 +69,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -25,3 +25,31 @@ def setup_logger(log_file: str | Path | None = None, name: str = "speechmoe",
         h.setFormatter(fmt)
         logger.addHandler(h)
     return logger
+
+
+def cli_main(main, argv=None) -> int:
+    """Run a stage script's main(); a known error becomes one line on stderr and exit code 2.
+
+    Known errors are the ones whose message says what to fix: bad configs, missing
+    files, unusable data, a training run that cannot go on. Anything else keeps its
+    traceback (a bug); SPEECHMOE_DEBUG=1 keeps it for every error.
+    """
+    import os
+
+    from speechmoe.config import ConfigError
+
+    known: tuple = (ConfigError, FileNotFoundError, ValueError)
+    try:
+        from speechmoe.train.trainer import NonFiniteLossError
+
+        known += (NonFiniteLossError,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return main(argv)
+    except known as exc:
+        if os.environ.get("SPEECHMOE_DEBUG"):
+            raise
+        prog = os.path.basename(sys.argv[0])
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

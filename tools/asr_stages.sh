@@ -18,6 +18,9 @@
 #   num_rirs heldout_rirs rvb_fraction lm_text lm_order lm_cutoffs lm_prune
 #   model model_overrides num_epochs max_duration lr warmup_steps save_every_n
 #   avg beam max_active acoustic_scales
+# and optionally (defaults in brackets):
+#   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
+#   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
 die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
@@ -57,9 +60,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "Stage 3: lang (units, lexicon, $lm_order-gram LM, TLG)"
+  log "Stage 3: lang (${unit_type:-syllable} units, lexicon, $lm_order-gram LM, TLG)"
   python "$local_dir/prepare_lang.py" --lm-text "$lm_text" --out-dir "$data/lang" \
-    --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" || die "lang stage failed"
+    --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" \
+    --unit-type "${unit_type:-syllable}" --bpe-vocab-size "${bpe_vocab_size:-500}" \
+    || die "lang stage failed"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -40,9 +40,9 @@ lm_prune=0
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
 num_epochs=5
-max_duration=200
+max_duration=120
 lr=0.002
-warmup_steps=500
+warmup_steps=300
 save_every_n=200
 avg=2
 beam=16
@@ -62,7 +62,7 @@ if $tiny; then
   num_rirs=12; heldout_rirs=3; rvb_fraction=1.0
   lm_order=2; lm_cutoffs=0,2
   model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 128, "ffn_dim": 256, "attention_ffn_dim": 256}'
-  num_epochs=8; max_duration=60; lr=0.003; warmup_steps=50; save_every_n=50; avg=2
+  num_epochs=30; max_duration=60; lr=0.003; warmup_steps=50; save_every_n=200; avg=2
   beam=10; max_active=1000; acoustic_scales=0.7,1.0
 fi
 

