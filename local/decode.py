@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     from speechmoe.features import GlobalCMVN
     from speechmoe.lang.graph import read_tokens
     from speechmoe.scoring import score
-    from speechmoe.text import characters
+    from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
     from speechmoe.train.trainer import checkpoint_for_decoding, load_model_for_inference
 
     log = setup_logger(args.exp_dir / "log" / "decode.log")
@@ -162,15 +162,16 @@ def main(argv=None) -> int:
     best_scale = scales[0]
     if pool is not None and len(scales) > 1:
         tuned = run(args.tune_set, scales)
-        refs = {u: list(characters(w)) for u, w in tuned["refs"].items()}
-        cer = {s: score(refs, {u: list(characters(w)) for u, w in
-                               tuned["hyps"][f"wfst@{s}"].items()}).rate for s in scales}
-        best_scale = min(scales, key=lambda s: cer[s])
-        log.info("acoustic scale on %s: CER %s -> %.2f", args.tune_set,
-                 {s: round(c, 2) for s, c in cer.items()}, best_scale)
+        metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
+        refs = {u: scoring_tokens(w, metric) for u, w in tuned["refs"].items()}
+        rates = {s: score(refs, {u: scoring_tokens(w, metric) for u, w in
+                                 tuned["hyps"][f"wfst@{s}"].items()}).rate for s in scales}
+        best_scale = min(scales, key=lambda s: rates[s])
+        log.info("acoustic scale on %s: %s %s -> %.2f", args.tune_set, metric,
+                 {s: round(c, 2) for s, c in rates.items()}, best_scale)
         (out_root / "wfst").mkdir(parents=True, exist_ok=True)
         (out_root / "wfst" / "acoustic_scale.json").write_text(json.dumps(
-            {"tune_set": args.tune_set, "cer": cer, "best": best_scale}, indent=1))
+            {"tune_set": args.tune_set, metric.lower(): rates, "best": best_scale}, indent=1))
 
     for name in args.sets:
         result = run(name, [best_scale])

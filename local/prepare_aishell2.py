@@ -74,9 +74,13 @@ def get_parser() -> argparse.ArgumentParser:
 def locate(corpus_dir: Path) -> Path:
     """The directory that contains AISHELL-2/, from what the user pointed at."""
     corpus_dir = corpus_dir.expanduser()
-    for cand in (corpus_dir, corpus_dir.parent, corpus_dir.parent.parent):
-        if (cand / "AISHELL-2" / "iOS").is_dir():
-            return cand
+    if (corpus_dir / "AISHELL-2" / "iOS").is_dir():
+        return corpus_dir
+    # the AISHELL-2 dir itself, or its iOS dir, are taken for what they are
+    if corpus_dir.name == "AISHELL-2" and (corpus_dir / "iOS").is_dir():
+        return corpus_dir.parent
+    if corpus_dir.name == "iOS" and corpus_dir.parent.name == "AISHELL-2":
+        return corpus_dir.parent.parent
     if not corpus_dir.is_dir():
         raise CorpusLayoutError(f"AISHELL-2 corpus directory {corpus_dir} does not exist. "
                                 f"{OBTAIN}.")
@@ -104,7 +108,7 @@ def check_layout(root: Path) -> None:
             + "\n  ".join(missing) + f"\n{OBTAIN}.")
 
 
-def read_trans(path: Path, excluded: list, log) -> tuple[dict[str, str], bool]:
+def read_trans(path: Path, excluded: list) -> tuple[dict[str, str], bool]:
     """trans.txt -> {utt: raw text}; also whether lhotse would choke on it (blank lines)."""
     from speechmoe.data.manifests import Excluded
 
@@ -126,13 +130,13 @@ def read_trans(path: Path, excluded: list, log) -> tuple[dict[str, str], bool]:
     return out, unsafe
 
 
-def scan_part(root: Path, part: str, num_jobs: int, log):
+def scan_part(root: Path, part: str, num_jobs: int):
     """Pre-check one part: ({utt: wav path} usable, {utt: raw text}, [Excluded], unsafe)."""
     from speechmoe.data.manifests import Excluded, check_wavs
 
     part_dir = root / "AISHELL-2" / "iOS" / PARTS[part][0]
     excluded: list = []
-    trans, unsafe = read_trans(part_dir / "trans.txt", excluded, log)
+    trans, unsafe = read_trans(part_dir / "trans.txt", excluded)
     wavs: dict[str, Path] = {}
     for path in sorted((part_dir / "wav").rglob("*.wav")):
         utt = path.stem
@@ -144,10 +148,10 @@ def scan_part(root: Path, part: str, num_jobs: int, log):
             excluded.append(Excluded(utt, str(path), "no transcript in trans.txt"))
         else:
             wavs[utt] = path
-    for utt in sorted(set(trans) - set(wavs)):
-        if not any(e.utt == utt for e in excluded):
-            excluded.append(Excluded(utt, str(part_dir / "wav" / "*" / f"{utt}.wav"),
-                                     "audio missing (listed in trans.txt, no such wav)"))
+    reported = {e.utt for e in excluded}
+    for utt in sorted(set(trans) - set(wavs) - reported):
+        excluded.append(Excluded(utt, str(part_dir / "wav" / "*" / f"{utt}.wav"),
+                                 "audio missing (listed in trans.txt, no such wav)"))
     bad = check_wavs(list(wavs.values()), SAMPLE_RATE, num_jobs)
     for utt, path in list(wavs.items()):
         if str(path) in bad:
@@ -211,7 +215,7 @@ def main(argv=None) -> int:
 
     usable, trans, excluded, unsafe = {}, {}, {}, False
     for part in PARTS:
-        usable[part], trans[part], excluded[part], u = scan_part(root, part, args.num_jobs, log)
+        usable[part], trans[part], excluded[part], u = scan_part(root, part, args.num_jobs)
         unsafe |= u
         log.info("%s: %d transcripts, %d usable wavs, %d problems", part, len(trans[part]),
                  len(usable[part]), len(excluded[part]))
@@ -227,10 +231,15 @@ def main(argv=None) -> int:
         make_view(view, root, usable, trans)
     from lhotse.recipes.aishell2 import prepare_aishell2
 
-    logging.getLogger().setLevel(logging.ERROR)  # its per-file warnings are ours, reported
-    parts = prepare_aishell2(view or root, output_dir=None, num_jobs=args.num_jobs)
-    if view is not None:
-        shutil.rmtree(view)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    root_logger.setLevel(logging.ERROR)  # its per-file warnings repeat ours
+    try:
+        parts = prepare_aishell2(view or root, output_dir=None, num_jobs=args.num_jobs)
+    finally:
+        root_logger.setLevel(level)
+        if view is not None:
+            shutil.rmtree(view, ignore_errors=True)
 
     from speechmoe.data.manifests import Excluded, make_cut, normalize_mandarin, \
         report_excluded, write_lines, write_manifests

@@ -8,7 +8,7 @@ Reads <exp-dir>/decode/<model>/<method>/<set>/hyp.txt (local/decode.py) and writ
 next to it recogs.txt, errs.txt (per-utterance alignments) and summary.txt, then
 <exp-dir>/results.json: {test set: {method: error rate (%)}}.
 
-The metric of each method:
+The metric of each method, for a syllable lang dir (lang.json: metric CER):
   wfst        CER: the recognised words' characters against the transcript's.
   ctc_greedy  the CTC output is a syllable sequence, not characters: its number is
               the toned-syllable error rate against the transcript's lexicon
@@ -17,6 +17,9 @@ The metric of each method:
               on any greedy CER.
 results_detail.json adds, for both methods, the toned and toneless syllable
 error rates, so that they can be compared on the same units too.
+For a BPE lang dir (metric WER, or CER if the lang stage was asked for it) both
+methods are scored on words: the greedy pieces are joined into words first;
+results_detail.json adds the piece error rate.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def main(argv=None) -> int:
     from lhotse import CutSet
 
     from speechmoe.data.dataset import cut_words
-    from speechmoe.lang.tokenizer import LexiconTokenizer, OOVError
+    from speechmoe.lang.tokenizer import OOVError, make_tokenizer, read_lang_info, \
+        scoring_tokens
     from speechmoe.scoring import score
-    from speechmoe.text import characters
 
     log = setup_logger(args.exp_dir / "log" / "score.log")
     decode_root = args.exp_dir / "decode"
@@ -74,7 +77,9 @@ def main(argv=None) -> int:
     else:
         log.error("%s: no finished decoding (run local/decode.py first)", decode_root)
         return 1
-    tok = LexiconTokenizer(args.lang_dir)
+    tok = make_tokenizer(args.lang_dir)
+    lang_metric = read_lang_info(args.lang_dir)["metric"]
+    syllables = not hasattr(tok, "words_from_units")  # BPE pieces join back into words
 
     def units(words: list[str]) -> list[str] | None:
         try:
@@ -83,16 +88,18 @@ def main(argv=None) -> int:
             return None
 
     results, detail = {}, {"model": model_dir.name}
-    lines = [f"{'test set':<12} {'method':<11} {'metric':<8} {'rate':>7} {'toned SER':>10} "
-             f"{'toneless':>9} utts"]
+    lines = [f"{'test set':<12} {'method':<11} {'metric':<8} {'rate':>7} "
+             + (f"{'toned SER':>10} {'toneless':>9} utts" if syllables else
+                f"{'piece ER':>10} utts")]
     for name in args.sets:
         cuts = CutSet.from_file(args.cuts_dir / f"cuts_{name}.jsonl.gz")
         ref_words = {c.id: cut_words(c) for c in cuts}
         ref_units = {u: units(w) for u, w in ref_words.items()}
         missing = [u for u, x in ref_units.items() if x is None]
         if missing:
-            log.warning("%s: %d references have no syllable form; left out of syllable rates",
-                        name, len(missing))
+            kind = "syllable" if syllables else "piece"
+            log.warning("%s: %d references have no %s form; left out of %s rates", name,
+                        len(missing), kind, kind)
         ref_units = {u: x for u, x in ref_units.items() if x is not None}
         for method in ("ctc_greedy", "wfst"):
             hyp_path = model_dir / method / name / "hyp.txt"
@@ -100,21 +107,32 @@ def main(argv=None) -> int:
                 continue
             hyps = read_hyps(hyp_path)
             out_dir = hyp_path.parent
-            if method == "wfst":
-                main_stats = score({u: list(characters(w)) for u, w in ref_words.items()},
-                                   {u: list(characters(h)) for u, h in hyps.items()},
-                                   out_dir, f"{model_dir.name} {method} {name}: CER")
-                hyp_units = {u: units(h) or [] for u, h in hyps.items()}
-                metric = "CER"
-            else:
+            if method == "ctc_greedy" and syllables:
                 hyp_units = hyps
                 main_stats = score(ref_units, hyp_units, out_dir,
                                    f"{model_dir.name} {method} {name}: toned-syllable ER")
                 metric = "SER"
+            else:
+                if method == "ctc_greedy":  # BPE pieces join into words
+                    hyp_units, hyps = hyps, {u: tok.words_from_units(h) for u, h in hyps.items()}
+                else:
+                    hyp_units = {u: units(h) or [] for u, h in hyps.items()}
+                metric = lang_metric
+                main_stats = score({u: scoring_tokens(w, metric) for u, w in ref_words.items()},
+                                   {u: scoring_tokens(h, metric) for u, h in hyps.items()},
+                                   out_dir, f"{model_dir.name} {method} {name}: {metric}")
             toned = score(ref_units, hyp_units)
+            results.setdefault(name, {})[method] = round(main_stats.rate, 2)
+            if not syllables:
+                detail.setdefault(name, {})[method] = {
+                    "metric": metric, "rate": round(main_stats.rate, 2),
+                    "piece_er": round(toned.rate, 2), "utterances": main_stats.utts,
+                    "counts": main_stats.to_dict()}
+                lines.append(f"{name:<12} {method:<11} {metric:<8} {main_stats.rate:>6.2f}% "
+                             f"{toned.rate:>9.2f}% {main_stats.utts}")
+                continue
             tl = score({u: toneless(x) for u, x in ref_units.items()},
                        {u: toneless(x) for u, x in hyp_units.items()})
-            results.setdefault(name, {})[method] = round(main_stats.rate, 2)
             detail.setdefault(name, {})[method] = {
                 "metric": metric, "rate": round(main_stats.rate, 2),
                 "toned_syllable_er": round(toned.rate, 2),

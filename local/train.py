@@ -8,6 +8,10 @@
 Rerunning the same command resumes from the newest complete checkpoint in
 --exp-dir. Logs go to <exp-dir>/log/train.log and TensorBoard to
 <exp-dir>/tensorboard.
+
+Data-parallel training: launch the same command with torchrun (NCCL on GPUs,
+gloo on CPU), e.g. `torchrun --standalone --nproc-per-node 4 local/train.py ...`;
+see speechmoe/train/distributed.py for several machines.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ HELP = {
     "save_every_n": "steps between mid-epoch checkpoints (0: epoch ends only)",
     "keep_last_n": "mid-epoch checkpoints to keep",
     "max_bad_steps": "consecutive non-finite losses before the run stops",
+    "device": "auto (CUDA if available), cuda or cpu",
 }
 
 
@@ -49,6 +54,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", required=True, help="global CMVN statistics (cmvn.pt)")
     p.add_argument("--model-overrides", default="{}",
                    help='JSON merged into the model config, e.g. \'{"num_layers": 2}\'')
+    p.add_argument("--log-batches", action="store_true",
+                   help="every rank writes the cut ids of its batches to "
+                        "<exp-dir>/log/batches.rank<R>.jsonl")
     for f in dataclasses.fields(TrainParams):
         if f.name in HELP:
             p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),

@@ -72,36 +72,89 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tens
     return loss / lengths.sum().clamp_min(1)
 
 
-def _layer_mean(values: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(values)).mean()
+def globalize(stats: list[torch.Tensor], reduce) -> list[torch.Tensor]:
+    """Batch statistics summed over every rank, differentiable in this rank's share.
+
+    Each returned tensor has the value of the global sum and the gradient of the
+    local one: x + (reduce(x) - x).detach(). A loss built from these statistics
+    has its global value on every rank, and the sum over ranks of the local
+    gradients is the gradient of that global loss. reduce=None: one process.
+    """
+    if reduce is None:
+        return stats
+    flat = torch.cat([x.detach().reshape(-1).double() for x in stats])
+    total = reduce(flat)
+    out, i = [], 0
+    for x in stats:
+        g = total[i:i + x.numel()].view_as(x).to(x.dtype)
+        i += x.numel()
+        out.append(x + (g - x.detach()))
+    return out
+
+
+def _ctc_sum(log_probs, lengths, targets, target_lengths, blank) -> torch.Tensor:
+    return F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths, target_lengths,
+                      blank=blank, reduction="sum", zero_infinity=False)
 
 
 def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
-                   cfg: LossConfig, blank: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+                   cfg: LossConfig, blank: int = 0,
+                   reduce=None) -> tuple[torch.Tensor, dict[str, float]]:
     """The total loss of eq. 12 and its parts (as floats, for logging).
 
-    output: a speechmoe.model.ModelOutput.
+    output: a speechmoe.model.ModelOutput. reduce: for data-parallel training, a
+    function summing a 1-D tensor over all ranks; every statistic the losses are
+    made of (CTC sums, frame counts, per-expert importance and dispatch counts) is
+    then taken over the global batch, so that L_m and L_b, which are not sums
+    over frames, follow the paper's batch definition exactly.
     """
+    use_routing = bool(output.routing) and (cfg.alpha > 0 or (
+        cfg.beta > 0 and cfg.balance in ("mean_importance", "switch")))
+    use_emb = cfg.gamma > 0
+    if use_emb and output.embedding_log_probs is None:
+        raise ValueError("loss.gamma > 0 needs the embedding network's log-probs: "
+                         "run the model with with_embedding_loss=True")
+
+    frames = output.lengths.sum().to(torch.float32)
+    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank), frames]
+    if use_emb:
+        stats.append(_ctc_sum(output.embedding_log_probs, output.lengths, targets,
+                              target_lengths, blank))
+    layers = output.routing if use_routing else []
+    for r in layers:
+        p = r.probs.float()
+        unit = p / p.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
+        stats += [unit.abs().sum(), p.sum(dim=0), r.counts.to(torch.float32)]
+    stats = globalize(stats, reduce)
+
     parts: dict[str, torch.Tensor] = {}
-    total = parts["ctc"] = ctc_loss(output.log_probs, output.lengths, targets,
-                                    target_lengths, blank)
-    routing: list[RoutingInfo] = [r for r in output.routing if r.probs.shape[0] > 0]
-    if routing:
+    frames_g = stats[1].clamp_min(1)
+    total = parts["ctc"] = stats[0] / frames_g  # L_c, per frame
+    rest = stats[3:] if use_emb else stats[2:]
+    if use_emb:
+        parts["embedding_ctc"] = stats[2] / frames_g
+    if layers:
+        sparsity, importance, balance = [], [], []
+        for k in range(len(layers)):
+            l1_sum, imp_sum, counts = rest[3 * k: 3 * k + 3]
+            m = counts.sum().clamp_min(1)
+            n = imp_sum.numel()
+            sparsity.append(l1_sum / m)  # eq. 9
+            importance.append(n * (imp_sum / m).pow(2).sum())  # eq. 10-11
+            balance.append(n * ((counts / m).detach() * (imp_sum / m)).sum())  # eq. 7
         if cfg.alpha > 0:
-            parts["sparsity"] = _layer_mean([sparsity_l1(r.probs) for r in routing])
+            parts["sparsity"] = _layer_mean(sparsity)
             total = total + cfg.alpha * parts["sparsity"]
         if cfg.balance == "mean_importance" and cfg.beta > 0:
-            parts["importance"] = _layer_mean([mean_importance(r.probs) for r in routing])
+            parts["importance"] = _layer_mean(importance)
             total = total + cfg.beta * parts["importance"]
         elif cfg.balance == "switch" and cfg.beta > 0:
-            parts["balance"] = _layer_mean([switch_balance(r.probs, r.expert_index)
-                                            for r in routing])
+            parts["balance"] = _layer_mean(balance)
             total = total + cfg.beta * parts["balance"]
-    if cfg.gamma > 0:
-        if output.embedding_log_probs is None:
-            raise ValueError("loss.gamma > 0 needs the embedding network's log-probs: "
-                             "run the model with with_embedding_loss=True")
-        parts["embedding_ctc"] = ctc_loss(output.embedding_log_probs, output.lengths,
-                                          targets, target_lengths, blank)
+    if use_emb:
         total = total + cfg.gamma * parts["embedding_ctc"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _layer_mean(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(values)).mean()

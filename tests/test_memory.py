@@ -11,7 +11,8 @@ def make_block(d=3, n1=5, s1=2, n2=1, s2=1):
     block = MemoryBlock(d, n1, s1, n2, s2)
     with torch.no_grad():
         block.lookback.normal_()
-        block.lookahead.normal_()
+        if block.lookahead is not None:
+            block.lookahead.normal_()
     return block
 
 
@@ -22,7 +23,7 @@ def test_memory_block_equals_the_dfsmn_formula(n1, s1, n2, s2):
     x = torch.randn(1, T, 4)
     y = block(x)
     a = block.lookback[:, 0, :].detach()  # a[:, k] multiplies h[t - s1 * (n1 - k)]
-    c = block.lookahead[:, 0, :].detach()  # c[:, j-1] multiplies h[t + s2 * j]
+    c = block.lookahead[:, 0, :].detach() if n2 else None  # c[:, j-1] multiplies h[t + s2 j]
     ref = x.clone()
     for t in range(T):
         for i in range(n1 + 1):

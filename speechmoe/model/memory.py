@@ -33,7 +33,9 @@ class MemoryBlock(nn.Module):
         # the current frame (i = 0). Zero initialisation starts the layer as
         # the identity, which keeps deep residual stacks stable at the start.
         self.lookback = nn.Parameter(torch.zeros(d_model, 1, lookback_order + 1))
-        self.lookahead = nn.Parameter(torch.zeros(d_model, 1, lookahead_order))
+        # No parameter at all without look-ahead: an unused one would upset DDP.
+        self.lookahead = nn.Parameter(torch.zeros(d_model, 1, lookahead_order)) \
+            if lookahead_order > 0 else None
 
     @property
     def context(self) -> tuple[int, int]:
@@ -51,7 +53,7 @@ class MemoryBlock(nn.Module):
         # out[t] = sum_k a_k h[t - s1*(N1 - k)], k = 0..N1
         m = F.conv1d(F.pad(h, (back, 0)), self.lookback, dilation=self.lookback_stride,
                      groups=d)
-        if self.lookahead_order > 0:
+        if self.lookahead is not None:
             # out[t] = sum_{j=1}^{N2} c_j h[t + s2*j]: shift left by s2, pad the end.
             s2 = self.lookahead_stride
             shifted = F.pad(h, (0, ahead))[:, :, s2:]

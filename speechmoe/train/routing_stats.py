@@ -38,6 +38,20 @@ class RoutingTracker:
             self.max_prob[i] += float(p.max(-1).values.sum())
         self.frames += int(routing[0].counts.sum())
 
+    def all_reduce(self, reduce) -> None:
+        """Sum the statistics over all ranks (reduce: a 1-D tensor sum over ranks)."""
+        if not self.counts:
+            return
+        n = len(self.counts)
+        flat = torch.cat([torch.stack(self.counts).double().reshape(-1),
+                          torch.tensor(self.entropy + self.max_prob + [self.frames],
+                                       dtype=torch.float64)])
+        total = reduce(flat)
+        k = self.counts[0].numel()
+        self.counts = [c.round().long() for c in total[: n * k].view(n, k)]
+        rest = total[n * k:].tolist()
+        self.entropy, self.max_prob, self.frames = rest[:n], rest[n:2 * n], int(rest[-1])
+
     def summary(self) -> list[dict]:
         out = []
         for i, counts in enumerate(self.counts):

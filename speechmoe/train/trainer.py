@@ -15,6 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 import torch
 
 from speechmoe.config import SystemConfig, config_from_dict, load_config
@@ -24,6 +25,7 @@ from speechmoe.losses import speechmoe_loss
 from speechmoe.logs import setup_logger
 from speechmoe.train.checkpoint import latest_checkpoint, load_checkpoint, \
     prune_step_checkpoints, save_checkpoint
+from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train.routing_stats import RoutingTracker
 
 log = logging.getLogger("speechmoe")
@@ -50,6 +52,8 @@ class TrainParams:
     save_every_n: int = 200  # mid-epoch checkpoint interval (steps); 0 = epoch ends only
     keep_last_n: int = 2  # mid-epoch checkpoints kept
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
+    device: str = "auto"  # auto (CUDA if available), cuda or cpu
+    log_batches: bool = False  # every rank writes its batches' cut ids per step
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
 
     def to_dict(self) -> dict:
@@ -78,8 +82,9 @@ def build_system(params: TrainParams, vocab_size: int) -> SystemConfig:
     return load_config(params.model_config, overrides=overrides)
 
 
-def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int = 0):
-    """lhotse's DynamicBucketingSampler over an in-memory CutSet."""
+def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int = 0,
+                 world_size: int = 1, rank: int = 0):
+    """lhotse's DynamicBucketingSampler over an in-memory CutSet (each rank its own batches)."""
     import warnings
 
     from lhotse.dataset import DynamicBucketingSampler
@@ -87,19 +92,17 @@ def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, see
     with warnings.catch_warnings():  # it suggests lazy manifests; ours fit in memory
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
         return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle,
-                                       num_buckets=num_buckets, seed=seed, drop_last=False)
+                                       num_buckets=num_buckets, seed=seed, drop_last=False,
+                                       world_size=world_size, rank=rank)
 
 
-def make_loader(cuts, dataset, params: TrainParams, shuffle: bool, seed: int):
-    sampler = make_sampler(cuts, params.max_duration, params.num_buckets, shuffle, seed)
-    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
-                                         num_workers=params.num_workers,
-                                         persistent_workers=False)
-    return sampler, loader
+def make_loader(sampler, dataset, num_workers: int):
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
+                                       num_workers=num_workers, persistent_workers=False)
 
 
 @torch.no_grad()
-def validate(model, loader, system: SystemConfig) -> dict:
+def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) -> dict:
     """Dev-set CTC loss (per frame) and greedy token error rate."""
     import kaldialign
 
@@ -109,8 +112,12 @@ def validate(model, loader, system: SystemConfig) -> dict:
     tot_loss = tot_frames = errs = ref_len = 0.0
     tracker = RoutingTracker()
     for batch in loader:
-        out = model(batch["features"], batch["lengths"], with_embedding_loss=False)
-        _, parts = speechmoe_loss(out, batch["targets"], batch["target_lengths"],
+        if not batch["cut_ids"]:
+            continue
+        out = model(batch["features"].to(device), batch["lengths"].to(device),
+                    with_embedding_loss=False)
+        _, parts = speechmoe_loss(out, batch["targets"].to(device),
+                                  batch["target_lengths"].to(device),
                                   dataclasses.replace(system.loss, gamma=0.0))
         frames = int(batch["lengths"].sum())
         tot_loss += parts["ctc"] * frames
@@ -126,169 +133,260 @@ def validate(model, loader, system: SystemConfig) -> dict:
             "routing": tracker}
 
 
-def train(params: TrainParams) -> Path:
-    from lhotse import CutSet
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
+class Trainer:
+    """One training run: set-up and resume, epochs of steps, validation, checkpoints.
 
-    from speechmoe.data.dataset import AsrDataset, filter_trainable
-    from speechmoe.lang.tokenizer import LexiconTokenizer
-    from speechmoe.model import build_model
+    Under torchrun each rank holds one Trainer; rank 0 alone writes the log file,
+    TensorBoard, the per-step loss log and the checkpoints, and runs validation.
+    """
 
-    exp_dir = Path(params.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    logger = setup_logger(exp_dir / "log" / "train.log")
-    for path in [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts]:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
+    def __init__(self, params: TrainParams):
+        from lhotse import CutSet
+        from torch.utils.tensorboard import SummaryWriter
 
-    tokenizer = LexiconTokenizer(params.lang_dir)
-    system = build_system(params, tokenizer.vocab_size)
-    cmvn = GlobalCMVN.load(params.cmvn)
-    feat_cfg = FeatureConfig()
-    if system.model.input_dim != feat_cfg.model_dim:
-        raise ValueError(f"{params.model_config}: model.input_dim={system.model.input_dim} but "
-                         f"the features have {feat_cfg.model_dim} dims")
+        from speechmoe.data.dataset import AsrDataset, filter_trainable
+        from speechmoe.lang.tokenizer import LexiconTokenizer
+        from speechmoe.model import build_model
 
-    for stale in exp_dir.glob(".*.pt.*.tmp"):  # a save killed before its rename
-        logger.warning("removing %s, left by a run killed while saving", stale)
-        stale.unlink()
-    start_epoch, step, resume = 1, 0, latest_checkpoint(exp_dir)
-    seed_everything(params.seed)
-    model = build_model(system.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
-                                  weight_decay=params.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(params.warmup_steps))
-    sampler_state = None
-    if resume is not None:
+        self.params = params
+        self.dist = init_distributed(params.device)
+        self.exp_dir = exp_dir = Path(params.exp_dir)
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        self.log = setup_logger(exp_dir / "log" / "train.log") if self.dist.is_main else \
+            setup_logger(None, level=logging.ERROR)  # rank 0 reports for everyone
+        for path in [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts]:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
+
+        tokenizer = LexiconTokenizer(params.lang_dir)
+        self.system = system = build_system(params, tokenizer.vocab_size)
+        feat_cfg = FeatureConfig()
+        if system.model.input_dim != feat_cfg.model_dim:
+            raise ValueError(f"{params.model_config}: model.input_dim={system.model.input_dim} "
+                             f"but the features have {feat_cfg.model_dim} dims")
+        if self.dist.is_main:
+            for stale in exp_dir.glob(".*.pt.*.tmp"):  # a save killed before its rename
+                self.log.warning("removing %s, left by a run killed while saving", stale)
+                stale.unlink()
+        barrier(self.dist)
+
+        seed_everything(params.seed)
+        self.model = build_model(system.model).to(self.dist.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr,
+                                           weight_decay=params.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lr_lambda(params.warmup_steps))
+        self.start_epoch, self.step, sampler_state = self._restore()
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # No find_unused_parameters: the dispatch runs every expert, an idle one on
+            # zero frames, so every parameter gets a (possibly zero) gradient each step.
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.dist.device.index]
+                if self.dist.device.type == "cuda" else None)
+        else:
+            self.ddp = self.model
+        num_params = sum(p.numel() for p in self.model.parameters())
+        self.log.info("model %s: %.2fM parameters, %d classes, %d process(es) on %s, config %s",
+                      system.name, num_params / 1e6, system.model.num_classes,
+                      self.dist.world_size, self.dist.device, json.dumps(system.to_dict()))
+        if self.dist.is_main:
+            (exp_dir / "params.json").write_text(json.dumps(
+                {"train": params.to_dict(), "system": system.to_dict(),
+                 "world_size": self.dist.world_size}, indent=1))
+
+        train_cuts = CutSet.from_files(params.train_cuts) if len(params.train_cuts) > 1 \
+            else CutSet.from_file(params.train_cuts[0])
+        train_cuts, _ = filter_trainable(train_cuts.to_eager(), tokenizer, feat_cfg, "train")
+        if len(train_cuts) == 0:
+            raise ValueError("no trainable utterance left in " + ", ".join(params.train_cuts))
+        dataset = AsrDataset(cmvn=GlobalCMVN.load(params.cmvn), tokenizer=tokenizer,
+                             feature_config=feat_cfg)
+        self.sampler = make_sampler(train_cuts, params.max_duration, params.num_buckets, True,
+                                    params.seed, self.dist.world_size, self.dist.rank)
+        self.loader = make_loader(self.sampler, dataset, params.num_workers)
+        self.sampler_state = sampler_state
+        self.total_hours = sum(c.duration for c in train_cuts) / 3600
+        self.dev_loader = None
+        if self.dist.is_main:
+            dev_cuts, _ = filter_trainable(CutSet.from_file(params.dev_cuts).to_eager(),
+                                           tokenizer, feat_cfg, "dev")
+            self.dev_loader = make_loader(
+                make_sampler(dev_cuts, params.max_duration, params.num_buckets, False),
+                dataset, params.num_workers)
+            self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
+            # Per-step losses, appended across resumes (a resumed run continues the sequence).
+            self.losses_log = (exp_dir / "log" / "losses.jsonl").open("a", encoding="utf-8")
+        self.reduce = all_reduce_sum if self.dist.enabled else None
+        self.batches_log = (exp_dir / "log" / f"batches.rank{self.dist.rank}.jsonl").open(
+            "a", encoding="utf-8") if params.log_batches else None
+        self.tracker = RoutingTracker()
+        self.bad_in_a_row = self.skipped = 0
+
+    def _restore(self) -> tuple[int, int, Optional[dict]]:
+        """(first epoch, global step, sampler state) from the newest complete checkpoint."""
+        resume = latest_checkpoint(self.exp_dir)
+        if resume is None:
+            return 1, 0, None
         ckpt = load_checkpoint(resume)
-        if ckpt["model_config"] != system.to_dict():
+        if ckpt["model_config"] != self.system.to_dict():
             raise ValueError(f"{resume}: was trained with another model config; use a new "
-                             f"--exp-dir or the same config ({params.model_config})")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
-        start_epoch = int(ckpt["epoch"]) + (1 if ckpt.get("epoch_done", True) else 0)
-        sampler_state = None if ckpt.get("epoch_done", True) else ckpt["sampler"]
+                             f"--exp-dir or the same config ({self.params.model_config})")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
         if "torch_rng" in ckpt:
             torch.set_rng_state(ckpt["torch_rng"])
-        logger.info("resuming from %s (epoch %d, step %d)", resume, start_epoch, step)
-    num_params = sum(p.numel() for p in model.parameters())
-    logger.info("model %s: %.2fM parameters, %d classes, config %s", system.name,
-                num_params / 1e6, system.model.num_classes, json.dumps(system.to_dict()))
-    (exp_dir / "params.json").write_text(json.dumps(
-        {"train": params.to_dict(), "system": system.to_dict()}, indent=1))
+        epoch_done = ckpt.get("epoch_done", True)
+        start_epoch = int(ckpt["epoch"]) + (1 if epoch_done else 0)
+        self.log.info("resuming from %s (epoch %d, step %d)", resume, start_epoch, ckpt["step"])
+        return start_epoch, int(ckpt["step"]), None if epoch_done else ckpt["sampler"]
 
-    train_cuts = CutSet.from_files(params.train_cuts) if len(params.train_cuts) > 1 \
-        else CutSet.from_file(params.train_cuts[0])
-    train_cuts, _ = filter_trainable(train_cuts.to_eager(), tokenizer, feat_cfg, "train")
-    dev_cuts, _ = filter_trainable(CutSet.from_file(params.dev_cuts).to_eager(), tokenizer,
-                                   feat_cfg, "dev")
-    if len(train_cuts) == 0:
-        raise ValueError("no trainable utterance left in " + ", ".join(params.train_cuts))
-    dataset = AsrDataset(cmvn, tokenizer, feat_cfg)
-    train_sampler, train_loader = make_loader(train_cuts, dataset, params, True, params.seed)
-    _, dev_loader = make_loader(dev_cuts, dataset, params, False, 0)
+    def state(self, epoch: int, epoch_done: bool) -> dict:
+        return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(), sampler=self.sampler.state_dict(),
+                    epoch=epoch, epoch_done=epoch_done, step=self.step,
+                    params=self.params.to_dict(), model_config=self.system.to_dict(),
+                    torch_rng=torch.get_rng_state())
 
-    writer = SummaryWriter(str(exp_dir / "tensorboard"))
-    # Per-step losses, appended across resumes (a resumed run continues the sequence).
-    losses_log = (exp_dir / "log" / "losses.jsonl").open("a", encoding="utf-8")
-    tracker = RoutingTracker()
-    model.train()
-    bad_in_a_row = 0
-    total_hours = sum(c.duration for c in train_cuts) / 3600
+    def save(self, name: str, epoch: int, epoch_done: bool) -> Path:
+        path = self.exp_dir / name
+        if self.dist.is_main:
+            save_checkpoint(path, **self.state(epoch, epoch_done))
+        return path
 
-    skipped = 0
+    def skip_step(self, reason: str, batch: dict, epoch: int) -> None:
+        """Skip a step whose loss or gradient is not finite; stop after too many in a row.
 
-    def skip_step(reason: str, batch: dict, epoch: int) -> None:
-        """Skip a step whose loss or gradient is not finite; stop after too many in a row."""
-        nonlocal bad_in_a_row, skipped
-        bad_in_a_row += 1
-        skipped += 1
-        logger.warning("epoch %d step %d: %s on cuts %s; step skipped (%d in a row, %d in all)",
-                       epoch, step, reason, batch["cut_ids"][:4], bad_in_a_row, skipped)
-        writer.add_scalar("train/skipped_steps", skipped, step)
-        if bad_in_a_row >= params.max_bad_steps:
-            # The skipped steps never touched the weights: this checkpoint is the last good state.
-            path = exp_dir / f"checkpoint-{step}.pt"
-            save_checkpoint(path, **state(epoch, False))
+        The loss is the global one, so every rank takes the same decision.
+        """
+        self.bad_in_a_row += 1
+        self.skipped += 1
+        self.log.warning("epoch %d step %d: %s on cuts %s; step skipped (%d in a row, %d in "
+                         "all)", epoch, self.step, reason, batch["cut_ids"][:4],
+                         self.bad_in_a_row, self.skipped)
+        if self.dist.is_main:
+            self.writer.add_scalar("train/skipped_steps", self.skipped, self.step)
+        if self.bad_in_a_row >= self.params.max_bad_steps:
+            # The skipped steps never touched the weights: this is the last good state.
+            path = self.save(f"checkpoint-{self.step}.pt", epoch, False)
             raise NonFiniteLossError(
-                f"{bad_in_a_row} steps in a row with a non-finite loss or gradient (last: "
-                f"{reason}); stopped at step {step}. The last good weights are in {path}. "
+                f"{self.bad_in_a_row} steps in a row with a non-finite loss or gradient (last: "
+                f"{reason}); stopped at step {self.step}. The last good weights are in {path}. "
                 "Lower --lr, check the data of the cuts named in the log, or raise "
                 "--max-bad-steps.")
 
-    def state(epoch: int, epoch_done: bool) -> dict:
-        return dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), sampler=train_sampler.state_dict(),
-                    epoch=epoch, epoch_done=epoch_done, step=step, params=params.to_dict(),
-                    model_config=system.to_dict(), torch_rng=torch.get_rng_state())
+    def train_step(self, batch: dict, epoch: int) -> Optional[tuple[float, dict]]:
+        dev = self.dist.device
+        out = self.ddp(batch["features"].to(dev), batch["lengths"].to(dev))
+        loss, parts = speechmoe_loss(out, batch["targets"].to(dev),
+                                     batch["target_lengths"].to(dev), self.system.loss,
+                                     reduce=self.reduce)
+        if not torch.isfinite(loss):
+            self.skip_step(f"non-finite loss {loss.item()} ({parts})", batch, epoch)
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages gradients over ranks; the loss is built from global statistics
+        # with this rank's share differentiable, so scaling by the world size makes the
+        # average the gradient of the global loss.
+        (loss * self.dist.world_size).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   self.params.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skip_step(f"non-finite gradient norm {grad_norm.item()}", batch, epoch)
+            return None
+        self.bad_in_a_row = 0
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.tracker.update(out.routing)
+        return loss.item(), {**parts, "grad_norm": float(grad_norm)}
 
-    for epoch in range(start_epoch, params.num_epochs + 1):
-        train_sampler.set_epoch(epoch)
-        if sampler_state is not None:
-            train_sampler.load_state_dict(sampler_state)  # fast-forwards to where it stopped
-            sampler_state = None
-        t0 = time.time()
-        seen_hours = 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch")
-        for batch in bar:
-            if not batch["cut_ids"]:
-                continue  # every cut of the batch had unreadable features (logged)
-            out = model(batch["features"], batch["lengths"])
-            loss, parts = speechmoe_loss(out, batch["targets"], batch["target_lengths"],
-                                         system.loss)
-            if not torch.isfinite(loss):
-                skip_step(f"non-finite loss {loss.item()} ({parts})", batch, epoch)
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-            if not torch.isfinite(grad_norm):
-                optimizer.zero_grad(set_to_none=True)
-                skip_step(f"non-finite gradient norm {grad_norm.item()}", batch, epoch)
-                continue
-            bad_in_a_row = 0
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses_log.write(json.dumps({"epoch": epoch, "step": step, "loss": loss.item(),
-                                         **parts}) + "\n")
-            losses_log.flush()
-            maybe_kill("step", step)
-            tracker.update(out.routing)
-            seen_hours += float(batch["lengths"].sum()) * 0.03 / 3600
-            if step % params.log_interval == 0:
-                lr = scheduler.get_last_lr()[0]
-                logger.info("epoch %d step %d: loss %.4f %s lr %.2e grad-norm %.2f", epoch,
-                            step, loss.item(), json.dumps({k: round(v, 4) for k, v in
-                                                           parts.items()}), lr, grad_norm)
-                writer.add_scalar("train/loss", loss.item(), step)
-                for k, v in parts.items():
-                    writer.add_scalar(f"train/{k}", v, step)
-                writer.add_scalar("train/lr", lr, step)
-                writer.add_scalar("train/grad_norm", float(grad_norm), step)
-                tracker.log(logger, writer, step)
-                tracker.reset()
-            bar.set_postfix(loss=f"{loss.item():.3f}", ctc=f"{parts['ctc']:.3f}")
-            if params.save_every_n and step % params.save_every_n == 0:
-                save_checkpoint(exp_dir / f"checkpoint-{step}.pt", **state(epoch, False))
-                prune_step_checkpoints(exp_dir, params.keep_last_n)
-        bar.close()
-        valid = validate(model, dev_loader, system)
-        logger.info("epoch %d done in %.0f s (%.2f h of %.2f h seen): dev ctc %.4f, dev greedy "
-                    "TER %.2f%%", epoch, time.time() - t0, seen_hours, total_hours,
-                    valid["ctc"], valid["ter"])
-        valid["routing"].log(logger, writer, step, prefix="dev")
-        writer.add_scalar("dev/ctc", valid["ctc"], step)
-        writer.add_scalar("dev/greedy_ter", valid["ter"], step)
-        save_checkpoint(exp_dir / f"epoch-{epoch}.pt", **state(epoch, True))
-        prune_step_checkpoints(exp_dir, 0)  # the epoch checkpoint supersedes them
-    writer.close()
-    losses_log.close()
-    logger.info("training finished: %d epochs, %d steps", params.num_epochs, step)
-    return exp_dir
+    def run(self) -> Path:
+        from tqdm import tqdm
+
+        p = self.params
+        for epoch in range(self.start_epoch, p.num_epochs + 1):
+            self.sampler.set_epoch(epoch)
+            if self.sampler_state is not None:
+                # Every rank restores rank 0's state: lhotse keeps the rank itself, and the
+                # number of batches to fast-forward is the same on every rank.
+                self.sampler.load_state_dict(self.sampler_state)
+                self.sampler_state = None
+            t0, seen_hours = time.time(), 0.0
+            bar = tqdm(self.loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch",
+                       disable=not self.dist.is_main)
+            for batch in bar:
+                result = self.train_step(batch, epoch)
+                if result is None:
+                    continue
+                loss, parts = result
+                if self.batches_log is not None:
+                    self.batches_log.write(json.dumps({"step": self.step,
+                                                       "cut_ids": batch["cut_ids"]}) + "\n")
+                    self.batches_log.flush()
+                seen_hours += float(batch["lengths"].sum()) * 0.03 / 3600
+                if self.dist.is_main:
+                    self.losses_log.write(json.dumps(
+                        {"epoch": epoch, "step": self.step, "loss": loss,
+                         **{k: v for k, v in parts.items() if k != "grad_norm"}}) + "\n")
+                    self.losses_log.flush()
+                    bar.set_postfix(loss=f"{loss:.3f}", ctc=f"{parts['ctc']:.3f}")
+                maybe_kill("step", self.step)
+                if self.step % p.log_interval == 0:
+                    self.log_step(epoch, loss, parts)
+                if p.save_every_n and self.step % p.save_every_n == 0:
+                    self.save(f"checkpoint-{self.step}.pt", epoch, False)
+                    if self.dist.is_main:
+                        prune_step_checkpoints(self.exp_dir, p.keep_last_n)
+            bar.close()
+            if self.dist.is_main:
+                valid = validate(self.model, self.dev_loader, self.system, self.dist.device)
+                self.log.info("epoch %d done in %.0f s (%.2f h of %.2f h seen by rank 0): dev "
+                              "ctc %.4f, dev greedy TER %.2f%%", epoch, time.time() - t0,
+                              seen_hours, self.total_hours, valid["ctc"], valid["ter"])
+                valid["routing"].log(self.log, self.writer, self.step, prefix="dev")
+                self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
+                self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
+                self.save(f"epoch-{epoch}.pt", epoch, True)
+                prune_step_checkpoints(self.exp_dir, 0)  # the epoch checkpoint supersedes them
+            barrier(self.dist)
+        if self.dist.is_main:
+            self.writer.close()
+            self.losses_log.close()
+        if self.batches_log is not None:
+            self.batches_log.close()
+        self.log.info("training finished: %d epochs, %d steps", p.num_epochs, self.step)
+        return self.exp_dir
+
+    def log_step(self, epoch: int, loss: float, parts: dict) -> None:
+        """Loss, learning rate and routing statistics (summed over ranks) every log_interval."""
+        if self.reduce is not None:
+            self.tracker.all_reduce(self.reduce)
+        if self.dist.is_main:
+            lr = self.scheduler.get_last_lr()[0]
+            grad_norm = parts.pop("grad_norm")
+            self.log.info("epoch %d step %d: loss %.4f %s lr %.2e grad-norm %.2f", epoch,
+                          self.step, loss, json.dumps({k: round(v, 4) for k, v in
+                                                       parts.items()}), lr, grad_norm)
+            w = self.writer
+            w.add_scalar("train/loss", loss, self.step)
+            for k, v in parts.items():
+                w.add_scalar(f"train/{k}", v, self.step)
+            w.add_scalar("train/lr", lr, self.step)
+            w.add_scalar("train/grad_norm", grad_norm, self.step)
+            self.tracker.log(self.log, w, self.step)
+        self.tracker.reset()
+
+
+def train(params: TrainParams) -> Path:
+    trainer = Trainer(params)
+    try:
+        return trainer.run()
+    finally:
+        cleanup(trainer.dist)
 
 
 def load_model_for_inference(path: str | Path):

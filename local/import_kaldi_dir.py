@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Stage 0 for any corpus in a Kaldi data dir: wav.scp + text (+ utt2spk, segments) -> cuts.
+
+    local/import_kaldi_dir.py --kaldi-dir /data/mycorpus/train --name train --out-dir data \
+        --text-norm lower --lm-text data/text/lm_text.txt
+
+The Kaldi data dir (one per set):
+
+    wav.scp    <REC> <path to an audio file>   or   <REC> <command producing wav> |
+    text       <UTT> <transcript>
+    utt2spk    <UTT> <SPK>                       (optional: speakers are then unknown)
+    segments   <UTT> <REC> <start s> <end s>     (optional: without it, UTT = REC and
+                                                  an utterance is the whole file)
+
+A missing dir or file stops the script at once, naming it. Then every utterance
+is checked and the unusable ones are excluded and reported by file and reason
+(<out-dir>/manifests/excluded_<name>.txt, with a count per reason): no wav.scp
+entry, audio missing, unreadable, empty or not at --sample-rate, a segment
+outside its recording, an empty or unspeakable transcript after --text-norm:
+
+    mandarin   Chinese segmented into words (jieba), numbers spoken out, English words
+               kept in upper case: for syllable units
+    lower      (or upper) any space-separated language: case folded, punctuation
+               dropped, words of letters/digits with inner apostrophes: for BPE units
+    none       the text as it is, split at spaces (normalised beforehand)
+
+Outputs: <out-dir>/manifests/{recordings,supervisions,cuts}_<name>.jsonl.gz (one
+MonoCut per utterance, id = UTT, text = words separated by spaces),
+<out-dir>/text/<name>.txt, and with --lm-text the set's transcripts as LM text
+(give it for the training set only). A finished set is skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechmoe.logs import cli_main, setup_logger
+
+REQUIRED = ("wav.scp", "text")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--kaldi-dir", type=Path, required=True, help="a Kaldi data dir (one set)")
+    p.add_argument("--name", required=True, help="set name: manifests/cuts_<name>.jsonl.gz")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--text-norm", default="lower", choices=["mandarin", "lower", "upper", "none"])
+    p.add_argument("--lm-text", type=Path, help="also write the transcripts here, as LM text")
+    p.add_argument("--sample-rate", type=int, default=16000,
+                   help="required sample rate (the features are 16 kHz)")
+    p.add_argument("--language", default=None, help="stored in the supervisions")
+    p.add_argument("--num-jobs", type=int, default=2)
+    return p
+
+
+def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, str], list[str]]:
+    """A Kaldi table "<key> <rest>" -> {key: rest}, and the problems of malformed lines."""
+    table: dict[str, str] = {}
+    problems = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = line.strip().split(maxsplit=1)
+            if len(fields) < min_fields:
+                problems.append(f"{path}:{n}: expected '<key> <value>', got {line.strip()!r}")
+                continue
+            key, rest = fields[0], fields[1] if len(fields) > 1 else ""
+            if key in table:
+                problems.append(f"{path}:{n}: {key} appears twice (the first line is used)")
+                continue
+            table[key] = rest
+    return table, problems
+
+
+def check_dir(kaldi_dir: Path) -> None:
+    if not kaldi_dir.is_dir():
+        raise FileNotFoundError(
+            f"Kaldi data dir {kaldi_dir} does not exist. Expected one dir per set with "
+            "wav.scp (<REC> <audio path or command |>), text (<UTT> <transcript>) and "
+            "optionally utt2spk and segments.")
+    missing = [str(kaldi_dir / f) for f in REQUIRED if not (kaldi_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"Kaldi data dir {kaldi_dir} is incomplete: missing "
+                                f"{', '.join(missing)}")
+
+
+def _probe_chunk(args):
+    from speechmoe.data.manifests import probe_audio
+
+    items, sample_rate = args
+    return [probe_audio(entry, rec_id, sample_rate) for rec_id, entry in items]
+
+
+def probe_all(entries: dict[str, str], sample_rate: int, num_jobs: int) -> dict[str, tuple]:
+    """{rec: (Recording or None, reason or None)} for every wav.scp entry asked for."""
+    items = sorted(entries.items())
+    if num_jobs <= 1 or len(items) < 200:
+        results = _probe_chunk((items, sample_rate))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunk = max(100, len(items) // (num_jobs * 20))
+        jobs = [(items[i:i + chunk], sample_rate) for i in range(0, len(items), chunk)]
+        with ProcessPoolExecutor(num_jobs) as pool:
+            results = [r for part in pool.map(_probe_chunk, jobs) for r in part]
+    return {rec_id: res for (rec_id, _), res in zip(items, results)}
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from speechmoe.data.manifests import Excluded, get_normalizer, make_cut, \
+        report_excluded, write_lines, write_manifests
+
+    out, name, kdir = args.out_dir, args.name, args.kaldi_dir
+    manifests = out / "manifests"
+    log = setup_logger(out / "log" / f"import_{name}.log")
+    done = manifests / f".{name}.import.done"
+    if done.is_file() and (manifests / f"cuts_{name}.jsonl.gz").is_file() and \
+            (args.lm_text is None or args.lm_text.is_file()):
+        log.info("%s: manifests exist, skipping (delete %s to redo)", name, done)
+        return 0
+    check_dir(kdir)
+    normalize = get_normalizer(args.text_norm)
+
+    wav_scp, problems = read_table(kdir / "wav.scp")
+    texts, p2 = read_table(kdir / "text", min_fields=1)
+    problems += p2
+    utt2spk, segments = {}, {}
+    if (kdir / "utt2spk").is_file():
+        utt2spk, p3 = read_table(kdir / "utt2spk")
+        problems += p3
+    else:
+        log.warning("%s: no utt2spk; speakers are unknown", kdir)
+    if (kdir / "segments").is_file():
+        segments, p4 = read_table(kdir / "segments")
+        problems += p4
+    for p in problems:
+        log.warning("%s", p)
+
+    excluded: list[Excluded] = []
+    # utterance -> (recording id, start, end or None)
+    where: dict[str, tuple[str, float, float | None]] = {}
+    for utt in texts:
+        if segments:
+            fields = segments.get(utt, "").split()
+            try:
+                rec, start, end = fields[0], float(fields[1]), float(fields[2])
+                if not 0 <= start < end:
+                    raise ValueError
+            except (IndexError, ValueError):
+                excluded.append(Excluded(utt, str(kdir / "segments"),
+                                         "no valid segments line (<UTT> <REC> <start> <end>)"))
+                continue
+            where[utt] = (rec, start, end)
+        else:
+            where[utt] = (utt, 0.0, None)
+    for utt, (rec, _, _) in list(where.items()):
+        if rec not in wav_scp:
+            excluded.append(Excluded(utt, str(kdir / "wav.scp"), f"no wav.scp entry for {rec}"))
+            del where[utt]
+
+    probed = probe_all({rec: wav_scp[rec] for rec, _, _ in where.values()}, args.sample_rate,
+                       args.num_jobs)
+    cuts, lm_lines = [], []
+    for utt in sorted(where):
+        rec_id, start, end = where[utt]
+        rec, reason = probed[rec_id]
+        source = wav_scp[rec_id]
+        if rec is None:
+            excluded.append(Excluded(utt, source, reason))
+            continue
+        if end is not None and end > rec.duration + 0.02:
+            excluded.append(Excluded(utt, source, f"segment {start:.2f}-{end:.2f} s is beyond "
+                                     f"the recording ({rec.duration:.2f} s)"))
+            continue
+        words, reason = normalize(texts[utt])
+        if words is None:
+            excluded.append(Excluded(utt, source, f"{reason} (transcript {texts[utt]!r})"))
+            continue
+        duration = None if end is None else min(end, rec.duration) - start
+        cuts.append(make_cut(utt, rec, words, speaker=utt2spk.get(utt), start=start,
+                             duration=duration, language=args.language))
+        lm_lines.append(" ".join(words))
+
+    referenced = {v.split()[0] for v in segments.values() if v.split()} if segments \
+        else set(texts)
+    stray = sorted(set(wav_scp) - referenced)
+    if stray:
+        log.info("%s: %d wav.scp entries have no utterance in text and are not used (e.g. %s)",
+                 name, len(stray), stray[0])
+    report_excluded(log, name, excluded, len(texts), manifests / f"excluded_{name}.txt")
+    if not cuts:
+        raise ValueError(f"{kdir}: no usable utterance (see {manifests / f'excluded_{name}.txt'})")
+    write_manifests(cuts, manifests, name)
+    write_lines(out / "text" / f"{name}.txt", (f"{c.id}\t{c.supervisions[0].text}" for c in cuts))
+    if args.lm_text is not None:
+        write_lines(args.lm_text, lm_lines)
+    hours = sum(c.duration for c in cuts) / 3600
+    log.info("%s: %d utterances, %.2f h, %d speakers -> %s", name, len(cuts), hours,
+             len({c.supervisions[0].speaker for c in cuts}), manifests / f"cuts_{name}.jsonl.gz")
+    done.touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))
