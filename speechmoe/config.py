@@ -25,6 +25,11 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or inconsistent."""
 
 
+def _need(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {msg}")
+
+
 @dataclass
 class ModelConfig:
     """Sizes of the acoustic model (paper section 4.3; defaults are MoE-4e)."""
@@ -61,8 +66,7 @@ class ModelConfig:
 
     def validate(self, where: str = "model") -> None:
         def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(f"{where}: {msg}")
+            _need(cond, where, msg)
 
         for name in ("input_dim", "num_classes", "d_model", "num_layers", "ffn_dim",
                      "num_experts", "attention_heads", "attention_ffn_dim"):
@@ -105,8 +109,7 @@ class LossConfig:
 
     def validate(self, model: ModelConfig, where: str = "loss") -> None:
         def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(f"{where}: {msg}")
+            _need(cond, where, msg)
 
         need(self.balance in BALANCE_LOSSES,
              f"balance must be one of {BALANCE_LOSSES}, got {self.balance!r}")

@@ -18,6 +18,10 @@
 #   num_rirs heldout_rirs rvb_fraction lm_text lm_order lm_cutoffs lm_prune
 #   model model_overrides num_epochs max_duration lr warmup_steps save_every_n
 #   avg beam max_active acoustic_scales
+# and optionally, for data-parallel training (torchrun; NCCL on GPUs, gloo on CPU):
+#   world_size      processes on this machine (GPUs; default 1 = no torchrun)
+#   torchrun_args   multi-node rendezvous, e.g. "--nnodes 2 --node-rank 0
+#                   --rdzv-backend c10d --rdzv-endpoint host0:29500" (run on every node)
 # and optionally (defaults in brackets):
 #   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
 #   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
@@ -71,8 +75,13 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "Stage 4: training $model ($exp_dir)"
   train_cuts=""
   for s in $train_sets; do train_cuts="$train_cuts $data/fbank/cuts_$s.jsonl.gz"; done
+  launcher="python"
+  if [ "${world_size:-1}" -gt 1 ] || [ -n "${torchrun_args:-}" ]; then
+    launcher="torchrun --nproc-per-node ${world_size:-1} ${torchrun_args:---standalone}"
+    log "data-parallel training: $launcher"
+  fi
   # shellcheck disable=SC2086
-  python "$local_dir/train.py" --exp-dir "$exp_dir" --model-config "conf/model/$model.yaml" \
+  $launcher "$local_dir/train.py" --exp-dir "$exp_dir" --model-config "conf/model/$model.yaml" \
     --lang-dir "$data/lang" --train-cuts $train_cuts \
     --dev-cuts "$data/fbank/cuts_$dev_set.jsonl.gz" --cmvn "$data/fbank/cmvn.pt" \
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \

@@ -4,6 +4,7 @@
 #   ./run.sh --corpus-dir /data/corpora                  # stages 0-6, system moe_4e
 #   ./run.sh --stage 4 --model b1                        # train and evaluate another system
 #   ./run.sh --stage 0 --stop-stage 0                    # data preparation only
+#   ./run.sh --stage 4 --world-size 8                    # train on 8 GPUs (torchrun)
 #
 # The corpus (licensed: https://www.aishelltech.com/aishell_2) is located by db.sh
 # ($AISHELL2) or --corpus-dir: the directory that CONTAINS AISHELL-2/, with the
@@ -47,6 +48,8 @@ lm_cutoffs=""
 lm_prune=1e-8
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
+world_size=1             # training processes on this machine (GPUs); >1 runs torchrun
+torchrun_args=""         # multi-node rendezvous (see tools/asr_stages.sh)
 num_epochs=10
 max_duration=300
 lr=0.001
@@ -61,6 +64,7 @@ help_message="Usage: $0 [options]
   --corpus-dir DIR             the directory that contains AISHELL-2/ (default: \$AISHELL2 from db.sh)
   --stage N / --stop-stage N   run stages N..M of 0-6 (default 0-6)
   --model NAME                 system to train: conf/model/NAME.yaml (default $model)
+  --world-size N               train on N GPUs of this machine (torchrun, data-parallel)
   --num-dev N --num-epochs N --nj N ... every variable at the top of run.sh is an option"
 
 . ../../tools/parse_options.sh

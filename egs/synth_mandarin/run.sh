@@ -47,12 +47,16 @@ save_every_n=200
 avg=2
 beam=16
 max_active=7000
-acoustic_scales=0.5,0.7,1.0,1.4
+acoustic_scales=0.7,1.0,1.4,2.0,2.8   # WFST acoustic scale candidates, chosen on dev
+# data-parallel training (stage 4): processes on this machine, and multi-node torchrun flags
+world_size=1
+torchrun_args=""
 
 help_message="Usage: $0 [options]
   --stage N / --stop-stage N   run stages N..M of 0-6 (default 0-6)
   --tiny true                  toy sizes for every stage (CI)
   --model NAME                 system to train: conf/model/NAME.yaml (default $model)
+  --world-size N               data-parallel training with N processes (torchrun)
   --num-train N --num-epochs N --nj N ... every variable at the top of run.sh is an option"
 
 . ../../tools/parse_options.sh

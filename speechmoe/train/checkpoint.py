@@ -42,22 +42,23 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     return ckpt
 
 
-def epoch_checkpoints(exp_dir: Path) -> dict[int, Path]:
-    out = {}
-    for p in Path(exp_dir).glob("epoch-*.pt"):
-        m = _EPOCH.match(p.name)
+def _numbered(exp_dir: Path, glob: str, pattern: re.Pattern) -> dict[int, Path]:
+    found = {}
+    for p in Path(exp_dir).glob(glob):
+        m = pattern.match(p.name)
         if m:
-            out[int(m.group(1))] = p
-    return dict(sorted(out.items()))
+            found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def epoch_checkpoints(exp_dir: Path) -> dict[int, Path]:
+    """{epoch: path} of the epoch-N.pt files, in order."""
+    return _numbered(exp_dir, "epoch-*.pt", _EPOCH)
 
 
 def step_checkpoints(exp_dir: Path) -> dict[int, Path]:
-    out = {}
-    for p in Path(exp_dir).glob("checkpoint-*.pt"):
-        m = _STEP.match(p.name)
-        if m:
-            out[int(m.group(1))] = p
-    return dict(sorted(out.items()))
+    """{global step: path} of the mid-epoch checkpoint-S.pt files, in order."""
+    return _numbered(exp_dir, "checkpoint-*.pt", _STEP)
 
 
 def latest_checkpoint(exp_dir: Path) -> Optional[Path]:
