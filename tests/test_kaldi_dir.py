@@ -202,7 +202,8 @@ def english_kaldi_corpus(root: Path) -> Path:
 
 
 TINY = ["--nj", "2", "--num-rirs", "3", "--rvb-fraction", "0", "--bpe-vocab-size", "60",
-        "--lm-order", "2", "--num-epochs", "4", "--max-duration", "40", "--lr", "0.003",
+        "--lm-order", "2", "--num-epochs", "12", "--max-duration", "40", "--lr", "0.003",
+        "--num-workers", "0",
         "--warmup-steps", "10", "--save-every-n", "0", "--avg", "2", "--beam", "8",
         "--max-active", "500", "--acoustic-scales", "0.7,1.0",
         "--model-overrides", json.dumps({"num_layers": 2, "embedding_layers": 1,

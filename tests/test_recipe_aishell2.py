@@ -252,7 +252,8 @@ def synth_corpus(root: Path) -> Path:
 
 
 TINY = ["--nj", "2", "--num-dev", "10", "--num-rirs", "3", "--heldout-rirs", "0",
-        "--rvb-fraction", "0.5", "--lm-order", "2", "--num-epochs", "4", "--max-duration", "40",
+        "--rvb-fraction", "0.5", "--lm-order", "2", "--num-epochs", "12", "--max-duration", "40",
+        "--num-workers", "0",
         "--lr", "0.003", "--warmup-steps", "10", "--save-every-n", "0", "--avg", "2",
         "--beam", "8", "--max-active", "500", "--acoustic-scales", "0.7,1.0",
         "--model-overrides", json.dumps({"num_layers": 2, "embedding_layers": 1,

@@ -25,6 +25,7 @@
 # and optionally (defaults in brackets):
 #   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
 #   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
+#   num_workers [train.py's default]: DataLoader worker processes of training
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
 die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
@@ -86,7 +87,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --dev-cuts "$data/fbank/cuts_$dev_set.jsonl.gz" --cmvn "$data/fbank/cmvn.pt" \
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
-    --model-overrides "$model_overrides" || die "training failed (log: $exp_dir/log/train.log)"
+    --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
+    || die "training failed (log: $exp_dir/log/train.log)"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -42,6 +42,7 @@ model=moe_4e             # conf/model/<model>.yaml (copy them in: see README.md)
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun
 torchrun_args=""         # multi-node rendezvous (see tools/asr_stages.sh)
+num_workers=1            # DataLoader workers of training (0: in the main process)
 num_epochs=10
 max_duration=200
 lr=0.001

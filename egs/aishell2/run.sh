@@ -50,6 +50,7 @@ model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e 
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun
 torchrun_args=""         # multi-node rendezvous (see tools/asr_stages.sh)
+num_workers=4            # DataLoader workers per training process
 num_epochs=10
 max_duration=300
 lr=0.001

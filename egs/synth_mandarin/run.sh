@@ -59,8 +59,11 @@ help_message="Usage: $0 [options]
   --world-size N               data-parallel training with N processes (torchrun)
   --num-train N --num-epochs N --nj N ... every variable at the top of run.sh is an option"
 
-. ../../tools/parse_options.sh
-
+# --tiny true: toy sizes for every stage (CI); options given explicitly still win.
+for arg in "$@"; do [ "$arg" = "--tiny=true" ] && tiny=true; done
+for ((i = 1; i < $#; i++)); do
+  j=$((i + 1)); [ "${!i}" = "--tiny" ] && [ "${!j}" = "true" ] && tiny=true
+done
 if $tiny; then
   num_train=300; num_dev=30; num_test=40
   num_rirs=12; heldout_rirs=3; rvb_fraction=1.0
@@ -69,6 +72,8 @@ if $tiny; then
   num_epochs=30; max_duration=60; lr=0.003; warmup_steps=50; save_every_n=200; avg=2
   beam=10; max_active=1000; acoustic_scales=0.7,1.0
 fi
+
+. ../../tools/parse_options.sh
 
 data=data
 exp=exp
