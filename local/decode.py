@@ -21,7 +21,6 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from speechmoe.logs import cli_main, setup_logger
@@ -57,13 +56,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def posteriors(model, cuts, cmvn, max_duration: float):
     """Yield (cut_id, (T, C) float32 numpy log-posteriors) for every cut, in batches."""
-    from lhotse.dataset import DynamicBucketingSampler
-
     from speechmoe.data.dataset import AsrDataset
+    from speechmoe.train.trainer import make_sampler
 
     dataset = AsrDataset(cmvn)
-    sampler = DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=False,
-                                      num_buckets=5)
+    sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
     with torch.no_grad():
         for batch_cuts in sampler:
             batch = dataset[batch_cuts]

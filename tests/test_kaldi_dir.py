@@ -201,11 +201,11 @@ def english_kaldi_corpus(root: Path) -> Path:
     return root
 
 
-TINY = ["--nj", "2", "--num-rirs", "3", "--rvb-fraction", "0", "--bpe-vocab-size", "60",
-        "--lm-order", "2", "--num-epochs", "12", "--max-duration", "40", "--lr", "0.003",
-        "--num-workers", "0",
-        "--warmup-steps", "10", "--save-every-n", "0", "--avg", "2", "--beam", "8",
-        "--max-active", "500", "--acoustic-scales", "0.7,1.0",
+# Tiny sizes; training in the main process (a DataLoader worker costs more than such an epoch).
+TINY = ["--nj", "2", "--num-rirs", "3", "--rvb-fraction", "0", "--bpe-vocab-size", "30",
+        "--lm-order", "2", "--num-epochs", "80", "--max-duration", "20", "--num-workers", "0",
+        "--lr", "0.01", "--warmup-steps", "20", "--save-every-n", "0", "--avg", "2",
+        "--beam", "8", "--max-active", "500", "--acoustic-scales", "0.7,1.0",
         "--model-overrides", json.dumps({"num_layers": 2, "embedding_layers": 1,
                                          "attention_every": 2, "d_model": 64, "ffn_dim": 128,
                                          "attention_ffn_dim": 128, "attention_heads": 2})]
@@ -262,6 +262,7 @@ def test_template_recipe_runs_bpe_end_to_end(template_recipe):
     exp = recipe / "exp" / "moe_4e"
     results = json.loads((exp / "results.json").read_text())
     assert set(results) == {"test"} and set(results["test"]) == {"ctc_greedy", "wfst"}
+    assert min(results["test"].values()) < 100, results  # it learned something
     detail = json.loads((exp / "results_detail.json").read_text())
     assert detail["test"]["wfst"]["metric"] == "WER"
     assert detail["test"]["ctc_greedy"]["metric"] == "WER"
@@ -283,4 +284,4 @@ def test_template_recipe_stage0_reports_and_keeps_lm_text_to_train(template_reci
     lm = (data / "text" / "lm_text.txt").read_text().splitlines()
     assert len(lm) == 36 and all(line == line.lower() and "." not in line for line in lm)
     assert (data / "manifests" / "cuts_dev.jsonl.gz").is_file()
-    assert template_recipe["seconds"] < 150
+    assert template_recipe["seconds"] < 120

@@ -251,11 +251,11 @@ def synth_corpus(root: Path) -> Path:
     return root
 
 
+# Tiny sizes; training in the main process (a DataLoader worker costs more than such an epoch).
 TINY = ["--nj", "2", "--num-dev", "10", "--num-rirs", "3", "--heldout-rirs", "0",
-        "--rvb-fraction", "0.5", "--lm-order", "2", "--num-epochs", "12", "--max-duration", "40",
-        "--num-workers", "0",
-        "--lr", "0.003", "--warmup-steps", "10", "--save-every-n", "0", "--avg", "2",
-        "--beam", "8", "--max-active", "500", "--acoustic-scales", "0.7,1.0",
+        "--rvb-fraction", "0.5", "--lm-order", "2", "--num-epochs", "40", "--max-duration", "20",
+        "--num-workers", "0", "--lr", "0.005", "--warmup-steps", "20", "--save-every-n", "0",
+        "--avg", "2", "--beam", "8", "--max-active", "500", "--acoustic-scales", "0.7,1.0",
         "--model-overrides", json.dumps({"num_layers": 2, "embedding_layers": 1,
                                          "attention_every": 2, "d_model": 64, "ffn_dim": 128,
                                          "attention_ffn_dim": 128, "attention_heads": 2})]
@@ -281,6 +281,8 @@ def test_chain_produces_results_for_the_aishell2_test_sets(chain):
     for rates in results.values():
         assert set(rates) == {"ctc_greedy", "wfst"}
         assert all(0 <= r <= 200 for r in rates.values())
+    # the stages are connected: the briefly trained model recognises something
+    assert min(r for rates in results.values() for r in rates.values()) < 100, results
     detail = json.loads((exp / "results_detail.json").read_text())
     assert detail["dev_ios"]["wfst"]["metric"] == "CER"
     assert detail["dev_ios"]["wfst"]["utterances"] == len(DEV_TEXT)
@@ -316,4 +318,4 @@ def test_chain_lm_text_is_the_training_transcripts_only(chain):
 
 
 def test_chain_is_fast_enough(chain):
-    assert chain["seconds"] < 150
+    assert chain["seconds"] < 120

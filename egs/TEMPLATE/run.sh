@@ -51,7 +51,7 @@ save_every_n=1000
 avg=3
 beam=16
 max_active=7000
-acoustic_scales=0.5,0.7,1.0,1.4
+acoustic_scales=0.7,1.0,1.4,2.0,2.8
 
 help_message="Usage: $0 [options]
   --corpus-dir DIR             a dir with one Kaldi data dir per set (default: \$CORPUS, db.sh)

@@ -91,14 +91,19 @@ def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, see
 
     with warnings.catch_warnings():  # it suggests lazy manifests; ours fit in memory
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        # lhotse needs at least as many cuts as buckets
         return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle,
-                                       num_buckets=num_buckets, seed=seed, drop_last=False,
-                                       world_size=world_size, rank=rank)
+                                       num_buckets=max(1, min(num_buckets, len(cuts))),
+                                       seed=seed, drop_last=False, world_size=world_size,
+                                       rank=rank)
 
 
 def make_loader(sampler, dataset, num_workers: int):
+    # Persistent workers: starting a worker (and pickling the dataset to it) every epoch
+    # costs more than a small epoch itself.
     return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
-                                       num_workers=num_workers, persistent_workers=False)
+                                       num_workers=num_workers,
+                                       persistent_workers=num_workers > 0)
 
 
 @torch.no_grad()
