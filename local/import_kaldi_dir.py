@@ -98,16 +98,10 @@ def _probe_chunk(args):
 
 def probe_all(entries: dict[str, str], sample_rate: int, num_jobs: int) -> dict[str, tuple]:
     """{rec: (Recording or None, reason or None)} for every wav.scp entry asked for."""
-    items = sorted(entries.items())
-    if num_jobs <= 1 or len(items) < 200:
-        results = _probe_chunk((items, sample_rate))
-    else:
-        from concurrent.futures import ProcessPoolExecutor
+    from speechmoe.data.manifests import map_in_chunks
 
-        chunk = max(100, len(items) // (num_jobs * 20))
-        jobs = [(items[i:i + chunk], sample_rate) for i in range(0, len(items), chunk)]
-        with ProcessPoolExecutor(num_jobs) as pool:
-            results = [r for part in pool.map(_probe_chunk, jobs) for r in part]
+    items = sorted(entries.items())
+    results = map_in_chunks(_probe_chunk, items, sample_rate, num_jobs, 200, 100)
     return {rec_id: res for (rec_id, _), res in zip(items, results)}
 
 

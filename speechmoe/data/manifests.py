@@ -176,19 +176,29 @@ def _check_chunk(args) -> list[Optional[str]]:
     return [check_wav(p, sample_rate) for p in paths]
 
 
+def map_in_chunks(fn, items: Sequence, extra, num_jobs: int, min_parallel: int,
+                  min_chunk: int) -> list:
+    """[r for each item] where fn((chunk_of_items, extra)) returns one r per item.
+
+    Runs in num_jobs processes (about 20 chunks per process, so that one slow
+    chunk does not hold the others up) once there are min_parallel items or more.
+    """
+    items = list(items)
+    if num_jobs <= 1 or len(items) < min_parallel:
+        return fn((items, extra))
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(min_chunk, len(items) // (num_jobs * 20))
+    jobs = [(items[i:i + chunk], extra) for i in range(0, len(items), chunk)]
+    with ProcessPoolExecutor(num_jobs) as pool:
+        return [r for part in pool.map(fn, jobs) for r in part]
+
+
 def check_wavs(paths: Sequence[str | Path], sample_rate: Optional[int] = 16000,
                num_jobs: int = 1) -> dict[str, str]:
     """{path: reason} for every unusable file of `paths` (checked in num_jobs processes)."""
     paths = [str(p) for p in paths]
-    if num_jobs <= 1 or len(paths) < 1000:
-        reasons = _check_chunk((paths, sample_rate))
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunk = max(500, len(paths) // (num_jobs * 20))
-        jobs = [(paths[i:i + chunk], sample_rate) for i in range(0, len(paths), chunk)]
-        with ProcessPoolExecutor(num_jobs) as pool:
-            reasons = [r for part in pool.map(_check_chunk, jobs) for r in part]
+    reasons = map_in_chunks(_check_chunk, paths, sample_rate, num_jobs, 1000, 500)
     return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
