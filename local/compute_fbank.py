@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from speechmoe.data.audio import report_bad
 from speechmoe.data.fbank import compute_fbank
+from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.features import FeatureConfig, GlobalCMVN, add_deltas
 from speechmoe.logs import cli_main, setup_logger
 
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
             return 1
         source = CutSet.from_file(src)
         cuts, bad = compute_fbank(source, out, name, args.num_jobs)
-        report_bad(log, name, bad, len(source), out / f"bad_audio_{name}.txt")
+        report_excluded(log, name, [Excluded(*b) for b in bad], len(source),
+                        out / f"bad_audio_{name}.txt")
         tmp = out / f"cuts_{name}.tmp.jsonl.gz"
         cuts.to_file(tmp)
         tmp.replace(target)

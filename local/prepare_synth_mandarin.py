@@ -196,7 +196,8 @@ def read_tsv(path: Path) -> list[list[str]]:
 def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
     from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
 
-    from speechmoe.data.audio import probe_recording, report_bad
+    from speechmoe.data.audio import probe_recording
+    from speechmoe.data.manifests import Excluded, report_excluded
 
     manifests = out / "manifests"
     stem = f"{name}_dry" if name in DEGRADED_LATER else name
@@ -217,7 +218,7 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
             continue
         rec, reason = probe_recording(job.wav, job.utt_id)
         if rec is None:
-            bad.append((job.utt_id, str(job.wav), reason))
+            bad.append(Excluded(job.utt_id, str(job.wav), reason))
             continue
         sup = SupervisionSegment(
             id=job.utt_id, recording_id=job.utt_id, start=0.0, duration=rec.duration,
@@ -228,7 +229,7 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
         # One cut per utterance, named like it (lhotse's from_manifests would add "-0").
         cuts.append(MonoCut(id=job.utt_id, start=0.0, duration=rec.duration, channel=0,
                             recording=rec, supervisions=[sup]))
-    report_bad(log, stem, bad, len(rows), manifests / f"bad_audio_{stem}.txt")
+    report_excluded(log, stem, bad, len(rows), manifests / f"bad_audio_{stem}.txt")
     manifests.mkdir(parents=True, exist_ok=True)
     RecordingSet.from_recordings(recordings).to_file(manifests / f"recordings_{stem}.jsonl.gz")
     SupervisionSet.from_segments(supervisions).to_file(

@@ -80,7 +80,7 @@ def test_feature_stage_leaves_out_bad_audio_with_a_report(tiny_corpus, tmp_path)
     listed = (out / "bad_audio_x.txt").read_text().splitlines()
     assert sorted(line.split("\t")[0] for line in listed) == sorted(broken)
     assert all(line.split("\t")[2] for line in listed)  # a reason for each
-    assert "3 of 4 audio files left out" in r.stderr
+    assert "excluded 3 of 4 utterances" in r.stderr
     kept = CutSet.from_file(out / "cuts_x.jsonl.gz")
     assert [c.id for c in kept] == [cuts[0].id]
 

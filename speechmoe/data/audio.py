@@ -26,16 +26,3 @@ def probe_recording(path: str | Path, recording_id: str, sample_rate: Optional[i
     if sample_rate is not None and rec.sampling_rate != sample_rate:
         return None, f"sampled at {rec.sampling_rate} Hz, expected {sample_rate} Hz"
     return rec, None
-
-
-def report_bad(log, name: str, bad: list[tuple[str, str, str]], total: int,
-               out_file: Optional[Path] = None) -> None:
-    """Log every bad file (id, path, reason) and a summary; optionally list them in a file."""
-    for utt, path, reason in bad:
-        log.warning("%s: %s (%s): %s; left out", name, path, utt, reason)
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text("".join(f"{u}\t{p}\t{r}\n" for u, p, r in bad), encoding="utf-8")
-    if bad:
-        log.warning("%s: %d of %d audio files left out%s", name, len(bad), total,
-                    f" (list: {out_file})" if out_file else "")
