@@ -164,7 +164,8 @@ def config_from_dict(data: Mapping, where: str = "config") -> SystemConfig:
         raise ConfigError(f"{where}: expected a mapping with 'model' and 'loss' sections")
     unknown = sorted(set(data) - {"model", "loss", "name"})
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown}; expected 'model', 'loss', 'name'")
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; "
+                          "expected 'model', 'loss', 'name'")
     cfg = SystemConfig(
         model=_build(ModelConfig, data.get("model"), f"{where}: model"),
         loss=_build(LossConfig, data.get("loss"), f"{where}: loss"),

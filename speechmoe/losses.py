@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from speechmoe.config import LossConfig
-from speechmoe.model.moe import RoutingInfo
 
 
 def sparsity_l1(probs: torch.Tensor) -> torch.Tensor:

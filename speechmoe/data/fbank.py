@@ -41,7 +41,7 @@ class SpeechMoEFbankConfig:
 
 
 def _extractor_class():
-    """lhotse's FeatureExtractor wrapper around speechmoe.features.fbank (lhotse imported lazily)."""
+    """lhotse FeatureExtractor around speechmoe.features.fbank (lhotse imported lazily)."""
     from lhotse.features.base import FeatureExtractor, register_extractor
 
     @register_extractor
