@@ -147,3 +147,13 @@ def test_training_resumes_from_the_last_checkpoint(recipe):
     log = (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
     assert "resuming from exp/moe_4e/epoch-30.pt (epoch 31" in log, r.stdout[-2000:]
     assert (recipe / "exp" / "moe_4e" / "epoch-31.pt").is_file()
+
+
+def test_run_sh_launches_data_parallel_training(recipe):
+    """--world-size 2 goes through torchrun (gloo on CPU) and continues the same run."""
+    r = run(recipe, "--tiny", "true", "--stage", "4", "--stop-stage", "4", "--num-epochs", "32",
+            "--world-size", "2")
+    assert "data-parallel training: torchrun --nproc-per-node 2" in r.stdout
+    log = (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
+    assert "2 process(es)" in log and "resuming from exp/moe_4e/epoch-31.pt" in log
+    assert (recipe / "exp" / "moe_4e" / "epoch-32.pt").is_file()
