@@ -5,23 +5,12 @@ import json
 import pytest
 
 from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
+from helpers import load_script
 
 TEXT = ["the cat sat on the mat", "a dog ran in the park", "the dog sat on a log",
         "we went to the park today", "it is a good day to walk", "the cat and the dog",
         "she has a red hat", "he ran to the cat", "they sat in the sun all day",
         "a good dog is a happy dog"] * 3
-
-
-def load_script(name: str):
-    """A stage script of local/ as a module (they are scripts, not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "local" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"local_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")

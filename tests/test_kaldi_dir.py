@@ -14,18 +14,9 @@ import numpy as np
 import pytest
 
 from speechmoe.data.manifests import normalize_mandarin, normalize_words
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    """A stage script of local/ as a module (they are scripts, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"local_{name}", ROOT / "local" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:

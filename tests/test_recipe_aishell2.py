@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://www.aishelltech.com/aishell_2"
@@ -34,15 +35,6 @@ TRAIN_SPEAKERS = ["", "m1", "f2", "m3", "f4", "m5"]  # espeak-ng voice variants 
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
                                 reason="espeak-ng / sox not installed (make install)")
-
-
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"local_{name}", ROOT / "local" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def tone(path: Path, seconds: float = 0.6, rate: int = 16000) -> None:
