@@ -234,7 +234,7 @@ def test_text_files_round_trip(tmp_path):
         graph.read_tokens(tmp_path / "gap.txt")
 
 
-def test_cli_and_light_imports(tmp_path):
+def test_cli_builds_a_graph_the_decoder_reads(tmp_path):
     d = write_lang(tmp_path / "lang")
     subprocess.run([sys.executable, "-m", "speechmoe.lang.graph", "--lang-dir", str(d),
                     "--arpa", str(d / "lm.arpa"), "--order", "2", "--minimize-tlg"],
@@ -242,9 +242,3 @@ def test_cli_and_light_imports(tmp_path):
     assert (d / "TLG.fst").is_file() and (d / "words.txt").is_file()
     dec = WfstDecoder(d / "TLG.fst", d / "words.txt")
     assert dec.decode(spell("c d b a".split())) == ["cd", "bah"]
-    code = ("import sys, speechmoe.lang.graph, speechmoe.decode.wfst, speechmoe.decode.greedy; "
-            "print([m for m in ('torch', 'kaldifst', 'kaldi_decoder', 'kaldilm') "
-            "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
