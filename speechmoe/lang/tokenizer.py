@@ -16,6 +16,7 @@ without it is a syllable one scored by CER (the format before BPE existed).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -49,11 +50,17 @@ def write_lang_info(lang_dir: str | Path, unit_type: str, metric: str, **extra) 
     read_lang_info(lang_dir)  # validate what was written
 
 
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (with extension A)
+_CER_TOKEN = re.compile(f"[{_HAN}]|[^{_HAN}]+")
+
+
 def scoring_tokens(words: Sequence[str], metric: str) -> list[str]:
-    """What an error rate counts: characters (CER, spaces ignored) or words (WER)."""
+    """What an error rate counts: words (WER), or for CER each Chinese character and each
+    run of other characters (an English word) as one token, spaces ignored (the
+    convention of Kaldi's and WeNet's AISHELL scoring)."""
     if metric == "WER":
         return list(words)
-    return [c for w in words for c in w]
+    return [t for w in words for t in _CER_TOKEN.findall(w)]
 
 
 class OOVError(ValueError):
