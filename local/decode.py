@@ -54,21 +54,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def posteriors(model, cuts, cmvn, max_duration: float):
-    """Yield (cut_id, (T, C) float32 numpy log-posteriors) for every cut, in batches."""
-    from speechmoe.data.dataset import AsrDataset
-    from speechmoe.train.trainer import make_sampler
-
-    dataset = AsrDataset(cmvn)
-    sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
-    with torch.no_grad():
-        for batch_cuts in sampler:
-            batch = dataset[batch_cuts]
-            out = model(batch["features"], batch["lengths"])
-            for cut_id, lp, n in zip(batch["cut_ids"], out.log_probs, out.lengths):
-                yield cut_id, lp[: int(n)].numpy()
-
-
 def _init_decoder(graph: str, words: str, beam: float, max_active: int, skip) -> None:
     global _DECODER
     from speechmoe.decode.wfst import WfstDecoder
@@ -98,6 +83,7 @@ def main(argv=None) -> int:
 
     from speechmoe.data.dataset import cut_words
     from speechmoe.decode.greedy import ctc_greedy
+    from speechmoe.decode.posteriors import posteriors
     from speechmoe.features import GlobalCMVN
     from speechmoe.lang.graph import read_tokens
     from speechmoe.scoring import score

@@ -12,6 +12,12 @@ Rerunning the same command resumes from the newest complete checkpoint in
 Data-parallel training: launch the same command with torchrun (NCCL on GPUs,
 gloo on CPU), e.g. `torchrun --standalone --nproc-per-node 4 local/train.py ...`;
 see speechmoe/train/distributed.py for several machines.
+
+The loss is a per-frame average over the effective batch (max_duration x world size
+x accum_grad seconds of audio), so neither more processes nor accumulation changes
+the gradient's scale: an update on 8 GPUs equals one on 1 GPU with --accum-grad 8
+(same --lr). When the effective batch grows, raise --lr with it (linear scaling,
+with a longer warm-up) or keep it for a more conservative run.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ HELP = {
     "keep_last_n": "mid-epoch checkpoints to keep",
     "max_bad_steps": "consecutive non-finite losses before the run stops",
     "device": "auto (CUDA if available), cuda or cpu",
+    "amp": "mixed precision: bf16, fp16 (with a gradient scaler) or none; router softmax "
+           "and losses stay fp32",
+    "accum_grad": "batches accumulated into one update (the effective batch is "
+                  "max_duration x world size x accum_grad seconds)",
 }
 
 

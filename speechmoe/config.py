@@ -118,6 +118,11 @@ class LossConfig:
         need(not (self.gamma > 0 and not model.has_embedding),
              "gamma > 0 weights the embedding network's CTC loss, but the model has no "
              "embedding network: set gamma: 0 or model.embedding_layers > 0")
+        need(not (model.has_embedding and self.gamma == 0 and not (
+            model.has_router and model.router_input == "embedding+previous")),
+             "the embedding network would be used by nothing: no router reads it "
+             "(router_input or num_experts) and gamma is 0: set embedding_layers: 0, "
+             "or gamma > 0")
         need(not (model.num_experts == 1 and (self.alpha > 0 or
                                                (self.balance != "none" and self.beta > 0))),
              "a static model (num_experts: 1) has no router: set alpha: 0 and balance: none")

@@ -97,9 +97,11 @@ def _ctc_sum(log_probs, lengths, targets, target_lengths, blank) -> torch.Tensor
 
 
 def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
-                   cfg: LossConfig, blank: int = 0,
-                   reduce=None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The total loss of eq. 12 and its parts (as floats, for logging).
+                   cfg: LossConfig, blank: int = 0, reduce=None,
+                   with_floats: bool = True) -> tuple[torch.Tensor, dict]:
+    """The total loss of eq. 12 and its parts (as floats for logging, or with
+    ``with_floats=False`` as detached 0-d tensors, which reads nothing back from the
+    device, with "frames": the number of frames the per-frame losses are averaged over).
 
     output: a speechmoe.model.ModelOutput. reduce: for data-parallel training, a
     function summing a 1-D tensor over all ranks; every statistic the losses are
@@ -120,10 +122,13 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
         stats.append(_ctc_sum(output.embedding_log_probs, output.lengths, targets,
                               target_lengths, blank))
     layers = output.routing if use_routing else []
-    for r in layers:
+    for r in layers:  # sums over the real frames (r.valid), no data-dependent selection
         p = r.probs.float()
+        real = r.valid > 0
         unit = p / p.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
-        stats += [unit.abs().sum(), p.sum(dim=0), r.counts.to(torch.float32)]
+        l1 = torch.where(real, unit.abs().sum(dim=-1), torch.zeros_like(real, dtype=p.dtype))
+        imp = torch.where(real.unsqueeze(-1), p, torch.zeros_like(p)).sum(dim=0)
+        stats += [l1.sum(), imp, r.counts.to(torch.float32)]
     stats = globalize(stats, reduce)
 
     parts: dict[str, torch.Tensor] = {}
@@ -152,6 +157,9 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
             total = total + cfg.beta * parts["balance"]
     if use_emb:
         total = total + cfg.gamma * parts["embedding_ctc"]
+    if not with_floats:  # + the (global) frame count the losses are averaged over
+        return total, {**{k: v.detach() for k, v in parts.items()},
+                       "frames": stats[1].detach()}
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 

@@ -84,8 +84,27 @@ def _output(with_emb: bool):
     for _ in range(2):
         probs = torch.softmax(torch.randn(10, n), -1)
         index = probs.argmax(-1)
-        routing.append(RoutingInfo(probs, index, torch.bincount(index, minlength=n)))
+        routing.append(RoutingInfo(probs, index, torch.bincount(index, minlength=n),
+                                   torch.ones(10)))
     return ModelOutput(lp, torch.tensor([6, 4]), elp, routing)
+
+
+def test_padding_rows_of_the_routing_change_no_loss():
+    """Rows with valid 0 (padding: expert -1, any probabilities) weigh nothing."""
+    out = _output(with_emb=False)
+    padded = []
+    for r in out.routing:
+        junk = torch.softmax(10 * torch.randn(5, r.probs.shape[1]), -1)
+        padded.append(RoutingInfo(torch.cat([r.probs, junk]),
+                                  torch.cat([r.expert_index, torch.full((5,), -1)]),
+                                  r.counts, torch.cat([r.valid, torch.zeros(5)])))
+    targets, tlen = torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
+    for balance in ("mean_importance", "switch"):
+        cfg = LossConfig(balance, 0.1, 0.1, 0.0)
+        a = speechmoe_loss(out, targets, tlen, cfg)
+        b = speechmoe_loss(out._replace(routing=padded), targets, tlen, cfg)
+        assert a[1] == pytest.approx(b[1], rel=1e-6) and a[0].item() == pytest.approx(
+            b[0].item(), rel=1e-6)
 
 
 def test_total_loss_is_eq12_combination():

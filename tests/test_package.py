@@ -32,3 +32,28 @@ def test_benchmark_prints_its_ratio_last():
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
     key, value = out[-1].split("=")
     assert key == "moe_vs_dense_ratio" and float(value) > 0
+
+
+def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
+    """Two tiny systems (B1-like and 4 experts), every column filled, the ratio last."""
+    import yaml
+
+    base = {"input_dim": 960, "d_model": 32, "ffn_dim": 64, "attention_ffn_dim": 64,
+            "attention_heads": 2, "num_layers": 2, "attention_every": 2}
+    b1 = {"name": "b1", "model": {**base, "num_layers": 4, "num_experts": 1,
+                                  "embedding_layers": 0},
+          "loss": {"balance": "none", "alpha": 0.0, "beta": 0.0, "gamma": 0.0}}
+    moe = {"name": "moe", "model": {**base, "num_experts": 4, "embedding_layers": 2}}
+    paths = []
+    for cfg in (b1, moe):
+        paths.append(tmp_path / f"{cfg['name']}.yaml")
+        paths[-1].write_text(yaml.safe_dump(cfg))
+    out = subprocess.run(
+        [sys.executable, "-m", "speechmoe.bench.train_step", *map(str, paths),
+         "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--threads", "1"],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    rows = {line.split()[0]: line.split() for line in out[2:4]}
+    assert set(rows) == {"b1", "moe"} and all(len(r) == 8 for r in rows.values())
+    assert all(0 < float(r[-1].rstrip("%")) for r in rows.values())
+    key, value = out[-1].split("=")
+    assert key == "step_time_ratio" and float(value) > 0

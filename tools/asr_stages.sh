@@ -8,7 +8,8 @@
 #      a reverberant copy of $train_set ($train_set_rvb, --rvb-fraction of it), and
 #      the sets in $degrade_sets made from <set>_dry with held-out RIRs + noise
 #   2  features: 40-dim fbank for every set, global CMVN from the training sets
-#   3  lang: units, lexicon, Kneser-Ney LM ($lm_order), G, TLG
+#   3  lang: the fixed units, lexicon (open vocabulary: every CJK character is a word),
+#      Kneser-Ney LM ($lm_order, pruned at $lm_prune), G, TLG
 #   4  training of conf/model/$model.yaml
 #   5  decoding: CTC greedy and WFST, acoustic scale tuned on $dev_set
 #   6  scoring: per-utterance alignments, summaries, $exp_dir/results.json
@@ -25,6 +26,9 @@
 # and optionally (defaults in brackets):
 #   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
 #   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
+#   open_vocabulary [freq]: syllable units: every CJK character is a one-character word of
+#                   the lexicon and the LM, its unigram floor spread by character frequency
+#                   (freq) or evenly (uniform); off: the LM text's words only
 #   num_workers [train.py's default]: DataLoader worker processes of training
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
@@ -69,6 +73,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   python "$local_dir/prepare_lang.py" --lm-text "$lm_text" --out-dir "$data/lang" \
     --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" \
     --unit-type "${unit_type:-syllable}" --bpe-vocab-size "${bpe_vocab_size:-500}" \
+    --open-vocabulary "${open_vocabulary:-freq}" \
     || die "lang stage failed"
 fi
 

@@ -46,6 +46,7 @@ rvb_fraction=0.5         # a reverberant copy of this share of train is added (p
 lm_order=3
 lm_cutoffs=""
 lm_prune=1e-8
+open_vocabulary=freq     # every CJK character is a word too (lexicon + LM); off: LM-text words only
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun

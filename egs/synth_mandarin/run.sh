@@ -37,6 +37,7 @@ rvb_fraction=0.5
 lm_order=3
 lm_cutoffs=""
 lm_prune=0
+open_vocabulary=freq     # every CJK character is a word too (lexicon + LM); off: LM-text words only
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
 num_epochs=5

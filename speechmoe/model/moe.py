@@ -10,10 +10,17 @@ The layer is dropless: every (non-padding) frame is processed by the expert it
 is routed to; there is no capacity factor and no token is ever dropped.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
+
+
+def _is_exporting() -> bool:
+    """True while torch.export / torch.compile traces the model (not in TorchScript)."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.compiler.is_compiling()
 
 
 class Expert(nn.Module):
@@ -42,16 +49,32 @@ class Router(nn.Module):
 
 
 class RoutingInfo(NamedTuple):
-    """Routing statistics of one MoE layer, over the non-padding frames only.
+    """Routing of one MoE layer over the N = B * T frames of a batch, padding included.
 
-    probs:        (m, n) router probabilities p_ij of frame i and expert j
-    expert_index: (m,)   the expert each frame was dispatched to
-    counts:       (n,)   number of frames dispatched to each expert
+    probs:        (N, n) router probabilities p_ij of frame i and expert j
+    expert_index: (N,)   the expert each frame was dispatched to, -1 for padding
+    counts:       (n,)   number of (real) frames dispatched to each expert
+    valid:        (N,)   float, 1 on real frames and 0 on padding: every statistic is a
+                  sum weighted by it, so nothing here selects rows by a data-dependent
+                  mask (which would make the host wait for the device on CUDA)
     """
 
     probs: torch.Tensor
     expert_index: torch.Tensor
     counts: torch.Tensor
+    valid: torch.Tensor
+
+    def num_frames(self) -> torch.Tensor:
+        """m, the number of real frames (a 0-d tensor on the device)."""
+        return self.valid.sum()
+
+
+def expert_counts(expert_index: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Frames per expert, rows with index -1 (padding) left out; no host sync (bincount
+    would read the maximum index back from the device)."""
+    ones = torch.ones_like(expert_index)
+    counts = torch.zeros(num_experts + 1, dtype=expert_index.dtype, device=expert_index.device)
+    return counts.scatter_add_(0, expert_index + 1, ones)[1:]
 
 
 class MoELayer(nn.Module):
@@ -83,14 +106,33 @@ class MoELayer(nn.Module):
         x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
         (padding: their output is 0); gate: (N,).
 
-        The loop runs over every expert, including those with no frame (an
-        empty index_select is cheap). That keeps the control flow fixed, so
-        the layer scripts and exports, and an idle expert gets an all-zero
-        gradient rather than none, which is what DDP needs without
-        find_unused_parameters. Measured on CPU, this gather / expert /
-        index_add_ loop is the fast design: dense compute of all experts,
-        one-hot capacity einsums and per-token weight gathers were 2-10x slower.
+        The rows are sorted by expert once, split into one contiguous block per
+        expert, and put back in their order by one gather. The block sizes are
+        the only value read back from the device: one host sync per layer (on
+        CUDA), where a per-expert torch.where costs one per expert. Every expert
+        runs, an idle one on an empty block, so the control flow is fixed and an
+        idle expert gets an all-zero gradient rather than none, which is what DDP
+        needs without find_unused_parameters. Under TorchScript and torch.export
+        the equivalent per-expert gather / index_add_ loop is used (its sizes are
+        data-dependent per expert, which both handle).
         """
+        if torch.jit.is_scripting() or _is_exporting():
+            return self._dispatch_loop(x, expert_index, gate)
+        n = self.num_experts
+        order = torch.argsort(expert_index, stable=True)  # padding (-1) first
+        counts = expert_counts(expert_index, n)
+        sizes: List[int] = torch.cat([(expert_index < 0).sum().reshape(1), counts]).tolist()
+        blocks = x.index_select(0, order).split(sizes)
+        outs = [blocks[0] * 0.0]  # padding rows: no expert, zero output
+        for e, expert in enumerate(self.experts):
+            outs.append(expert(blocks[e + 1]))
+        y = torch.cat(outs) * gate.to(x.dtype).index_select(0, order).unsqueeze(-1)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        return y.index_select(0, inverse)
+
+    def _dispatch_loop(self, x: torch.Tensor, expert_index: torch.Tensor,
+                       gate: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(x)
         gate = gate.to(x.dtype)
         for e, expert in enumerate(self.experts):
@@ -123,17 +165,14 @@ class MoELayer(nn.Module):
         gate, index = probs.max(dim=-1)  # top-1
 
         if mask is None:
-            valid = torch.ones(B * T, dtype=torch.bool, device=x.device)
             dispatched = index
+            valid = torch.ones(B * T, dtype=probs.dtype, device=x.device)
         else:
-            valid = mask.reshape(B * T)
-            dispatched = index.masked_fill(~valid, -1)  # padding goes to no expert
+            flat_mask = mask.reshape(B * T)
+            dispatched = index.masked_fill(~flat_mask, -1)  # padding goes to no expert
+            valid = flat_mask.to(probs.dtype)
 
         out = self.dispatch(flat, dispatched, gate)  # eq. 6
-        valid_index = index[valid]
-        routing = RoutingInfo(
-            probs=probs[valid],
-            expert_index=valid_index,
-            counts=torch.bincount(valid_index, minlength=self.num_experts),
-        )
+        routing = RoutingInfo(probs=probs, expert_index=dispatched,
+                              counts=expert_counts(dispatched, self.num_experts), valid=valid)
         return x + self.dropout(out.reshape(B, T, D)), routing

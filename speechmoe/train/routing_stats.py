@@ -1,9 +1,13 @@
 """Router statistics per MoE layer, accumulated over a logging interval.
 
 For each routed layer: the fraction of frames dispatched to each expert, the
-mean router entropy (low = sparse, confident routing; log n = uniform), and
-the number of experts that received no frame. Padding frames are already
-excluded by the model's RoutingInfo.
+mean router entropy (low = sparse, confident routing; log n = uniform), the
+mean gate (top-1 probability) and the number of experts that received no frame.
+Padding frames are left out (weighted by the model's RoutingInfo.valid).
+
+The sums stay on the model's device and are read back once, when they are
+logged (`summary`): updating them after a step never makes the host wait for
+the device.
 """
 
 from __future__ import annotations
@@ -18,10 +22,8 @@ class RoutingTracker:
         self.reset()
 
     def reset(self) -> None:
-        self.counts: list[torch.Tensor] = []
-        self.entropy: list[float] = []
-        self.max_prob: list[float] = []
-        self.frames = 0
+        self.counts: list[torch.Tensor] = []  # per layer (n,) frames per expert
+        self.sums: torch.Tensor | None = None  # (layers, 3): entropy, gate, frames
 
     @torch.no_grad()
     def update(self, routing) -> None:
@@ -29,40 +31,49 @@ class RoutingTracker:
             return
         if not self.counts:
             self.counts = [torch.zeros_like(r.counts) for r in routing]
-            self.entropy = [0.0] * len(routing)
-            self.max_prob = [0.0] * len(routing)
+            self.sums = torch.zeros(len(routing), 3, dtype=torch.float64,
+                                    device=routing[0].probs.device)
+        rows = []
         for i, r in enumerate(routing):
             p = r.probs.float()
+            w = r.valid.float()
             self.counts[i] += r.counts
-            self.entropy[i] += float(-(p * p.clamp_min(1e-12).log()).sum())
-            self.max_prob[i] += float(p.max(-1).values.sum())
-        self.frames += int(routing[0].counts.sum())
+            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+            rows.append(torch.stack([(entropy * w).sum(), (p.max(-1).values * w).sum(),
+                                     w.sum()]))
+        self.sums += torch.stack(rows).double()
+
+    @property
+    def frames(self) -> int:
+        """Real frames seen by the first routed layer (reads the device)."""
+        return int(self.sums[0, 2]) if self.sums is not None else 0
 
     def all_reduce(self, reduce) -> None:
         """Sum the statistics over all ranks (reduce: a 1-D tensor sum over ranks)."""
         if not self.counts:
             return
-        n = len(self.counts)
+        n, k = len(self.counts), self.counts[0].numel()
         flat = torch.cat([torch.stack(self.counts).double().reshape(-1),
-                          torch.tensor(self.entropy + self.max_prob + [self.frames],
-                                       dtype=torch.float64)])
+                          self.sums.reshape(-1)])
         total = reduce(flat)
-        k = self.counts[0].numel()
         self.counts = [c.round().long() for c in total[: n * k].view(n, k)]
-        rest = total[n * k:].tolist()
-        self.entropy, self.max_prob, self.frames = rest[:n], rest[n:2 * n], int(rest[-1])
+        self.sums = total[n * k:].view(n, 3)
 
     def summary(self) -> list[dict]:
+        if not self.counts:
+            return []
+        counts = torch.stack(self.counts).tolist()  # the one read-back
+        sums = self.sums.tolist()
         out = []
-        for i, counts in enumerate(self.counts):
-            total = max(int(counts.sum()), 1)
+        for i, (c, (entropy, gate, _)) in enumerate(zip(counts, sums)):
+            total = max(int(sum(c)), 1)
             out.append({
                 "layer": i,
-                "fraction": [round(c / total, 4) for c in counts.tolist()],
-                "entropy": self.entropy[i] / total,
-                "max_entropy": math.log(len(counts)),
-                "mean_gate": self.max_prob[i] / total,
-                "unused_experts": int((counts == 0).sum()),
+                "fraction": [round(x / total, 4) for x in c],
+                "entropy": entropy / total,
+                "max_entropy": math.log(len(c)),
+                "mean_gate": gate / total,
+                "unused_experts": sum(1 for x in c if x == 0),
             })
         return out
 

@@ -53,6 +53,8 @@ class TrainParams:
     keep_last_n: int = 2  # mid-epoch checkpoints kept
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
     device: str = "auto"  # auto (CUDA if available), cuda or cpu
+    amp: str = "none"  # mixed precision: bf16, fp16 (gradient scaler) or none
+    accum_grad: int = 1  # batches accumulated into one optimizer step
     log_batches: bool = False  # every rank writes its batches' cut ids per step
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
 
@@ -70,6 +72,16 @@ def lr_lambda(warmup: int):
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_params(params: "TrainParams") -> None:
+    if params.amp not in AMP_DTYPES:
+        raise ValueError(f"--amp {params.amp!r}: choose bf16, fp16 or none")
+    if params.accum_grad < 1:
+        raise ValueError(f"--accum-grad {params.accum_grad}: must be >= 1")
 
 
 def seed_everything(seed: int) -> None:
@@ -153,6 +165,7 @@ class Trainer:
         from speechmoe.lang.tokenizer import LexiconTokenizer
         from speechmoe.model import build_model
 
+        check_params(params)
         self.params = params
         self.dist = init_distributed(params.device)
         self.exp_dir = exp_dir = Path(params.exp_dir)
@@ -177,10 +190,19 @@ class Trainer:
 
         seed_everything(params.seed)
         self.model = build_model(system.model).to(self.dist.device)
+        self.embedding_loss = system.loss.gamma > 0
+        if self.model.embedding is not None and not self.embedding_loss:
+            # gamma 0: the embedding network learns through the routers alone; its CTC
+            # head would get no gradient (DDP would stop on it), so it is frozen.
+            self.model.embedding.ctc_head.requires_grad_(False)
+            self.log.info("loss.gamma is 0: the embedding network's CTC head is not trained")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr,
                                            weight_decay=params.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lr_lambda(params.warmup_steps))
+        self.amp_dtype = AMP_DTYPES[params.amp]
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) \
+            if params.amp == "fp16" else None
         self.start_epoch, self.step, sampler_state = self._restore()
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -243,6 +265,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if "torch_rng" in ckpt:
             torch.set_rng_state(ckpt["torch_rng"])
+        if self.scaler is not None and ckpt.get("grad_scaler"):
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
         epoch_done = ckpt.get("epoch_done", True)
         start_epoch = int(ckpt["epoch"]) + (1 if epoch_done else 0)
         self.log.info("resuming from %s (epoch %d, step %d)", resume, start_epoch, ckpt["step"])
@@ -253,7 +277,8 @@ class Trainer:
                     scheduler=self.scheduler.state_dict(), sampler=self.sampler.state_dict(),
                     epoch=epoch, epoch_done=epoch_done, step=self.step,
                     params=self.params.to_dict(), model_config=self.system.to_dict(),
-                    torch_rng=torch.get_rng_state())
+                    torch_rng=torch.get_rng_state(),
+                    grad_scaler=self.scaler.state_dict() if self.scaler is not None else {})
 
     def save(self, name: str, epoch: int, epoch_done: bool) -> Path:
         path = self.exp_dir / name
@@ -282,32 +307,97 @@ class Trainer:
                 "Lower --lr, check the data of the cuts named in the log, or raise "
                 "--max-bad-steps.")
 
-    def train_step(self, batch: dict, epoch: int) -> Optional[tuple[float, dict]]:
+    def forward_loss(self, batch: dict, sync: bool = True):
+        """The model (under autocast when --amp) and the loss (fp32) of one batch."""
+        import contextlib
+
         dev = self.dist.device
-        out = self.ddp(batch["features"].to(dev), batch["lengths"].to(dev))
-        loss, parts = speechmoe_loss(out, batch["targets"].to(dev),
-                                     batch["target_lengths"].to(dev), self.system.loss,
-                                     reduce=self.reduce)
-        if not torch.isfinite(loss):
-            self.skip_step(f"non-finite loss {loss.item()} ({parts})", batch, epoch)
-            return None
+        no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else \
+            contextlib.nullcontext()
+        with no_sync:
+            with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                out = self.ddp(batch["features"].to(dev), batch["lengths"].to(dev),
+                               with_embedding_loss=self.embedding_loss)
+            loss, parts = speechmoe_loss(out, batch["targets"].to(dev),
+                                         batch["target_lengths"].to(dev), self.system.loss,
+                                         reduce=self.reduce, with_floats=False)
+        return out, loss, parts
+
+    def train_step(self, batches: list[dict], epoch: int) -> Optional[tuple[float, dict]]:
+        """One optimizer step over ``batches`` (--accum-grad parts; usually one).
+
+        Each part's loss is a per-frame average over its (global, under DDP) frames;
+        part k is back-propagated with weight F_k / F_1 and the summed gradient is then
+        scaled by F_1 / F (F_k: its frames, F: all parts' frames), which gives the
+        gradient of sum_k (F_k / F) L_k. For the CTC losses and L_s, sums over frames,
+        that is exactly the loss of one batch made of all the parts. The mean importance
+        loss (and the Switch balance) is not a sum over frames: each part's is computed
+        over that part, as if it were a batch of its own, and weighted by its frames.
+        """
+        import contextlib
+
         self.optimizer.zero_grad(set_to_none=True)
-        # DDP averages gradients over ranks; the loss is built from global statistics
-        # with this rank's share differentiable, so scaling by the world size makes the
-        # average the gradient of the global loss.
-        (loss * self.dist.world_size).backward()
+        ref_frames = total_frames = None
+        total_loss, sums, routings = 0.0, {}, []
+        for k, batch in enumerate(batches):
+            last = k == len(batches) - 1
+            out, loss, parts = self.forward_loss(batch, sync=last)
+            frames = parts.pop("frames")
+            if ref_frames is None:
+                ref_frames = frames
+                total_frames = torch.zeros_like(frames)
+            total_frames = total_frames + frames
+            weight = frames / ref_frames
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                floats = {n: round(float(v), 4) for n, v in parts.items()}
+                self.skip_step(f"non-finite loss {loss.item()} ({floats})", batch, epoch)
+                return None
+            # DDP averages gradients over ranks; the loss is built from global statistics
+            # with this rank's share differentiable, so scaling by the world size makes the
+            # average the gradient of the global loss.
+            scaled = loss * weight * self.dist.world_size
+            no_sync = self.ddp.no_sync() if self.dist.enabled and not last else \
+                contextlib.nullcontext()
+            with no_sync:
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total_loss = total_loss + loss.detach() * frames
+            for n, v in parts.items():
+                sums[n] = sums.get(n, 0.0) + v * frames
+            routings.append(out.routing)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if len(batches) > 1:
+            factor = float(ref_frames / total_frames)
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(factor)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                    self.params.grad_clip)
         if not torch.isfinite(grad_norm):
+            if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale
+                self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-            self.skip_step(f"non-finite gradient norm {grad_norm.item()}", batch, epoch)
+            self.skip_step(f"non-finite gradient norm {grad_norm.item()}", batches[-1], epoch)
             return None
         self.bad_in_a_row = 0
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.tracker.update(out.routing)
-        return loss.item(), {**parts, "grad_norm": float(grad_norm)}
+        for routing in routings:
+            self.tracker.update(routing)
+        if len(batches) == 1:
+            loss_value = float(loss.detach())
+            parts_out = {n: float(v) for n, v in parts.items()}
+        else:
+            loss_value = float(total_loss / total_frames)
+            parts_out = {n: float(v / total_frames) for n, v in sums.items()}
+        return loss_value, {**parts_out, "grad_norm": float(grad_norm)}
 
     def run(self) -> Path:
         from tqdm import tqdm
@@ -323,16 +413,16 @@ class Trainer:
             t0, seen_hours = time.time(), 0.0
             bar = tqdm(self.loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch",
                        disable=not self.dist.is_main)
-            for batch in bar:
-                result = self.train_step(batch, epoch)
+            for batches in accumulate(bar, p.accum_grad):
+                result = self.train_step(batches, epoch)
                 if result is None:
                     continue
                 loss, parts = result
                 if self.batches_log is not None:
-                    self.batches_log.write(json.dumps({"step": self.step,
-                                                       "cut_ids": batch["cut_ids"]}) + "\n")
+                    self.batches_log.write(json.dumps({"step": self.step, "cut_ids": [
+                        c for b in batches for c in b["cut_ids"]]}) + "\n")
                     self.batches_log.flush()
-                seen_hours += float(batch["lengths"].sum()) * 0.03 / 3600
+                seen_hours += sum(float(b["lengths"].sum()) for b in batches) * 0.03 / 3600
                 if self.dist.is_main:
                     self.losses_log.write(json.dumps(
                         {"epoch": epoch, "step": self.step, "loss": loss,
@@ -386,6 +476,18 @@ class Trainer:
         self.tracker.reset()
 
 
+def accumulate(batches, n: int):
+    """Groups of n consecutive batches (the last group may be shorter)."""
+    group = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def train(params: TrainParams) -> Path:
     trainer = Trainer(params)
     try:
@@ -417,10 +519,21 @@ def checkpoint_for_decoding(exp_dir: Path, epoch: int, avg: int) -> Path:
         raise FileNotFoundError(f"{exp_dir}/epoch-{epoch}.pt not found; have {sorted(epochs)}")
     chosen = [epochs[e] for e in range(max(1, epoch - avg + 1), epoch + 1) if e in epochs]
     out = exp_dir / f"avg-{epoch}-{len(chosen)}.pt"
-    if not out.is_file():
-        last = load_checkpoint(chosen[-1])
-        save_checkpoint(out, model=average_checkpoints(chosen), epoch=last["epoch"],
-                        step=last["step"], params=last["params"],
-                        model_config=last["model_config"],
-                        averaged=[p.name for p in chosen])
+    sources = [source_fingerprint(p) for p in chosen]
+    if out.is_file():
+        if load_checkpoint(out, mmap=True).get("sources") == sources:
+            return out
+        log.info("%s: its epoch checkpoints changed since it was averaged (retrained?): "
+                 "averaging again", out)
+    last = load_checkpoint(chosen[-1])
+    save_checkpoint(out, model=average_checkpoints(chosen), epoch=last["epoch"],
+                    step=last["step"], params=last["params"],
+                    model_config=last["model_config"],
+                    averaged=[p.name for p in chosen], sources=sources)
     return out
+
+
+def source_fingerprint(path: Path) -> list:
+    """[name, size, mtime in ns] of a checkpoint: a rewritten file changes it."""
+    st = Path(path).stat()
+    return [Path(path).name, st.st_size, st.st_mtime_ns]

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Compare language models for WFST decoding: TLG size, build time, decoding RTF, dev CER.
+
+    local/compare_lms.py --exp-dir exp/moe_4e --lm-text data/text/lm_text.txt \
+        --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank --set dev \
+        --configs 3:0:freq 5:1e-8:freq 5:1e-9:freq 3:0:off --out-dir data/lm_compare
+
+Each config is ORDER:PRUNE[:OPEN_VOCABULARY] (local/prepare_lang.py's --order, --prune
+and --open-vocabulary); each gets its own lang dir under --out-dir (kept, so a rerun
+only decodes). The trained model's log-posteriors of --set are computed once; every
+graph then decodes them on ONE thread at each of --acoustic-scales, and the best scale
+on that set is reported with its CER. RTF = seconds / seconds of audio: "search" is
+the WFST search alone, "network" the model on one thread. Writes <out-dir>/results.json
+and results.md (a table). Choose on a dev set, never on a test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from speechmoe.logs import cli_main, setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--lm-text", type=Path, required=True)
+    p.add_argument("--cmvn", type=Path, required=True)
+    p.add_argument("--cuts-dir", type=Path, required=True)
+    p.add_argument("--set", default="dev")
+    p.add_argument("--configs", nargs="+", required=True, help="ORDER:PRUNE[:OPEN_VOCAB]")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--epoch", type=int, default=0)
+    p.add_argument("--avg", type=int, default=2)
+    p.add_argument("--acoustic-scales", default="1.0,1.4,2.0")
+    p.add_argument("--beam", type=float, default=16.0)
+    p.add_argument("--max-active", type=int, default=7000)
+    p.add_argument("--blank-skip-threshold", type=float, default=0.99)
+    p.add_argument("--max-duration", type=float, default=300.0)
+    return p
+
+
+def parse_config(text: str) -> dict:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--configs: {text!r} is not ORDER:PRUNE[:OPEN_VOCABULARY]")
+    cfg = {"order": int(parts[0]), "prune": float(parts[1]),
+           "open_vocabulary": parts[2] if len(parts) == 3 else "freq"}
+    if cfg["open_vocabulary"] not in ("freq", "uniform", "off"):
+        raise ValueError(f"--configs: {text!r}: open vocabulary must be freq, uniform or off")
+    cfg["name"] = f"o{cfg['order']}_p{parts[1]}_{cfg['open_vocabulary']}"
+    return cfg
+
+
+def arpa_counts(path: Path) -> list[int]:
+    counts = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("ngram "):
+                counts.append(int(line.split("=")[1]))
+            elif line.startswith("\\1-grams:"):
+                break
+    return counts
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    import torch
+    from lhotse import CutSet
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import prepare_lang
+
+    from speechmoe.data.dataset import cut_words
+    from speechmoe.decode.posteriors import posteriors
+    from speechmoe.decode.wfst import WfstDecoder
+    from speechmoe.features import GlobalCMVN
+    from speechmoe.lang.graph import read_words
+    from speechmoe.lang.tokenizer import scoring_tokens
+    from speechmoe.scoring import score
+    from speechmoe.train.trainer import checkpoint_for_decoding, load_model_for_inference
+
+    configs = [parse_config(c) for c in args.configs]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    log = setup_logger(args.out_dir / "compare_lms.log")
+    torch.set_num_threads(1)
+
+    cuts_path = args.cuts_dir / f"cuts_{args.set}.jsonl.gz"
+    if not cuts_path.is_file():
+        raise FileNotFoundError(f"{cuts_path}: not found (run the feature stage first)")
+    cuts = CutSet.from_file(cuts_path).to_eager()
+    if len(cuts) == 0:
+        raise ValueError(f"{cuts_path}: no utterances")
+    audio = sum(c.duration for c in cuts)
+    refs = {c.id: scoring_tokens(cut_words(c), "CER") for c in cuts}
+    lm_words = {w for line in args.lm_text.read_text(encoding="utf-8").splitlines()
+                for w in line.split()}
+    ref_words = [w for c in cuts for w in cut_words(c)]
+    oov = [w for w in ref_words if w not in lm_words]
+
+    ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
+    model, _ = load_model_for_inference(ckpt)
+    t0 = time.perf_counter()
+    lps = dict(posteriors(model, cuts, GlobalCMVN.load(args.cmvn), args.max_duration))
+    t_net = time.perf_counter() - t0
+    missing = [c.id for c in cuts if c.id not in lps]
+    if missing:
+        raise ValueError(f"{cuts_path}: no posteriors for {len(missing)} cuts, e.g. "
+                         f"{missing[:5]} (unreadable features)")
+    log.info("%s: %d utterances, %.0f s of audio; network %.1f s on one thread (RTF %.4f); "
+             "%d of %d reference words (%.2f%%) are not in the LM text", args.set, len(cuts),
+             audio, t_net, t_net / audio, len(oov), len(ref_words),
+             100 * len(oov) / len(ref_words))
+
+    scales = [float(s) for s in args.acoustic_scales.split(",")]
+    rows = []
+    for cfg in configs:
+        lang = args.out_dir / cfg["name"]
+        t1 = time.perf_counter()
+        rc = prepare_lang.main(["--lm-text", str(args.lm_text), "--out-dir", str(lang),
+                                "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
+                                "--open-vocabulary", cfg["open_vocabulary"]])
+        if rc:
+            raise RuntimeError(f"prepare_lang failed for {cfg['name']}")
+        build_s = time.perf_counter() - t1
+        graph = json.loads((lang / "graph.json").read_text())
+        words = {i: w for w, i in read_words(lang / "words.txt").items()}
+        decoder = WfstDecoder(lang / "TLG.fst", words, beam=args.beam,
+                              max_active=args.max_active,
+                              blank_skip_threshold=args.blank_skip_threshold or None)
+        per_scale = {}
+        for scale in scales:
+            decoder.acoustic_scale = scale
+            t2 = time.perf_counter()
+            hyps = {u: decoder.decode(lp) for u, lp in lps.items()}
+            t_search = time.perf_counter() - t2
+            cer = score(refs, {u: scoring_tokens(h, "CER") for u, h in hyps.items()}).rate
+            per_scale[scale] = {"cer": round(cer, 2), "search_rtf": round(t_search / audio, 4)}
+            log.info("%s @ %.2f: CER %.2f%%, search RTF %.4f", cfg["name"], scale, cer,
+                     t_search / audio)
+        best = min(scales, key=lambda s: per_scale[s]["cer"])
+        row = {**cfg, "ngrams": arpa_counts(lang / "lm.arpa"),
+               "tlg_states": graph["sizes"]["TLG"][0], "tlg_arcs": graph["sizes"]["TLG"][1],
+               "tlg_mb": round((lang / "TLG.fst").stat().st_size / 2**20, 1),
+               "build_seconds": round(build_s, 1), "best_scale": best,
+               "cer": per_scale[best]["cer"], "search_rtf": per_scale[best]["search_rtf"],
+               "total_rtf": round(per_scale[best]["search_rtf"] + t_net / audio, 4),
+               "per_scale": per_scale}
+        rows.append(row)
+        del decoder
+
+    result = {"set": args.set, "utterances": len(cuts), "audio_seconds": round(audio, 1),
+              "metric": "CER", "checkpoint": str(ckpt), "network_rtf": round(t_net / audio, 4),
+              "oov_words": len(oov), "ref_words": len(ref_words), "threads": 1,
+              "beam": args.beam, "max_active": args.max_active, "lms": rows}
+    (args.out_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"{args.set}: {len(cuts)} utterances, {audio / 3600:.2f} h; "
+             f"{len(oov)} of {len(ref_words)} reference words not in the LM text; "
+             f"one thread, network RTF {t_net / audio:.4f}", "",
+             "| LM | open vocabulary | n-grams per order | TLG states | TLG arcs | TLG MB | "
+             "build s | acoustic scale | dev CER (%) | search RTF | total RTF |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['order']}-gram, prune {r['prune']:g} | {r['open_vocabulary']} | "
+                     f"{'/'.join(map(str, r['ngrams']))} | {r['tlg_states']:,} | "
+                     f"{r['tlg_arcs']:,} | {r['tlg_mb']} | {r['build_seconds']} | "
+                     f"{r['best_scale']} | {r['cer']:.2f} | {r['search_rtf']:.4f} | "
+                     f"{r['total_rtf']:.4f} |")
+    (args.out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("\n%s", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))

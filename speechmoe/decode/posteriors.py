@@ -1,0 +1,28 @@
+"""CTC log-posteriors of a set of cuts with stored features, batch by batch.
+
+Used by the decoding stage (local/decode.py) and the LM comparison
+(local/compare_lms.py). torch and lhotse are imported by the function.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+
+def posteriors(model, cuts, cmvn, max_duration: float) -> Iterator[tuple[str, "object"]]:
+    """Yield (cut id, (T, C) float32 numpy log-posteriors) for every readable cut, in
+    duration-bucketed batches (a cut whose features cannot be read is left out by the
+    dataset with a warning; the scoring stage then names it)."""
+    import torch
+
+    from speechmoe.data.dataset import AsrDataset
+    from speechmoe.train.trainer import make_sampler
+
+    dataset = AsrDataset(cmvn)
+    sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
+    with torch.no_grad():
+        for batch_cuts in sampler:
+            batch = dataset[batch_cuts]
+            out = model(batch["features"], batch["lengths"])
+            for cut_id, lp, n in zip(batch["cut_ids"], out.log_probs, out.lengths):
+                yield cut_id, lp[: int(n)].numpy()
