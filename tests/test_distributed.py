@@ -82,6 +82,16 @@ def ddp_params(train_params, tmp_path):
 
 def test_two_processes_follow_the_single_process_trajectory(ddp_params, tmp_path,
                                                             monkeypatch):
+    """2 gloo processes against one process replaying the same global batches.
+
+    The two cannot agree to the last bit: the ranks run two half batches, the single
+    process one merged batch, so padding and summation orders differ, and those rounding
+    differences grow over the steps. The tolerance is measured, not guessed: the single
+    process is run twice, the second time with every batch's utterances in reverse order
+    (a rounding perturbation of the same kind), and the DDP run must stay within 20 times
+    the largest difference between those two (and within 2e-5 when they agree exactly).
+    Every process uses one thread, so no result depends on how a thread pool splits work.
+    """
     r = torchrun(ddp_params)
     assert r.returncode == 0, r.stderr[-4000:]
     ddp = losses(Path(ddp_params.exp_dir))
@@ -95,20 +105,35 @@ def test_two_processes_follow_the_single_process_trajectory(ddp_params, tmp_path
     steps = global_batches(Path(ddp_params.exp_dir), 2)
     assert len(set(sum(steps, []))) == sum(map(len, steps))  # ranks saw disjoint cuts
     real = trainer.make_sampler
+    torch.set_num_threads(1)
 
-    def replay(cuts, max_duration, num_buckets, shuffle, seed=0, world_size=1, rank=0):
-        return ReplaySampler(cuts, steps) if shuffle else real(cuts, max_duration,
-                                                                num_buckets, shuffle)
+    def single_run(name, order):
+        def replay(cuts, max_duration, num_buckets, shuffle, seed=0, world_size=1, rank=0):
+            return ReplaySampler(cuts, [order(s) for s in steps]) if shuffle else \
+                real(cuts, max_duration, num_buckets, shuffle)
 
-    monkeypatch.setattr(trainer, "make_sampler", replay)
-    single_params = dataclasses.replace(ddp_params, exp_dir=str(tmp_path / "single"),
-                                        device="cpu")
-    trainer.train(single_params)
-    single = losses(Path(single_params.exp_dir))
-    assert sorted(single) == sorted(ddp) and len(ddp) >= 3
+        monkeypatch.setattr(trainer, "make_sampler", replay)
+        params = dataclasses.replace(ddp_params, exp_dir=str(tmp_path / name), device="cpu")
+        trainer.train(params)
+        return losses(Path(params.exp_dir))
+
+    single = single_run("single", list)
+    reordered = single_run("reordered", lambda ids: ids[::-1])
+    assert sorted(single) == sorted(ddp) == sorted(reordered) and len(ddp) >= 3
+    keys = ("loss", "ctc", "sparsity", "importance", "embedding_ctc")
+
+    def rel(a, b):
+        return abs(a - b) / max(abs(b), 1e-6)
+
+    noise = max(rel(reordered[s][k], single[s][k]) for s in single for k in keys)
+    tol = max(20 * noise, 2e-5)
+    worst = max(rel(ddp[s][k], single[s][k]) for s in single for k in keys)
+    print(f"DDP vs single: worst relative difference {worst:.2e}; rounding noise "
+          f"{noise:.2e}; tolerance {tol:.2e}")
     for s in sorted(ddp):
-        for key in ("loss", "ctc", "sparsity", "importance", "embedding_ctc"):
-            assert single[s][key] == pytest.approx(ddp[s][key], rel=2e-4, abs=1e-6), (s, key)
+        for key in keys:
+            assert rel(ddp[s][key], single[s][key]) <= tol, (s, key, ddp[s][key],
+                                                              single[s][key], tol)
 
 
 def test_only_rank_0_writes(ddp_params):

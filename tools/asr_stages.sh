@@ -30,6 +30,8 @@
 #                   the lexicon and the LM, its unigram floor spread by character frequency
 #                   (freq) or evenly (uniform); off: the LM text's words only
 #   num_workers [train.py's default]: DataLoader worker processes of training
+#   amp [none]: mixed precision of training: bf16, fp16 or none (GPUs)
+#   accum_grad [1]: batches accumulated into one update
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
 die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
@@ -93,6 +95,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
     --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
+    --amp "${amp:-none}" --accum-grad "${accum_grad:-1}" \
     || die "training failed (log: $exp_dir/log/train.log)"
 fi
 
