@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from speechmoe.lang.graph import read_words
     from speechmoe.lang.tokenizer import scoring_tokens
     from speechmoe.scoring import score
-    from speechmoe.train.trainer import checkpoint_for_decoding, load_model_for_inference
+    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
 
     configs = [parse_config(c) for c in args.configs]
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,18 @@ The model is the average of the last --avg epoch checkpoints up to --epoch
 <exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"), where
 <method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
 local/score.py.
+
+Memory stays bounded whatever the size of a set: the network's log-posteriors are
+computed batch by batch (on the GPU when there is one, --device), decoded greedily at
+once, and sent to the WFST worker processes as they come, each utterance once (a worker
+decodes it at every acoustic scale being tuned), with at most --max-pending utterances
+waiting for a worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -50,6 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="collapse runs of frames with p(blank) above this (0: off)")
     p.add_argument("--max-duration", type=float, default=300.0)
     p.add_argument("--num-jobs", type=int, default=2, help="WFST decoding processes")
+    p.add_argument("--max-pending", type=int, default=64,
+                   help="utterances' posteriors waiting for a WFST worker at most")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cuda or cpu")
     p.add_argument("--force", action="store_true", help="decode again even if done")
     return p
 
@@ -63,10 +73,13 @@ def _init_decoder(graph: str, words: str, beam: float, max_active: int, skip) ->
                            blank_skip_threshold=skip)
 
 
-def _decode_one(args) -> list[str]:
-    log_probs, scale = args
-    _DECODER.acoustic_scale = scale
-    return _DECODER.decode(log_probs)
+def _decode_scales(log_probs, scales: list[float]) -> list[list[str]]:
+    """One utterance at every acoustic scale (its posteriors are sent once)."""
+    out = []
+    for scale in scales:
+        _DECODER.acoustic_scale = scale
+        out.append(_DECODER.decode(log_probs))
+    return out
 
 
 def write_hyps(path: Path, hyps: dict[str, list[str]]) -> None:
@@ -85,22 +98,25 @@ def main(argv=None) -> int:
     from speechmoe.decode.greedy import ctc_greedy
     from speechmoe.decode.posteriors import posteriors
     from speechmoe.features import GlobalCMVN
+    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
     from speechmoe.lang.graph import read_tokens
-    from speechmoe.scoring import score
     from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
-    from speechmoe.train.trainer import checkpoint_for_decoding, load_model_for_inference
+    from speechmoe.scoring import score
 
     log = setup_logger(args.exp_dir / "log" / "decode.log")
     torch.set_num_threads(2)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
     ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
     model, system = load_model_for_inference(ckpt)
+    model.to(device)
     id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
     cmvn = GlobalCMVN.load(args.cmvn)
     out_root = args.exp_dir / "decode" / ckpt.stem
     if (out_root / ".done").is_file() and not args.force:
         log.info("%s: already decoded (use --force to redo)", out_root)
         return 0
-    log.info("decoding with %s (%s) -> %s", ckpt, system.name, out_root)
+    log.info("decoding with %s (%s) on %s -> %s", ckpt, system.name, device, out_root)
 
     pool = None
     if "wfst" in args.methods:
@@ -115,31 +131,44 @@ def main(argv=None) -> int:
                       skip))
 
     def run(name: str, scales: list[float]) -> dict:
+        """Greedy and WFST (at each of scales) hypotheses of one set, streamed."""
         path = args.cuts_dir / f"cuts_{name}.jsonl.gz"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (run the feature stage first)")
         cuts = CutSet.from_file(path).to_eager()
         t0 = time.time()
-        ids, lps = [], []
-        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration):
-            ids.append(cut_id)
-            lps.append(lp)
-        t_nn = time.time() - t0
+        greedy: dict = {}
+        wfst: dict = {s: {} for s in scales} if pool is not None else {}
+        pending: collections.deque = collections.deque()
+
+        def collect(block: bool) -> None:
+            while pending and (block or pending[0][1].ready()):
+                cut_id, job = pending.popleft()
+                for scale, words in zip(scales, job.get()):
+                    wfst[scale][cut_id] = words
+
+        t_nn = 0.0
+        t_batch = time.time()
+        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration, device):
+            t_nn += time.time() - t_batch
+            if "ctc_greedy" in args.methods:
+                greedy[cut_id] = [id2tok[t] for t in ctc_greedy(lp)[0]]
+            if pool is not None:
+                pending.append((cut_id, pool.apply_async(_decode_scales, (lp, scales))))
+                collect(block=False)
+                while len(pending) > args.max_pending:  # bounded: wait for the oldest
+                    cut_id0, job = pending.popleft()
+                    for scale, words in zip(scales, job.get()):
+                        wfst[scale][cut_id0] = words
+            t_batch = time.time()
+        collect(block=True)
         audio = sum(c.duration for c in cuts)
-        hyps = {}
-        if "ctc_greedy" in args.methods:
-            hyps["ctc_greedy"] = {u: [id2tok[t] for t in ctc_greedy(lp)[0]]
-                                  for u, lp in zip(ids, lps)}
-        for scale in scales if pool is not None else []:
-            t1 = time.time()
-            words = pool.map(_decode_one, [(lp, scale) for lp in lps], chunksize=8)
-            hyps[f"wfst@{scale}"] = dict(zip(ids, words))
-            log.info("%s: WFST (acoustic scale %.2f) %.1f s for %.0f s of audio", name, scale,
-                     time.time() - t1, audio)
-        log.info("%s: %d utterances, network %.1f s for %.0f s of audio (RTF %.3f)", name,
-                 len(ids), t_nn, audio, t_nn / max(audio, 1e-9))
+        log.info("%s: %d utterances, %.0f s of audio: network %.1f s (RTF %.3f), all "
+                 "decoding %.1f s (%d WFST processes, %d acoustic scales)", name, len(cuts),
+                 audio, t_nn, t_nn / max(audio, 1e-9), time.time() - t0,
+                 args.num_jobs if pool is not None else 0, len(scales))
         refs = {c.id: cut_words(c) for c in cuts}
-        return {"hyps": hyps, "refs": refs}
+        return {"greedy": greedy, "wfst": wfst, "refs": refs}
 
     scales = [float(s) for s in args.acoustic_scales.split(",")]
     best_scale = scales[0]
@@ -148,20 +177,21 @@ def main(argv=None) -> int:
         metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
         refs = {u: scoring_tokens(w, metric) for u, w in tuned["refs"].items()}
         rates = {s: score(refs, {u: scoring_tokens(w, metric) for u, w in
-                                 tuned["hyps"][f"wfst@{s}"].items()}).rate for s in scales}
+                                 tuned["wfst"][s].items()}).rate for s in scales}
         best_scale = min(scales, key=lambda s: rates[s])
         log.info("acoustic scale on %s: %s %s -> %.2f", args.tune_set, metric,
                  {s: round(c, 2) for s, c in rates.items()}, best_scale)
         (out_root / "wfst").mkdir(parents=True, exist_ok=True)
         (out_root / "wfst" / "acoustic_scale.json").write_text(json.dumps(
-            {"tune_set": args.tune_set, metric.lower(): rates, "best": best_scale}, indent=1))
+            {"tune_set": args.tune_set, metric.lower(): rates, "best": best_scale,
+             "utterances": len(refs)}, indent=1))
 
     for name in args.sets:
         result = run(name, [best_scale])
-        if "ctc_greedy" in result["hyps"]:
-            write_hyps(out_root / "ctc_greedy" / name / "hyp.txt", result["hyps"]["ctc_greedy"])
-        if f"wfst@{best_scale}" in result["hyps"]:
-            write_hyps(out_root / "wfst" / name / "hyp.txt", result["hyps"][f"wfst@{best_scale}"])
+        if "ctc_greedy" in args.methods:
+            write_hyps(out_root / "ctc_greedy" / name / "hyp.txt", result["greedy"])
+        if pool is not None:
+            write_hyps(out_root / "wfst" / name / "hyp.txt", result["wfst"][best_scale])
     if pool is not None:
         pool.close()
         pool.join()

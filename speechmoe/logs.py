@@ -38,13 +38,9 @@ def cli_main(main, argv=None) -> int:
 
     from speechmoe.config import ConfigError
 
-    known: tuple = (ConfigError, FileNotFoundError, ValueError)
-    try:
-        from speechmoe.train.trainer import NonFiniteLossError
+    from speechmoe.errors import NonFiniteLossError
 
-        known += (NonFiniteLossError,)
-    except ImportError:  # pragma: no cover
-        pass
+    known: tuple = (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError)
     try:
         return main(argv)
     except known as exc:

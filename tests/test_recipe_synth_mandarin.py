@@ -103,7 +103,7 @@ def test_results_and_trained_beats_untrained(recipe):
     import torch
 
     from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
-    from speechmoe.train.trainer import load_model_for_inference
+    from speechmoe.inference import load_model_for_inference
 
     trained = next((recipe / "exp" / "moe_4e").glob("avg-*.pt"))
     _, system = load_model_for_inference(trained)

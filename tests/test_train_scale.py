@@ -127,7 +127,7 @@ def test_an_averaged_model_is_rebuilt_when_its_epochs_change(tmp_path):
     import os
 
     from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
-    from speechmoe.train.trainer import checkpoint_for_decoding
+    from speechmoe.inference import checkpoint_for_decoding
 
     def epoch(n, value):
         save_checkpoint(tmp_path / f"epoch-{n}.pt", model={"w": torch.full((2,), value)},

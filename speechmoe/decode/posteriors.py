@@ -9,20 +9,27 @@ from __future__ import annotations
 from typing import Iterator
 
 
-def posteriors(model, cuts, cmvn, max_duration: float) -> Iterator[tuple[str, "object"]]:
+def posteriors(model, cuts, cmvn, max_duration: float,
+               device=None) -> Iterator[tuple[str, "object"]]:
     """Yield (cut id, (T, C) float32 numpy log-posteriors) for every readable cut, in
-    duration-bucketed batches (a cut whose features cannot be read is left out by the
-    dataset with a warning; the scoring stage then names it)."""
+    duration-bucketed batches, the model on ``device`` (default: where its parameters
+    are). A cut whose features cannot be read is left out by the dataset with a warning;
+    the scoring stage then names it."""
     import torch
 
     from speechmoe.data.dataset import AsrDataset
     from speechmoe.train.trainer import make_sampler
 
+    if device is None:
+        device = next(model.parameters()).device
     dataset = AsrDataset(cmvn)
     sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
     with torch.no_grad():
         for batch_cuts in sampler:
             batch = dataset[batch_cuts]
-            out = model(batch["features"], batch["lengths"])
-            for cut_id, lp, n in zip(batch["cut_ids"], out.log_probs, out.lengths):
+            if not batch["cut_ids"]:  # every cut of the batch was unreadable
+                continue
+            out = model(batch["features"].to(device), batch["lengths"].to(device))
+            log_probs, lengths = out.log_probs.float().cpu(), out.lengths.cpu()
+            for cut_id, lp, n in zip(batch["cut_ids"], log_probs, lengths):
                 yield cut_id, lp[: int(n)].numpy()
