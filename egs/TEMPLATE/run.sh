@@ -58,7 +58,7 @@ acoustic_scales=0.7,1.0,1.4,2.0,2.8
 
 help_message="Usage: $0 [options]
   --corpus-dir DIR             a dir with one Kaldi data dir per set (default: \$CORPUS, db.sh)
-  --stage N / --stop-stage N   run stages N..M of 0-6 (default 0-6)
+  --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --unit-type bpe|syllable     modelling units (default $unit_type)
   --model NAME                 system to train: conf/model/NAME.yaml (default $model)
   every variable at the top of run.sh is an option"

@@ -66,7 +66,7 @@ acoustic_scales=0.7,1.0,1.4,2.0,2.8
 
 help_message="Usage: $0 [options]
   --corpus-dir DIR             the directory that contains AISHELL-2/ (default: \$AISHELL2 from db.sh)
-  --stage N / --stop-stage N   run stages N..M of 0-6 (default 0-6)
+  --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --model NAME                 system to train: conf/model/NAME.yaml (default $model)
   --world-size N               train on N GPUs of this machine (torchrun, data-parallel)
   --num-dev N --num-epochs N --nj N ... every variable at the top of run.sh is an option"

@@ -56,7 +56,7 @@ world_size=1
 torchrun_args=""
 
 help_message="Usage: $0 [options]
-  --stage N / --stop-stage N   run stages N..M of 0-6 (default 0-6)
+  --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --tiny true                  toy sizes for every stage (CI)
   --model NAME                 system to train: conf/model/NAME.yaml (default $model)
   --world-size N               data-parallel training with N processes (torchrun)

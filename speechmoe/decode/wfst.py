@@ -55,12 +55,17 @@ def _as_array(x) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
 
 
-def skip_blank_frames(log_probs: np.ndarray, threshold: float, blank: int = 0) -> np.ndarray:
-    """Reduce each run of frames with p(blank) >= threshold to its first frame."""
+def skip_blank_mask(log_probs: np.ndarray, threshold: float, blank: int = 0) -> np.ndarray:
+    """The frames kept when each run of frames with p(blank) >= threshold is reduced to
+    its first frame."""
     is_blank = log_probs[:, blank] >= np.log(threshold)
     previous = np.concatenate([[False], is_blank[:-1]])
-    keep = ~(is_blank & previous)  # drop a blank frame only when the one before was too
-    return log_probs[keep]
+    return ~(is_blank & previous)  # drop a blank frame only when the one before was too
+
+
+def skip_blank_frames(log_probs: np.ndarray, threshold: float, blank: int = 0) -> np.ndarray:
+    """Reduce each run of frames with p(blank) >= threshold to its first frame."""
+    return log_probs[skip_blank_mask(log_probs, threshold, blank)]
 
 
 class WfstDecoder:
@@ -124,6 +129,23 @@ class WfstDecoder:
 
     def decode_ids(self, log_probs) -> list[int]:
         """(T, C) natural-log CTC posteriors of one utterance -> word ids."""
+        return self._search(log_probs)[0]
+
+    def decode_aligned(self, log_probs) -> tuple[list[str], list[tuple[int, int]]]:
+        """Words and the CTC alignment of the best path: (token id, frame) for every token
+        it emits, the frame being where the token's run of frames starts (frames of
+        ``log_probs``, blank skipping undone)."""
+        ids, frame_tokens, frames = self._search(log_probs)
+        tokens = []
+        prev = self.blank
+        for frame, tok in zip(frames, frame_tokens):
+            if tok != self.blank and tok != prev:
+                tokens.append((int(tok), int(frame)))
+            prev = tok
+        return [self.words[i] for i in ids], tokens
+
+    def _search(self, log_probs) -> tuple[list[int], list[int], np.ndarray]:
+        """(word ids, token id of every decoded frame, the frames' indices in log_probs)."""
         import kaldi_decoder
         import kaldifst
 
@@ -134,10 +156,12 @@ class WfstDecoder:
             # DecodableCtc does no bounds check: reading past the row is garbage, not an error.
             raise ValueError(f"the graph reads {self.max_ilabel} token columns but log_probs "
                              f"has {x.shape[1]}")
+        frames = np.arange(x.shape[0])
         if x.shape[0] == 0:
-            return []
+            return [], [], frames
         if self.blank_skip_threshold is not None:
-            x = skip_blank_frames(x, self.blank_skip_threshold, self.blank)
+            keep = skip_blank_mask(x, self.blank_skip_threshold, self.blank)
+            x, frames = x[keep], frames[keep]
         if self.acoustic_scale != 1.0:
             x = x * np.float32(self.acoustic_scale)
         self._decoder.decode(kaldi_decoder.DecodableCtc(x))
@@ -146,11 +170,12 @@ class WfstDecoder:
             log.debug("no final state reached after %d frames: partial hypothesis", x.shape[0])
         if not ok:
             log.warning("WFST decoding found no path (%d frames)", x.shape[0])
-            return []
-        ok, _, olabels, _ = kaldifst.get_linear_symbol_sequence(best)
+            return [], [], frames[:0]
+        ok, ilabels, olabels, _ = kaldifst.get_linear_symbol_sequence(best)
         if not ok:
             raise RuntimeError("the best path is not linear")
-        return list(olabels)
+        # one non-epsilon input label (token id + 1) per decoded frame
+        return list(olabels), [i - 1 for i in ilabels], frames[:len(ilabels)]
 
     def decode(self, log_probs) -> list[str]:
         """(T, C) natural-log CTC posteriors of one utterance -> words."""

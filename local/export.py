@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Export stage: a self-contained model directory for recognition (speechmoe-transcribe).
+
+    local/export.py --exp-dir exp/moe_4e --lang-dir data/lang --cmvn data/fbank/cmvn.pt \
+        [--epoch 0 --avg 2] [--no-graph]
+
+Writes <exp-dir>/export/ with the averaged weights and model config (model.pt), the
+CMVN statistics (cmvn.pt), the feature options (features.json), the units (tokens.txt,
+lang.json) and, unless --no-graph, the lexicon, word table and decoding graph
+(lexicon.txt, words.txt, TLG.fst), plus manifest.json: each file's size and SHA-256,
+the checkpoints averaged, the acoustic scale the decoding stage chose on its tune set
+(when it ran), and the export time. The directory is built under a temporary name and
+renamed, so a half-written export is never used; everything in it loads with
+torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from speechmoe.logs import cli_main, setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--lang-dir", type=Path, required=True)
+    p.add_argument("--cmvn", type=Path, required=True)
+    p.add_argument("--epoch", type=int, default=0, help="last epoch averaged (0: the last)")
+    p.add_argument("--avg", type=int, default=2, help="epoch checkpoints averaged")
+    p.add_argument("--out-dir", type=Path, default=None, help="default <exp-dir>/export")
+    p.add_argument("--no-graph", action="store_true",
+                   help="leave out the lexicon and TLG (greedy decoding only)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from speechmoe.features import FeatureConfig, GlobalCMVN
+    from speechmoe.inference import checkpoint_for_decoding
+    from speechmoe.lang.graph import read_tokens
+    from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
+    from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
+
+    out = args.out_dir or args.exp_dir / "export"
+    log = setup_logger(args.exp_dir / "log" / "export.log")
+    ckpt_path = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
+    ckpt = load_checkpoint(ckpt_path)
+    GlobalCMVN.load(args.cmvn)  # a clear error now rather than at recognition time
+    files = ["tokens.txt", "lang.json"] + ([] if args.no_graph else list(GRAPH))
+    missing = [f for f in files if not (args.lang_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{args.lang_dir}: missing {missing} (run the lang stage)")
+    classes = len([t for t in read_tokens(args.lang_dir / "tokens.txt") if not
+                   t.startswith("#")])
+    if ckpt["model_config"]["model"]["num_classes"] != classes:
+        raise ValueError(f"{ckpt_path} has {ckpt['model_config']['model']['num_classes']} "
+                         f"outputs but {args.lang_dir}/tokens.txt {classes} units: not the "
+                         "lang dir the model was trained with")
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_checkpoint(tmp / "model.pt", model=ckpt["model"], epoch=ckpt["epoch"],
+                    step=ckpt["step"], params={}, model_config=ckpt["model_config"])
+    shutil.copy(args.cmvn, tmp / "cmvn.pt")
+    (tmp / "features.json").write_text(json.dumps(FeatureConfig().to_dict(), indent=1) + "\n")
+    for f in files:
+        shutil.copy(args.lang_dir / f, tmp / f)
+    scale_file = args.exp_dir / "decode" / ckpt_path.stem / "wfst" / "acoustic_scale.json"
+    manifest = {
+        "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,
+        "averaged": ckpt.get("averaged", []), "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "acoustic_scale": json.loads(scale_file.read_text())["best"]
+        if scale_file.is_file() else 1.0,
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
+                  for f in sorted(tmp.iterdir())}}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    verify_model_dir(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    log.info("exported %s (%s, acoustic scale %s) to %s: %d files, %.1f MB", ckpt_path.name,
+             manifest["model"], manifest["acoustic_scale"], out, len(manifest["files"]), size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))
