@@ -7,7 +7,9 @@
 Writes <exp-dir>/export/ with the averaged weights and model config (model.pt), the
 CMVN statistics (cmvn.pt), the feature options (features.json), the units (tokens.txt,
 lang.json) and, unless --no-graph, the lexicon, word table and decoding graph
-(lexicon.txt, words.txt, TLG.fst), plus manifest.json: each file's size and SHA-256,
+(lexicon.txt, words.txt, TLG.fst), the whole routed model as TorchScript
+(model.torchscript.pt) and ONNX (model.onnx, dynamic batch and length; what
+`speechmoe-transcribe --onnx` runs in onnxruntime), plus manifest.json: each file's size and SHA-256,
 the checkpoints averaged, the acoustic scale the decoding stage chose on its tune set
 (when it ran), and the export time. The directory is built under a temporary name and
 renamed, so a half-written export is never used; everything in it loads with
@@ -38,6 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp-dir>/export")
     p.add_argument("--no-graph", action="store_true",
                    help="leave out the lexicon and TLG (greedy decoding only)")
+    p.add_argument("--no-torchscript", action="store_true", help="skip model.torchscript.pt")
+    p.add_argument("--no-onnx", action="store_true", help="skip model.onnx")
     return p
 
 
@@ -74,6 +78,17 @@ def main(argv=None) -> int:
     (tmp / "features.json").write_text(json.dumps(FeatureConfig().to_dict(), indent=1) + "\n")
     for f in files:
         shutil.copy(args.lang_dir / f, tmp / f)
+    if not (args.no_torchscript and args.no_onnx):
+        from speechmoe.inference import export_onnx, export_torchscript, \
+            load_model_for_inference
+
+        model, system = load_model_for_inference(tmp / "model.pt")
+        if not args.no_torchscript:
+            export_torchscript(model, tmp / "model.torchscript.pt")
+        if not args.no_onnx:
+            t0 = time.time()
+            export_onnx(model, tmp / "model.onnx", system.model.input_dim)
+            log.info("ONNX export: %.0f s", time.time() - t0)
     scale_file = args.exp_dir / "decode" / ckpt_path.stem / "wfst" / "acoustic_scale.json"
     manifest = {
         "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,

@@ -54,3 +54,60 @@ def source_fingerprint(path: Path) -> list:
     """[name, size, mtime in ns] of a checkpoint: a rewritten file changes it."""
     st = Path(path).stat()
     return [Path(path).name, st.st_size, st.st_mtime_ns]
+
+
+
+def inference_module(model):
+    """The model as (features (B, T, D), lengths (B,)) -> (log_probs (B, T, C), lengths):
+    the form TorchScript, ONNX and onnxruntime take (no embedding-loss head, no routing
+    statistics). The whole routed model: the embedding network and the top-1 dispatch,
+    only the expert each frame is routed to running."""
+    import torch
+
+    class LogProbs(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features: torch.Tensor, lengths: torch.Tensor):
+            out = self.inner(features, lengths, False)
+            return out.log_probs, out.lengths
+
+    return LogProbs(model).eval()
+
+
+def export_torchscript(model, path: Path) -> Path:
+    """Script the model (TorchScript) to path; load it with torch.jit.load."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
+        scripted = torch.jit.script(inference_module(model))
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    scripted.save(str(tmp))
+    tmp.replace(path)
+    return Path(path)
+
+
+def export_onnx(model, path: Path, input_dim: int, opset: int = 18) -> Path:
+    """Export to ONNX with dynamic batch and length (torch.export-based exporter)."""
+    import contextlib
+    import io
+
+    import torch
+
+    module = inference_module(model)
+    x = torch.zeros(2, 23, input_dim)
+    lengths = torch.tensor([23, 17])
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    time = torch.export.Dim("time", min=2, max=100000)
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        torch.onnx.export(module, (x, lengths), str(tmp), dynamo=True, opset_version=opset,
+                          dynamic_shapes=({0: batch, 1: time}, {0: batch}),
+                          input_names=["features", "lengths"],
+                          output_names=["log_probs", "out_lengths"], external_data=False)
+    tmp.replace(path)
+    return Path(path)

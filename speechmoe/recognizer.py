@@ -9,7 +9,8 @@
 A model directory holds everything a recognition needs, each file checked against the
 SHA-256 of manifest.json when it is opened: model.pt (averaged weights and the model
 config), cmvn.pt, features.json, tokens.txt, lang.json, and for WFST decoding
-lexicon.txt, words.txt and TLG.fst. Everything loads with torch.load(weights_only=True).
+lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in onnxruntime from
+model.onnx. Everything loads with torch.load(weights_only=True).
 
 Audio: whatever soundfile reads (wav, flac, ogg, ...), at any sample rate (resampled to
 the model's 16 kHz with scipy's polyphase resampler, anti-aliasing included) and any
@@ -95,8 +96,9 @@ def read_audio(path: Union[str, Path], sample_rate: int = 16000):
 
 class Recognizer:
     def __init__(self, model, system, cmvn, feature_config, tokens: dict[int, str],
-                 lang_info: dict, decoder=None, device: str = "cpu"):
+                 lang_info: dict, decoder=None, device: str = "cpu", session=None):
         self.model, self.system, self.cmvn = model, system, cmvn
+        self.session = session  # an onnxruntime InferenceSession, or None (torch)
         self.features = feature_config
         self.tokens, self.lang_info, self.decoder = tokens, lang_info, decoder
         self.device = device
@@ -104,9 +106,11 @@ class Recognizer:
     @classmethod
     def from_dir(cls, path: Union[str, Path], method: str = "auto", device: str = "auto",
                  beam: float = 16.0, max_active: int = 7000,
-                 acoustic_scale: Optional[float] = None) -> "Recognizer":
+                 acoustic_scale: Optional[float] = None, onnx: bool = False,
+                 threads: int = 0) -> "Recognizer":
         """Open a model directory. method: wfst, greedy, or auto (wfst when the directory
-        has a graph). device: auto (CUDA when available), cpu or cuda."""
+        has a graph). device: auto (CUDA when available), cpu or cuda. onnx: run the
+        network in onnxruntime (model.onnx). threads: intra-op threads (0: default)."""
         import torch
 
         from speechmoe.features import FeatureConfig, GlobalCMVN
@@ -125,6 +129,18 @@ class Recognizer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model, system = load_model_for_inference(path / "model.pt")
         model.to(device)
+        session = None
+        if onnx:
+            if not (path / "model.onnx").is_file():
+                raise ModelDirError(f"{path}: no model.onnx (export without --no-onnx)")
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] \
+                if device == "cuda" else ["CPUExecutionProvider"]
+            session = ort.InferenceSession(str(path / "model.onnx"), opts, providers=providers)
         cmvn = GlobalCMVN.load(path / "cmvn.pt")
         feats = FeatureConfig(**json.loads((path / "features.json").read_text()))
         tokens = {i: t for t, i in read_tokens(path / "tokens.txt").items()}
@@ -137,7 +153,7 @@ class Recognizer:
                 manifest.get("acoustic_scale", 1.0)
             decoder = WfstDecoder(path / "TLG.fst", path / "words.txt", beam=beam,
                                   max_active=max_active, acoustic_scale=scale)
-        return cls(model, system, cmvn, feats, tokens, info, decoder, device)
+        return cls(model, system, cmvn, feats, tokens, info, decoder, device, session)
 
     @property
     def method(self) -> str:
@@ -198,9 +214,13 @@ class Recognizer:
                  for _, s, _ in items]
         lengths = torch.tensor([f.shape[0] for f in feats])
         x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        with torch.no_grad():
-            o = self.model(x.to(self.device), lengths.to(self.device))
-        log_probs = o.log_probs.float().cpu().numpy()
+        if self.session is not None:
+            log_probs = self.session.run(None, {"features": x.numpy(),
+                                                "lengths": lengths.numpy()})[0]
+        else:
+            with torch.no_grad():
+                o = self.model(x.to(self.device), lengths.to(self.device))
+            log_probs = o.log_probs.float().cpu().numpy()
         for (name, _, seconds), lp, n in zip(items, log_probs, lengths.tolist()):
             lp = lp[:n]
             if self.decoder is not None:

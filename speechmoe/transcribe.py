@@ -12,8 +12,8 @@ one line on stderr naming it; the others are still transcribed, and the exit sta
 when any failed (2 for a bad model directory or usage).
 
 MODEL_DIR is written by `local/export.py` (recipe stage 7). Options: --method
-wfst|greedy (default: wfst when the directory has a graph), --device, --batch-seconds,
---beam.
+wfst|greedy (default: wfst when the directory has a graph), --onnx (the network in
+onnxruntime), --device, --threads, --batch-seconds, --beam.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-seconds", type=float, default=60.0)
     p.add_argument("--beam", type=float, default=16.0)
+    p.add_argument("--onnx", action="store_true",
+                   help="run the network in onnxruntime (MODEL_DIR/model.onnx)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
     args = p.parse_args(argv)
 
     from tqdm import tqdm
@@ -72,8 +75,12 @@ def main(argv=None) -> int:
 
     try:
         items = expand_inputs(args.inputs)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         rec = Recognizer.from_dir(args.model_dir, method=args.method, device=args.device,
-                                  beam=args.beam)
+                                  beam=args.beam, onnx=args.onnx, threads=args.threads)
     except (ModelDirError, ValueError, FileNotFoundError) as exc:
         print(f"speechmoe-transcribe: error: {exc}", file=sys.stderr)
         return 2
@@ -113,8 +120,9 @@ def main(argv=None) -> int:
     flush()
     bar.close()
     wall = time.perf_counter() - t0
+    runtime = "onnxruntime" if args.onnx else rec.device
     summary = (f"speechmoe-transcribe: {done} of {len(items)} recordings transcribed "
-               f"({rec.method}, {rec.device})")
+               f"({rec.method}, {runtime})")
     if done:
         summary += f", {audio:.1f} s of audio in {wall:.1f} s: RTF {wall / audio:.3f}"
     if failed:

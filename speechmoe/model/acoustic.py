@@ -39,6 +39,7 @@ class SpeechMoE(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        self.input_dim = cfg.input_dim  # (plain attributes: TorchScript cannot see cfg)
         self.embedding = SharedEmbeddingNetwork(cfg) if cfg.has_embedding else None
         self.routes_on_embedding = cfg.has_router and cfg.router_input == "embedding+previous"
         self.input_layer = nn.Linear(cfg.input_dim, cfg.d_model)
@@ -64,17 +65,18 @@ class SpeechMoE(nn.Module):
         log-probs (default: in training mode only; inference does not need them).
         """
         B, T, _ = feats.shape
-        if feats.shape[-1] != self.cfg.input_dim:
-            raise ValueError(f"features have {feats.shape[-1]} dims, the model expects "
-                             f"input_dim={self.cfg.input_dim}")
+        if feats.shape[-1] != self.input_dim:
+            raise ValueError("features have " + str(feats.shape[-1]) + " dims, the model "
+                             "expects input_dim=" + str(self.input_dim))
         mask = lengths_to_mask(lengths, T)
-        if with_embedding_loss is None:
-            with_embedding_loss = self.training
-        e = emb_log_probs = None
-        if self.embedding is not None and (self.routes_on_embedding or with_embedding_loss):
-            e = self.embedding(feats, mask)
-            if with_embedding_loss:
-                emb_log_probs = self.embedding.log_probs(e)
+        want_emb_loss = self.training if with_embedding_loss is None else with_embedding_loss
+        e: Optional[torch.Tensor] = None
+        emb_log_probs: Optional[torch.Tensor] = None
+        embedding = self.embedding
+        if embedding is not None and (self.routes_on_embedding or want_emb_loss):
+            e = embedding(feats, mask)
+            if want_emb_loss:
+                emb_log_probs = embedding.log_probs(e)
         x = self.dropout(self.input_layer(feats))
         x, routing = self.backbone(x, mask, e if self.routes_on_embedding else None)
         log_probs = torch.log_softmax(self.output_layer(self.norm(x)).float(), dim=-1)

@@ -46,7 +46,9 @@ class Backbone(nn.Module):
             if info is not None:
                 routing.append(info)
             x = memory(x, mask)
-            attention = self.attention[str(layer)] if str(layer) in self.attention else None
-            if attention is not None:
-                x = attention(x, mask)
+            # (a loop over the few attention layers rather than self.attention[str(layer)]:
+            # TorchScript indexes a ModuleDict by literals only)
+            for key, attention in self.attention.items():
+                if key == str(layer):
+                    x = attention(x, mask)
         return x, routing
