@@ -35,7 +35,20 @@ def test_benchmark_prints_its_ratio_last():
 
 
 def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
-    """Two tiny systems (B1-like and 4 experts), every column filled, the ratio last."""
+    """Every column filled, the ratio last."""
+    out = subprocess.run(
+        [sys.executable, "-m", "speechmoe.bench.train_step", *map(str, tiny_configs(tmp_path)),
+         "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--threads", "1"],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    rows = {line.split()[0]: line.split() for line in out[2:4]}
+    assert set(rows) == {"b1", "moe"} and all(len(r) == 8 for r in rows.values())
+    assert all(0 < float(r[-1].rstrip("%")) for r in rows.values())
+    key, value = out[-1].split("=")
+    assert key == "step_time_ratio" and float(value) > 0
+
+
+def tiny_configs(tmp_path):
+    """Two tiny systems (B1-like and 4 experts) as YAML files."""
     import yaml
 
     base = {"input_dim": 960, "d_model": 32, "ffn_dim": 64, "attention_ffn_dim": 64,
@@ -48,12 +61,17 @@ def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
     for cfg in (b1, moe):
         paths.append(tmp_path / f"{cfg['name']}.yaml")
         paths[-1].write_text(yaml.safe_dump(cfg))
+    return paths
+
+
+def test_inference_benchmark_prints_its_ratio_last(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "speechmoe.bench.train_step", *map(str, paths),
-         "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--threads", "1"],
+        [sys.executable, "-m", "speechmoe.bench.inference", *map(str, tiny_configs(tmp_path)),
+         "--seconds", "2", "--repeats", "2"],
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
-    rows = {line.split()[0]: line.split() for line in out[2:4]}
-    assert set(rows) == {"b1", "moe"} and all(len(r) == 8 for r in rows.values())
-    assert all(0 < float(r[-1].rstrip("%")) for r in rows.values())
+    rows = [line.split() for line in out[2:-1]]
+    assert {(r[0], r[4]) for r in rows} == {(s, k) for s in ("b1", "moe")
+                                            for k in ("torch", "onnxruntime")}
+    assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in rows)
     key, value = out[-1].split("=")
-    assert key == "step_time_ratio" and float(value) > 0
+    assert key == "moe_vs_b1_rtf_ratio" and float(value) > 0
