@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     from speechmoe.decode.greedy import ctc_greedy
     from speechmoe.decode.posteriors import posteriors
     from speechmoe.features import GlobalCMVN
-    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
+    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference, \
+        source_fingerprint
     from speechmoe.lang.graph import read_tokens
     from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
     from speechmoe.scoring import score
@@ -113,9 +114,22 @@ def main(argv=None) -> int:
     id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
     cmvn = GlobalCMVN.load(args.cmvn)
     out_root = args.exp_dir / "decode" / ckpt.stem
-    if (out_root / ".done").is_file() and not args.force:
-        log.info("%s: already decoded (use --force to redo)", out_root)
-        return 0
+    # what the hypotheses depend on besides the model: the graph and the options
+    inputs = {"graph": source_fingerprint(args.lang_dir / "TLG.fst")
+              if (args.lang_dir / "TLG.fst").is_file() else None,
+              "sets": args.sets, "methods": args.methods, "beam": args.beam,
+              "max_active": args.max_active, "acoustic_scales": args.acoustic_scales}
+    done = out_root / ".done"
+    if done.is_file() and not args.force:
+        try:
+            same = json.loads(done.read_text() or "{}") == inputs
+        except json.JSONDecodeError:
+            same = False
+        if same:
+            log.info("%s: already decoded (use --force to redo)", out_root)
+            return 0
+        log.info("%s: the graph or the decoding options changed since it was decoded: "
+                 "decoding again", out_root)
     log.info("decoding with %s (%s) on %s -> %s", ckpt, system.name, device, out_root)
 
     pool = None
@@ -195,7 +209,7 @@ def main(argv=None) -> int:
     if pool is not None:
         pool.close()
         pool.join()
-    (out_root / ".done").touch()
+    done.write_text(json.dumps(inputs) + "\n")
     return 0
 
 
