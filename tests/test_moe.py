@@ -177,3 +177,34 @@ def test_one_host_sync_per_moe_layer_forward_and_backward():
     moe = MoELayer(16, 32, num_experts=4)
     _, loop_events = count_host_syncs(moe._dispatch_loop, h, idx, gate)
     assert len(loop_events) == 4  # one torch.where per expert: the counter sees them
+
+
+def test_sorted_dispatch_equals_the_per_expert_loop_with_gradients():
+    """The one-sync dispatch (sort by expert, split once) gives the per-expert
+    gather / index_add_ loop's outputs and gradients, padding rows and idle experts
+    included."""
+    torch.manual_seed(0)
+    layer = MoELayer(16, 32, num_experts=8)
+    x = torch.randn(3, 13, 16, requires_grad=True)
+    mask = torch.ones(3, 13, dtype=torch.bool)
+    mask[1, 9:] = False
+    mask[2, 4:] = False
+
+    def run(dispatch):
+        h = layer.norm(x).reshape(-1, 16)
+        probs = layer.router(h)
+        gate, idx = probs.max(-1)
+        idx = idx.masked_fill(~mask.reshape(-1), -1)
+        idx[idx == 7] = 6  # expert 7 idle
+        y = dispatch(h, idx, gate)
+        grads = torch.autograd.grad(y.pow(2).sum(), [x, *layer.parameters()])
+        return y, grads
+
+    y_sort, g_sort = run(layer.dispatch)
+    y_loop, g_loop = run(layer._dispatch_loop)
+    torch.testing.assert_close(y_sort, y_loop, rtol=0, atol=1e-6)
+    for a, b in zip(g_sort, g_loop):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    idle = list(layer.experts[7].parameters())
+    assert all(g.abs().sum() == 0 for g, p in zip(g_sort[1:], layer.parameters())
+               if any(p is q for q in idle))

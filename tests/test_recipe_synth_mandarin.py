@@ -232,6 +232,29 @@ def test_recognizer_api_gives_tokens_with_times(recipe, exported):
         assert any(r.tokens for r in results)
 
 
+def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe, exported):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from speechmoe.features import compute_features
+    from speechmoe.recognizer import Recognizer, read_audio
+
+    rec = Recognizer.from_dir(exported, method="greedy", device="cpu")
+    wavs = sorted((recipe / "data" / "wav" / "test_chat").glob("*.wav"))[:3]
+    feats = [compute_features(read_audio(w)[0], 16000, rec.features, rec.cmvn) for w in wavs]
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    with torch.no_grad():
+        ref = rec.model(x, lengths).log_probs.numpy()
+    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    got_onnx = sess.run(None, {"features": x.numpy(), "lengths": lengths.numpy()})[0]
+    got_ts = torch.jit.load(str(exported / "model.torchscript.pt"))(x, lengths)[0].detach()
+    for got in (got_onnx, got_ts.numpy()):
+        for b, n in enumerate(lengths.tolist()):
+            np.testing.assert_allclose(got[b, :n], ref[b, :n], atol=1e-4)
+
+
 def test_a_changed_model_directory_is_refused(exported, tmp_path):
     import shutil
 
