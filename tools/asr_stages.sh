@@ -28,9 +28,11 @@
 # and optionally (defaults in brackets):
 #   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
 #   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
-#   open_vocabulary [freq]: syllable units: every CJK character is a one-character word of
-#                   the lexicon and the LM, its unigram floor spread by character frequency
-#                   (freq) or evenly (uniform); off: the LM text's words only
+#   open_vocabulary [uniform]: syllable units: every CJK character is a one-character word of
+#                   the lexicon and the LM, the LM's unigram floor spread evenly (uniform)
+#                   or by character frequency (freq); off: the LM text's words only
+#   char_weight [1.0]: open vocabulary: a character's share of the LM's unigram floor
+#                   relative to a word's (<= 1)
 #   num_workers [train.py's default]: DataLoader worker processes of training
 #   amp [none]: mixed precision of training: bf16, fp16 or none (GPUs)
 #   accum_grad [1]: batches accumulated into one update
@@ -77,7 +79,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   python "$local_dir/prepare_lang.py" --lm-text "$lm_text" --out-dir "$data/lang" \
     --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" \
     --unit-type "${unit_type:-syllable}" --bpe-vocab-size "${bpe_vocab_size:-500}" \
-    --open-vocabulary "${open_vocabulary:-freq}" \
+    --open-vocabulary "${open_vocabulary:-uniform}" --char-weight "${char_weight:-1.0}" \
     || die "lang stage failed"
 fi
 

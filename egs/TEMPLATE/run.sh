@@ -34,7 +34,7 @@ bpe_vocab_size=500
 lm_order=3
 lm_cutoffs=""
 lm_prune=0
-open_vocabulary=freq     # every CJK character is a word too (lexicon + LM); off: LM-text words only
+open_vocabulary=uniform  # every CJK character is a word too (lexicon + LM); off: LM-text words only
 # stages 1, 2, 4-6 (see tools/asr_stages.sh)
 num_rirs=200
 heldout_rirs=0

@@ -43,10 +43,12 @@ num_dev=1500             # held-out training utterances (whole speakers) = train
 num_rirs=1000
 heldout_rirs=0           # no degraded test set here: every RIR may be used for training
 rvb_fraction=0.5         # a reverberant copy of this share of train is added (paper 4.2)
-lm_order=3
+lm_order=5               # the paper's order; relative-entropy pruning below (egs/synth_mandarin/RESULTS.md)
 lm_cutoffs=""
-lm_prune=1e-8
-open_vocabulary=freq     # every CJK character is a word too (lexicon + LM); off: LM-text words only
+lm_prune=1e-7
+open_vocabulary=freq     # every CJK character is a word too, weighted by its frequency in the
+                         # transcripts: dev/test words often unseen in them (uniform: the embedded
+                         # recipe's choice on its dev set, egs/synth_mandarin/RESULTS.md); off: closed
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun

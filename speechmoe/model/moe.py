@@ -106,10 +106,10 @@ class MoELayer(nn.Module):
         x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
         (padding: their output is 0); gate: (N,).
 
-        The rows are sorted by expert once, split into one contiguous block per
-        expert, and put back in their order by one gather. The block sizes are
-        the only value read back from the device: one host sync per layer (on
-        CUDA), where a per-expert torch.where costs one per expert. Every expert
+        The row indices are sorted by expert once and split into one block per
+        expert; each expert gathers its rows and adds its gated output back. The
+        block sizes are the only value read back from the device: one host sync
+        per layer (on CUDA), where a per-expert torch.where costs one per expert. Every expert
         runs, an idle one on an empty block, so the control flow is fixed and an
         idle expert gets an all-zero gradient rather than none, which is what DDP
         needs without find_unused_parameters. Under TorchScript and torch.export
@@ -122,14 +122,14 @@ class MoELayer(nn.Module):
         order = torch.argsort(expert_index, stable=True)  # padding (-1) first
         counts = expert_counts(expert_index, n)
         sizes: List[int] = torch.cat([(expert_index < 0).sum().reshape(1), counts]).tolist()
-        blocks = x.index_select(0, order).split(sizes)
-        outs = [blocks[0] * 0.0]  # padding rows: no expert, zero output
+        rows = order.split(sizes)  # rows[e + 1]: the rows of expert e (rows[0]: padding)
+        out = torch.zeros_like(x)
+        gate = gate.to(x.dtype)
         for e, expert in enumerate(self.experts):
-            outs.append(expert(blocks[e + 1]))
-        y = torch.cat(outs) * gate.to(x.dtype).index_select(0, order).unsqueeze(-1)
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(order.numel(), device=order.device)
-        return y.index_select(0, inverse)
+            r = rows[e + 1]
+            y = expert(x.index_select(0, r)) * gate.index_select(0, r).unsqueeze(-1)
+            out.index_add_(0, r, y)
+        return out
 
     def _dispatch_loop(self, x: torch.Tensor, expert_index: torch.Tensor,
                        gate: torch.Tensor) -> torch.Tensor:
