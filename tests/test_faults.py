@@ -97,7 +97,7 @@ def test_bad_transcripts_are_reported_and_excluded(tiny_corpus, caplog):
     cuts = list(CutSet.from_file(tiny_corpus["cuts"]))
     tok = LexiconTokenizer(tiny_corpus["lang"])
     empty = cuts[0].map_supervisions(lambda s: dataclasses.replace(s, text=""))
-    oov = cuts[1].map_supervisions(lambda s: dataclasses.replace(s, text="xqzt"))
+    oov = cuts[1].map_supervisions(lambda s: dataclasses.replace(s, text="x-ray"))
     long = cuts[2].map_supervisions(
         lambda s: dataclasses.replace(s, text=" ".join(["中国"] * 60)))
     good = cuts[3]

@@ -207,8 +207,8 @@ def test_transcribe_reports_bad_files_and_goes_on(recipe, exported, tmp_path):
     sf.write(tmp_path / "short.wav", np.zeros(100, dtype=np.float32), 16000)
     scp = tmp_path / "wav.scp"
     scp.write_text(f"good {wav}\nmissing {tmp_path / 'nope.wav'}\n")
-    r = transcribe_cli(exported, "-", stdin="\n".join(
-        str(tmp_path / f) for f in ("empty.wav", "garbage.wav", "short.wav")) + f"\n{scp}\n")
+    r = transcribe_cli(exported, "-", scp, stdin="\n".join(
+        str(tmp_path / f) for f in ("empty.wav", "garbage.wav", "short.wav")) + "\n")
     assert r.returncode == 1
     assert [line.split("\t")[0] for line in r.stdout.splitlines()] == ["good"]
     err = r.stderr
