@@ -19,7 +19,7 @@ names of X, Q, Z, T: the fallback documented in README).
 
 Open vocabulary: ``character_entries`` gives every CJK character of the range that text
 normalisation keeps (U+4E00-U+9FFF, 20,924 characters that pypinyin can pronounce) as a
-one-character word, once per reading (29,743 entries): the lexicon of a lang dir
+one-character word, once per reading (29,735 entries): the lexicon of a lang dir
 holds them beside the LM text's words, so any Chinese sentence can be decoded.
 """
 
