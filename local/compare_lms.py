@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     from speechmoe.data.dataset import cut_words
     from speechmoe.decode.posteriors import posteriors
     from speechmoe.decode.wfst import WfstDecoder
-    from speechmoe.features import GlobalCMVN
+    from speechmoe.features import FeatureConfig, GlobalCMVN
     from speechmoe.lang.graph import read_words
     from speechmoe.lang.tokenizer import scoring_tokens
     from speechmoe.scoring import score
@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
     model, _ = load_model_for_inference(ckpt)
     t0 = time.perf_counter()
-    lps = dict(posteriors(model, cuts, GlobalCMVN.load(args.cmvn), args.max_duration))
+    lps = dict(posteriors(model, cuts, GlobalCMVN.load(args.cmvn), args.max_duration,
+                          feature_config=FeatureConfig.for_cmvn(args.cmvn)))
     t_net = time.perf_counter() - t0
     missing = [c.id for c in cuts if c.id not in lps]
     if missing:

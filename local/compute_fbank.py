@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Feature stage: 40-dim fbank for every cut set, and global CMVN statistics.
+"""Feature stage: 40-dim fbank (+ pitch) for every cut set, and global CMVN statistics.
 
     local/compute_fbank.py --manifest-dir data/manifests --out-dir data/fbank \
-        --sets train train_rvb dev test_read --cmvn-sets train train_rvb
+        --sets train train_aug dev test_read --cmvn-sets train train_aug [--pitch true]
 
 Reads <manifest-dir>/cuts_<set>.jsonl.gz (reverberation and noise are rendered
 from their lhotse transforms here), writes <out-dir>/cuts_<set>.jsonl.gz with
 features attached and <out-dir>/cmvn.pt (statistics of fbank + deltas + double
 deltas over --cmvn-sets). Audio that cannot be used (corrupt, empty, wrong
 sample rate) is reported by file and reason in <out-dir>/bad_audio_<set>.txt
-and left out; the stage goes on.
+and left out; the stage goes on. The feature options go to <out-dir>/features.json,
+which training, decoding and export read; asking for other options (e.g. --pitch)
+than the ones stored recomputes every set.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from speechmoe.data.fbank import compute_fbank
+from speechmoe.data.fbank import SpeechMoEFbankConfig, compute_fbank
 from speechmoe.data.manifests import Excluded, report_excluded
-from speechmoe.features import FeatureConfig, GlobalCMVN, add_deltas
+from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN, add_deltas
 from speechmoe.logs import cli_main, setup_logger
 
 
@@ -38,7 +40,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn-max-cuts", type=int, default=4000,
                    help="random cuts used for CMVN statistics")
     p.add_argument("--num-jobs", type=int, default=2)
+    p.add_argument("--pitch", type=str2bool, default=False,
+                   help="append 2 pitch features (voicing, log F0) to the 40 fbank dims")
     return p
+
+
+def str2bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def main(argv=None) -> int:
@@ -47,6 +59,25 @@ def main(argv=None) -> int:
 
     out = args.out_dir
     log = setup_logger(out / "log" / "fbank.log")
+    cfg = FeatureConfig(pitch=args.pitch)
+    stored = out / FEATURES_JSON
+    if stored.is_file() and FeatureConfig.load(stored) != cfg:
+        log.info("%s: the stored features were made with other options (%s); recomputing "
+                 "every set with %s", stored, FeatureConfig.load(stored).to_dict(),
+                 cfg.to_dict())
+        for marker in out.glob(".*.done"):
+            marker.unlink()
+        (out / "cmvn.pt").unlink(missing_ok=True)
+    elif not stored.is_file() and any(out.glob(".*.done")):
+        # features of a version that wrote no features.json: plain fbank
+        if FeatureConfig() != cfg:
+            log.info("%s: stored features are plain fbank; recomputing with %s", out,
+                     cfg.to_dict())
+            for marker in out.glob(".*.done"):
+                marker.unlink()
+            (out / "cmvn.pt").unlink(missing_ok=True)
+    cfg.save(stored)
+    extractor_cfg = SpeechMoEFbankConfig.from_feature_config(cfg)
     for name in args.sets:
         target = out / f"cuts_{name}.jsonl.gz"
         if (out / f".{name}.done").is_file() and target.is_file():
@@ -57,7 +88,7 @@ def main(argv=None) -> int:
             log.error("%s: not found (run the data preparation / RIR stages first)", src)
             return 1
         source = CutSet.from_file(src)
-        cuts, bad = compute_fbank(source, out, name, args.num_jobs)
+        cuts, bad = compute_fbank(source, out, name, args.num_jobs, extractor_cfg)
         report_excluded(log, name, [Excluded(*b) for b in bad], len(source),
                         out / f"bad_audio_{name}.txt")
         tmp = out / f"cuts_{name}.tmp.jsonl.gz"
@@ -74,7 +105,6 @@ def main(argv=None) -> int:
         for name in args.cmvn_sets:
             pool.extend(CutSet.from_file(out / f"cuts_{name}.jsonl.gz"))
         random.Random(0).shuffle(pool)
-        cfg = FeatureConfig()
         cmvn = GlobalCMVN(cfg.base_dim)
         for cut in pool[: args.cmvn_max_cuts]:
             cmvn.accumulate(add_deltas(torch.from_numpy(cut.load_features()),

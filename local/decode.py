@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from speechmoe.data.dataset import cut_words
     from speechmoe.decode.greedy import ctc_greedy
     from speechmoe.decode.posteriors import posteriors
-    from speechmoe.features import GlobalCMVN
+    from speechmoe.features import FeatureConfig, GlobalCMVN
     from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference, \
         source_fingerprint
     from speechmoe.lang.graph import read_tokens
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     model.to(device)
     id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
     cmvn = GlobalCMVN.load(args.cmvn)
+    feat_cfg = FeatureConfig.for_cmvn(args.cmvn)
     out_root = args.exp_dir / "decode" / ckpt.stem
     # what the hypotheses depend on besides the model: the graph and the options
     inputs = {"graph": source_fingerprint(args.lang_dir / "TLG.fst")
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
 
         t_nn = 0.0
         t_batch = time.time()
-        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration, device):
+        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration, device, feat_cfg):
             t_nn += time.time() - t_batch
             if "ctc_greedy" in args.methods:
                 greedy[cut_id] = [id2tok[t] for t in ctc_greedy(lp)[0]]
@@ -182,8 +183,14 @@ def main(argv=None) -> int:
                  audio, t_nn, t_nn / max(audio, 1e-9), time.time() - t0,
                  args.num_jobs if pool is not None else 0, len(scales))
         refs = {c.id: cut_words(c) for c in cuts}
+        timing[name] = {"utterances": len(cuts), "audio_seconds": round(audio, 2),
+                        "network_seconds": round(t_nn, 2),
+                        "decoding_seconds": round(time.time() - t0, 2),
+                        "wfst_processes": args.num_jobs if pool is not None else 0,
+                        "acoustic_scales": len(scales)}
         return {"greedy": greedy, "wfst": wfst, "refs": refs}
 
+    timing: dict = {}
     scales = [float(s) for s in args.acoustic_scales.split(",")]
     best_scale = scales[0]
     if pool is not None and len(scales) > 1:
@@ -209,6 +216,8 @@ def main(argv=None) -> int:
     if pool is not None:
         pool.close()
         pool.join()
+    # wall times per set (network: the model's share, on this process's threads)
+    (out_root / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
     done.write_text(json.dumps(inputs) + "\n")
     return 0
 

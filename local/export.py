@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     save_checkpoint(tmp / "model.pt", model=ckpt["model"], epoch=ckpt["epoch"],
                     step=ckpt["step"], params={}, model_config=ckpt["model_config"])
     shutil.copy(args.cmvn, tmp / "cmvn.pt")
-    (tmp / "features.json").write_text(json.dumps(FeatureConfig().to_dict(), indent=1) + "\n")
+    FeatureConfig.for_cmvn(args.cmvn).save(tmp / "features.json")
     for f in files:
         shutil.copy(args.lang_dir / f, tmp / f)
     if not (args.no_torchscript and args.no_onnx):

@@ -1,8 +1,20 @@
 #!/usr/bin/env python3
-"""RIR simulation stage: a bank of room impulse responses, and reverberant / noisy cut sets.
+"""RIR and noise stage: a bank of room impulse responses and noise, the training data's
+augmented copy, and reverberant / noisy test sets.
 
-  # 200 RIRs (20 held out for test sets) and a bank of colored noise
+  # 200 RIRs (20 held out for test sets) and the held-out noise (white, pink, brown)
   simulate_rir.py bank --out-dir data/rir --num-rirs 200 --heldout 20
+
+  # training noise: babble (from the training speech), music, hum, blue, band-pass noise;
+  # or the recordings under MUSAN-style directories (--noise-dir musan/noise musan/music)
+  simulate_rir.py train-noise --out-dir data/rir --speech data/manifests/cuts_train.jsonl.gz
+
+  # the augmented copy (ids <id>_aug): per cut a speed factor, a training RIR with
+  # probability 0.5, a training noise at 0-20 dB SNR with probability 0.5
+  simulate_rir.py augment --cuts-in data/manifests/cuts_train.jsonl.gz \
+      --cuts-out data/manifests/cuts_train_aug.jsonl.gz --speeds 0.9,1.0,1.1 \
+      --rirs data/rir/rirs_train.jsonl.gz --rvb-prob 0.5 \
+      --noise data/rir/noise_train.jsonl.gz --noise-prob 0.5 --snr 0,20
 
   # a reverberant copy of the training cuts (ids get the suffix _rvb)
   simulate_rir.py apply --rirs data/rir/rirs_train.jsonl.gz \
@@ -23,8 +35,9 @@ import json
 import sys
 from pathlib import Path
 
-from speechmoe.data.rir import RoomConfig, add_noise, noise_bank, reverberate, rir_bank, \
-    split_heldout
+from speechmoe.data.augment import augmented_copy, parse_factors
+from speechmoe.data.rir import HELDOUT_NOISE_KINDS, RoomConfig, add_noise, noise_bank, \
+    noise_dir_recordings, reverberate, rir_bank, split_heldout, training_noise_bank
 from speechmoe.logs import cli_main, setup_logger
 
 
@@ -50,7 +63,34 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--snr", default="5,20", help="min,max SNR in dB for --noise")
     a.add_argument("--keep-ids", action="store_true", help="do not add the _rvb suffix")
     a.add_argument("--seed", type=int, default=0)
+    n = sub.add_parser("train-noise", help="noise recordings for training (not the held-out kinds)")
+    n.add_argument("--out-dir", type=Path, required=True)
+    n.add_argument("--speech", type=Path, help="training cuts, the talkers of babble noise")
+    n.add_argument("--noise-dir", type=Path, nargs="*", default=[],
+                   help="directories of noise recordings (e.g. MUSAN's noise/ and music/) "
+                        "used instead of the synthetic kinds")
+    n.add_argument("--per-kind", type=int, default=3)
+    n.add_argument("--seconds", type=float, default=30.0)
+    n.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("augment", help="the augmented copy of a training cut set")
+    g.add_argument("--cuts-in", type=Path, required=True)
+    g.add_argument("--cuts-out", type=Path, required=True)
+    g.add_argument("--speeds", default="0.9,1.0,1.1", help="speed factors, one drawn per cut")
+    g.add_argument("--rirs", type=Path, help="training RIRs (RecordingSet)")
+    g.add_argument("--rvb-prob", type=float, default=0.5)
+    g.add_argument("--noise", type=Path, help="training noise (RecordingSet)")
+    g.add_argument("--noise-prob", type=float, default=0.5)
+    g.add_argument("--snr", default="0,20", help="min,max SNR in dB")
+    g.add_argument("--copies", type=int, default=1,
+                   help="independent copies (ids _aug, _aug2, ...), concatenated")
+    g.add_argument("--seed", type=int, default=0)
     return p
+
+
+def write_cuts(cuts, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp.jsonl.gz")
+    cuts.to_file(tmp)
+    tmp.replace(path)
 
 
 def pair(text: str) -> tuple[float, float]:
@@ -76,6 +116,59 @@ def main(argv=None) -> int:
                  len(train), len(held), len(noises), args.out_dir)
         return 0
 
+    if args.cmd == "train-noise":
+        log = setup_logger(args.out_dir / "log" / "rir.log")
+        if args.noise_dir:
+            recs = noise_dir_recordings(args.noise_dir)
+            source = "the recordings under " + " ".join(map(str, args.noise_dir))
+        else:
+            if args.speech is not None and not args.speech.is_file():
+                log.error("%s: not found (run the data preparation stage first)", args.speech)
+                return 1
+            speech = CutSet.from_file(args.speech) if args.speech else None
+            recs = training_noise_bank(args.out_dir, args.per_kind, args.seconds, args.seed,
+                                       speech)
+            source = "synthetic kinds " + ", ".join(sorted({r.id.split("-")[1] for r in recs}))
+        held = [r.id for r in recs if r.id.split("-")[1] in HELDOUT_NOISE_KINDS]
+        if held and not args.noise_dir:
+            raise RuntimeError(f"held-out noise kinds in the training noise: {held[:3]}")
+        RecordingSet.from_recordings(recs).to_file(args.out_dir / "noise_train.jsonl.gz")
+        log.info("training noise: %d recordings, %.0f s, %s -> %s", len(recs),
+                 sum(r.duration for r in recs), source, args.out_dir / "noise_train.jsonl.gz")
+        return 0
+
+    if args.cmd == "augment":
+        log = setup_logger(args.cuts_out.parent / "log" / "rir.log")
+        paths = [args.cuts_in] + ([args.rirs] if args.rvb_prob > 0 else []) + \
+            ([args.noise] if args.noise_prob > 0 else [])
+        for path in paths:
+            if path is None or not path.is_file():
+                log.error("%s: not found (run the data preparation / RIR bank / training "
+                          "noise steps first; --rirs and --noise are needed when their "
+                          "probability is above 0)", path)
+                return 1
+        cuts = CutSet.from_file(args.cuts_in).to_eager()
+        rirs = RecordingSet.from_file(args.rirs) if args.rvb_prob > 0 else []
+        noises = RecordingSet.from_file(args.noise) if args.noise_prob > 0 else []
+        parts, infos = [], []
+        for k in range(args.copies):
+            out, info = augmented_copy(cuts, parse_factors(args.speeds), rirs, args.rvb_prob,
+                                       noises, args.noise_prob, pair(args.snr),
+                                       seed=args.seed + k, suffix="aug" if k == 0 else
+                                       f"aug{k + 1}")
+            parts.extend(out)
+            infos.extend(info)
+        write_cuts(CutSet.from_cuts(parts), args.cuts_out)
+        n = len(infos)
+        log.info("%s: %d augmented cuts (%d copies), %.2f h: speeds %s, reverberated %d, "
+                 "with noise %d (SNR %s dB) -> %s", args.cuts_in, n, args.copies,
+                 sum(c.duration for c in parts) / 3600,
+                 {f: sum(1 for i in infos if i["speed"] == f)
+                  for f in parse_factors(args.speeds)},
+                 sum(1 for i in infos if "rir" in i), sum(1 for i in infos if "noise" in i),
+                 args.snr, args.cuts_out)
+        return 0
+
     log = setup_logger(args.cuts_out.parent / "log" / "rir.log")
     for path in (args.rirs, args.cuts_in) + ((args.noise,) if args.noise else ()):
         if not path.is_file():
@@ -86,9 +179,7 @@ def main(argv=None) -> int:
                       fraction=args.fraction, affix=not args.keep_ids)
     if args.noise:
         out = add_noise(out, RecordingSet.from_file(args.noise), pair(args.snr), seed=args.seed)
-    tmp = args.cuts_out.with_name(args.cuts_out.name + ".tmp.jsonl.gz")
-    out.to_file(tmp)
-    tmp.replace(args.cuts_out)
+    write_cuts(out, args.cuts_out)
     log.info("%s: %d of %d cuts reverberated%s -> %s", args.cuts_in, len(out), len(cuts),
              " and mixed with noise" if args.noise else "", args.cuts_out)
     return 0

@@ -49,7 +49,22 @@ HELP = {
            "and losses stay fp32",
     "accum_grad": "batches accumulated into one update (the effective batch is "
                   "max_duration x world size x accum_grad seconds)",
+    "spec_augment": "SpecAugment on the training batches (true/false): frequency masks "
+                    "over the same Mel bands of every delta order, time masks over all dims",
+    "spec_freq_masks": "SpecAugment: frequency masks per utterance",
+    "spec_freq_width": "SpecAugment: widest frequency mask, in Mel bands",
+    "spec_time_masks": "SpecAugment: time masks per utterance",
+    "spec_time_width": "SpecAugment: widest time mask, in 10-ms frames",
+    "spec_time_fraction": "SpecAugment: most of an utterance all time masks cover together",
 }
+
+
+def str2bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -69,7 +84,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "<exp-dir>/log/batches.rank<R>.jsonl")
     for f in dataclasses.fields(TrainParams):
         if f.name in HELP:
-            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
+            p.add_argument("--" + f.name.replace("_", "-"),
+                           type=str2bool if isinstance(f.default, bool) else type(f.default),
                            default=f.default, help=HELP[f.name])
     return p
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 ROUTER_INPUTS = ("previous", "embedding+previous")
 BALANCE_LOSSES = ("none", "switch", "mean_importance")
+LOSS_NORMALIZATIONS = ("frame", "utterance")
 
 
 class ConfigError(ValueError):
@@ -106,11 +107,18 @@ class LossConfig:
     alpha: float = 0.1  # sparsity L1 (eq. 9)
     beta: float = 0.1  # balance term
     gamma: float = 0.01  # embedding-network CTC
+    # How the terms are scaled (the paper leaves it open; speechmoe/losses.py):
+    #   frame      CTC per output frame, router losses averaged over the MoE layers
+    #   utterance  the authors' released code (tencent-ailab/3m-asr): CTC summed over each
+    #              utterance and averaged over the batch, router losses summed over layers
+    normalization: str = "frame"
 
     def validate(self, model: ModelConfig, where: str = "loss") -> None:
         def need(cond: bool, msg: str) -> None:
             _need(cond, where, msg)
 
+        need(self.normalization in LOSS_NORMALIZATIONS,
+             f"normalization must be one of {LOSS_NORMALIZATIONS}, got {self.normalization!r}")
         need(self.balance in BALANCE_LOSSES,
              f"balance must be one of {BALANCE_LOSSES}, got {self.balance!r}")
         for name in ("alpha", "beta", "gamma"):

@@ -1,9 +1,18 @@
 """Acoustic features (paper section 4.1).
 
     waveform --fbank--> (T, 40) log-Mel, 25 ms window, 10 ms shift
-             --add_deltas--> (T, 120) with first and second derivatives
+             [--pitch--> (T, 2) voicing and speaker-normalised log F0, appended: (T, 42)]
+             --add_deltas--> (T, 120) with first and second derivatives [(T, 126)]
              --GlobalCMVN--> global mean / variance normalisation
              --stack_and_subsample--> (ceil(T/3), 960): 8 stacked frames, every 3rd kept
+                                      [(ceil(T/3), 1008)]
+
+The paper's input is fbank alone (pitch=False, the library default). Pitch
+(pitch=True) is the Kaldi Mandarin recipes' "+pitch": tones are pitch contours,
+and 40 Mel bands resolve F0 poorly (the embedded corpus's tones differ by ~10% of
+an F0 near 100 Hz, a fraction of one band). A recipe's choice is written by the
+feature stage to <fbank dir>/features.json, beside cmvn.pt, and read from there
+by training, decoding and export (`FeatureConfig.for_cmvn`).
 
 Every fbank goes through `fbank()`: kaldifeat when it is installed, otherwise
 lhotse's pure-torch Kaldi Fbank with the same options (they agree to ~1e-3;
@@ -13,6 +22,7 @@ to 0 = Nyquist as in Kaldi and kaldifeat).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,10 +49,16 @@ class FeatureConfig:
     delta_window: int = 2
     stack: int = 8
     subsample: int = 3
+    pitch: bool = False  # append PITCH_DIMS pitch features to the fbank (Kaldi's "+pitch")
+
+    @property
+    def stored_dim(self) -> int:
+        """Dims of the stored features (fbank [+ pitch]), before deltas."""
+        return self.num_mel_bins + (PITCH_DIMS if self.pitch else 0)
 
     @property
     def base_dim(self) -> int:
-        return self.num_mel_bins * (self.delta_order + 1)
+        return self.stored_dim * (self.delta_order + 1)
 
     @property
     def model_dim(self) -> int:
@@ -50,6 +66,41 @@ class FeatureConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown feature options {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        import json
+
+        from speechmoe.utils import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureConfig":
+        import json
+
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a feature configuration ({exc})") from exc
+
+    @classmethod
+    def for_cmvn(cls, cmvn_path: str | Path) -> "FeatureConfig":
+        """The features behind a CMVN file: <its dir>/features.json, written by the
+        feature stage (a dir without one holds plain fbank: the defaults)."""
+        path = Path(cmvn_path).parent / FEATURES_JSON
+        return cls.load(path) if path.is_file() else cls()
+
+
+FEATURES_JSON = "features.json"
+PITCH_DIMS = 2
 
 
 def have_kaldifeat() -> bool:
@@ -116,6 +167,118 @@ def fbank(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig()
         feats = _lhotse_fbank(cfg).extract(wave.numpy(), sampling_rate=sample_rate)
         return torch.as_tensor(np.asarray(feats), dtype=torch.float32)
     raise ValueError(f"unknown fbank backend {backend!r}; use auto, kaldifeat or lhotse")
+
+
+def num_frames(num_samples: int, cfg: FeatureConfig = FeatureConfig()) -> int:
+    """Frames of a waveform as fbank computes them (Kaldi's NumFrames)."""
+    shift = int(cfg.sample_rate * cfg.frame_shift_ms / 1000)
+    if cfg.snip_edges:
+        length = int(cfg.sample_rate * cfg.frame_length_ms / 1000)
+        return 0 if num_samples < length else 1 + (num_samples - length) // shift
+    return (num_samples + shift // 2) // shift
+
+
+@dataclass(frozen=True)
+class PitchConfig:
+    rate: int = 8000  # F0 is searched on a copy resampled to this rate
+    window_ms: float = 40.0  # two periods of a 50 Hz voice
+    min_f0: float = 50.0
+    max_f0: float = 400.0
+    octave_cost: float = 0.05  # per octave of lag: favours the higher of two F0 candidates
+    # (Praat uses 0.01 on its own normalisation; with this one 0.01 lets a clean 100 Hz
+    # voice jump an octave down, 0.05 tracks 60-380 Hz glides within 0.05 semitones)
+    voiced_threshold: float = 0.45  # normalised autocorrelation above which a frame is voiced
+    median_frames: int = 5  # median filter of the log-F0 track, against single-frame jumps
+
+
+def _fold_octaves(log_f0: np.ndarray) -> np.ndarray:
+    """Octave errors of voiced frames: each frame is moved by whole octaves to within half
+    an octave of the utterance's median F0 (one speaker's tones span less than that)."""
+    ref = np.median(log_f0)
+    return log_f0 + np.round((ref - log_f0) / np.log(2.0)) * np.log(2.0)
+
+
+def pitch(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig(),
+          pcfg: PitchConfig = PitchConfig()) -> torch.Tensor:
+    """(T, 2) pitch features on fbank's frame grid: [voicing, log F0 in semitones].
+
+    Per 10 ms frame (centred where fbank's frame is), on the waveform resampled to
+    8 kHz: the autocorrelation of a 40 ms Hann-windowed frame divided by the
+    window's own (Boersma 1993), its peak between 1/max_f0 and 1/min_f0 (refined by
+    a parabola) gives F0, its height the voicing (0 silence .. 1 periodic). Octave
+    jumps are folded back to within half an octave of the utterance's median, the
+    log-F0 track is median filtered, carried through unvoiced frames by linear
+    interpolation (a continuous track, as Kaldi's pitch), and normalised per
+    utterance by its voicing-weighted mean: 12 * log2(F0 / mean F0), the speaker's
+    register removed, the tone contour kept. Semitones keep the stored values well
+    above lilcom's quantisation step (a 5% F0 change is 0.85).
+    """
+    from scipy.ndimage import binary_opening, median_filter
+    from scipy.signal import resample_poly
+
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    T = num_frames(x.size, cfg)
+    if T == 0:
+        return torch.zeros(0, PITCH_DIMS)
+    g = math.gcd(int(sample_rate), pcfg.rate)
+    x = resample_poly(x, pcfg.rate // g, int(sample_rate) // g)
+    rate = pcfg.rate
+    hop = rate * cfg.frame_shift_ms / 1000
+    win = int(round(rate * pcfg.window_ms / 1000))
+    min_lag = int(math.floor(rate / pcfg.max_f0))
+    max_lag = int(math.ceil(rate / pcfg.min_f0))
+    # frame t is centred at (t + 1/2) shifts (fbank with snip_edges=False)
+    starts = np.round((np.arange(T) + 0.5) * hop).astype(np.int64) - win // 2
+    pad = win
+    xp = np.pad(x, (pad, pad + win))
+    frames = xp[starts[:, None] + pad + np.arange(win)[None, :]]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    window = np.hanning(win + 2)[1:-1]
+    frames *= window
+    nfft = 1 << int(math.ceil(math.log2(win + max_lag + 2)))
+    ac = np.fft.irfft(np.abs(np.fft.rfft(frames, nfft)) ** 2, nfft)[:, : max_lag + 2]
+    wac = np.fft.irfft(np.abs(np.fft.rfft(window, nfft)) ** 2, nfft)[: max_lag + 2]
+    energy = ac[:, :1]
+    r = ac / np.maximum(energy, 1e-12) / (wac / wac[0])
+    lags = np.arange(min_lag, max_lag + 1)
+    score = r[:, lags] - pcfg.octave_cost * np.log2(lags / min_lag)[None, :]
+    best = lags[np.argmax(score, axis=1)]
+    rows = np.arange(T)
+    left, mid, right = r[rows, best - 1], r[rows, best], r[rows, best + 1]
+    denom = left - 2 * mid + right
+    shift = np.where(np.abs(denom) > 1e-9, 0.5 * (left - right) / np.where(
+        np.abs(denom) > 1e-9, denom, 1.0), 0.0).clip(-0.5, 0.5)
+    voicing = np.clip(mid, 0.0, 1.0)
+    voicing[energy[:, 0] < 1e-10 * win] = 0.0  # digital silence
+    log_f0 = np.log(rate / (best + shift))
+    # voiced: above the threshold for at least 3 frames in a row (no isolated blips)
+    voiced = binary_opening(voicing >= pcfg.voiced_threshold, structure=np.ones(3, bool))
+    if voiced.sum() >= 2:
+        idx = np.flatnonzero(voiced)
+        v = _fold_octaves(log_f0[idx])
+        track = np.interp(np.arange(T), idx, v)
+        if pcfg.median_frames > 1 and T >= pcfg.median_frames:
+            track = median_filter(track, size=pcfg.median_frames, mode="nearest")
+        weights = voicing * voiced
+        mean = float((track * weights).sum() / weights.sum())
+        semitones = 12.0 / math.log(2.0) * (track - mean)
+    else:  # no periodic stretch: nothing to say about pitch
+        semitones = np.zeros(T)
+    out = np.stack([voicing, semitones], axis=1)
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def base_features(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig(),
+                  backend: str = "auto") -> torch.Tensor:
+    """The stored features of one waveform: fbank, with pitch appended when cfg.pitch."""
+    feats = fbank(samples, sample_rate, cfg, backend)
+    if cfg.pitch:
+        p = pitch(samples, sample_rate, cfg)
+        if p.shape[0] != feats.shape[0]:  # both follow num_frames; guard other fbank options
+            n = min(p.shape[0], feats.shape[0])
+            feats, p = feats[:n], p[:n]
+        feats = torch.cat([feats, p], dim=1)
+    return feats
 
 
 def _delta_scales(order: int, window: int) -> list[torch.Tensor]:
@@ -230,8 +393,8 @@ class GlobalCMVN:
 
 def compute_features(samples: Audio, sample_rate: int, cfg: FeatureConfig = FeatureConfig(),
                      cmvn: GlobalCMVN | None = None, backend: str = "auto") -> torch.Tensor:
-    """The whole front end: waveform -> (ceil(T/3), 960) model input."""
-    feats = add_deltas(fbank(samples, sample_rate, cfg, backend), cfg.delta_order,
+    """The whole front end: waveform -> (ceil(T/3), cfg.model_dim) model input."""
+    feats = add_deltas(base_features(samples, sample_rate, cfg, backend), cfg.delta_order,
                        cfg.delta_window)
     if cmvn is not None:
         feats = cmvn.normalize(feats)

@@ -8,13 +8,19 @@
   loss (eq. 7), chosen by config (loss.balance).
 - L_e: CTC loss of the shared embedding network's own head.
 
-Conventions (the paper leaves them open):
+Conventions (the paper leaves them open; loss.normalization chooses):
 - The router losses are computed per MoE layer over the m non-padding frames
-  of the batch, and averaged over the MoE layers, so alpha and beta do not
-  depend on the depth.
-- The CTC losses are summed over utterances and divided by the number of
-  output frames of the batch: a per-frame loss, on the same scale as the
-  router losses, which are frame averages too.
+  of the batch (frame averages, as eq. 9-11 define them).
+- "frame" (default): the CTC losses are summed over utterances and divided by
+  the number of output frames of the batch, a per-frame loss on the scale of
+  the router losses; the router losses are averaged over the MoE layers, so
+  alpha and beta do not depend on the depth.
+- "utterance": the convention of the authors' released toolkit
+  (tencent-ailab/3m-asr, trainer/loss/loss_compute.py): the CTC losses are
+  summed over each utterance and averaged over the batch, and the router
+  losses of the MoE layers are summed. With ~150 output frames per utterance
+  and 30 MoE layers, the router terms weigh about 150/30 = 5 times less
+  against CTC than under "frame".
 """
 
 from __future__ import annotations
@@ -116,8 +122,11 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
         raise ValueError("loss.gamma > 0 needs the embedding network's log-probs: "
                          "run the model with with_embedding_loss=True")
 
-    frames = output.lengths.sum().to(torch.float32)
-    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank), frames]
+    per_utt = cfg.normalization == "utterance"
+    # what the CTC sums are divided by: output frames, or utterances ("utterance")
+    count = (torch.ones_like(output.lengths).sum() if per_utt else output.lengths.sum()
+             ).to(torch.float32)
+    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank), count]
     if use_emb:
         stats.append(_ctc_sum(output.embedding_log_probs, output.lengths, targets,
                               target_lengths, blank))
@@ -133,7 +142,7 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
 
     parts: dict[str, torch.Tensor] = {}
     frames_g = stats[1].clamp_min(1)
-    total = parts["ctc"] = stats[0] / frames_g  # L_c, per frame
+    total = parts["ctc"] = stats[0] / frames_g  # L_c, per frame (or per utterance)
     rest = stats[3:] if use_emb else stats[2:]
     if use_emb:
         parts["embedding_ctc"] = stats[2] / frames_g
@@ -146,18 +155,20 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
             sparsity.append(l1_sum / m)  # eq. 9
             importance.append(n * (imp_sum / m).pow(2).sum())  # eq. 10-11
             balance.append(n * ((counts / m).detach() * (imp_sum / m)).sum())  # eq. 7
+        over_layers = _layer_sum if per_utt else _layer_mean
         if cfg.alpha > 0:
-            parts["sparsity"] = _layer_mean(sparsity)
+            parts["sparsity"] = over_layers(sparsity)
             total = total + cfg.alpha * parts["sparsity"]
         if cfg.balance == "mean_importance" and cfg.beta > 0:
-            parts["importance"] = _layer_mean(importance)
+            parts["importance"] = over_layers(importance)
             total = total + cfg.beta * parts["importance"]
         elif cfg.balance == "switch" and cfg.beta > 0:
-            parts["balance"] = _layer_mean(balance)
+            parts["balance"] = over_layers(balance)
             total = total + cfg.beta * parts["balance"]
     if use_emb:
         total = total + cfg.gamma * parts["embedding_ctc"]
-    if not with_floats:  # + the (global) frame count the losses are averaged over
+    if not with_floats:  # + the (global) count the CTC losses are averaged over: frames,
+        # or utterances under "utterance" (the key keeps its name)
         return total, {**{k: v.detach() for k, v in parts.items()},
                        "frames": stats[1].detach()}
     return total, {k: float(v.detach()) for k, v in parts.items()}
@@ -165,3 +176,7 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
 
 def _layer_mean(values: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(values)).mean()
+
+
+def _layer_sum(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(values)).sum()

@@ -142,7 +142,7 @@ class Recognizer:
                 if device == "cuda" else ["CPUExecutionProvider"]
             session = ort.InferenceSession(str(path / "model.onnx"), opts, providers=providers)
         cmvn = GlobalCMVN.load(path / "cmvn.pt")
-        feats = FeatureConfig(**json.loads((path / "features.json").read_text()))
+        feats = FeatureConfig.load(path / "features.json")
         tokens = {i: t for t, i in read_tokens(path / "tokens.txt").items()}
         info = json.loads((path / "lang.json").read_text())
         decoder = None

@@ -3,6 +3,8 @@
 For every (test set, method) a directory with:
   recogs.txt   utt_id <TAB> ref=... <TAB> hyp=...
   errs.txt     per-utterance alignment (ref / hyp pairs, * for a gap) and counts
+               of the utterances with errors
+  utt_errors.tsv  utt_id <TAB> errors <TAB> reference tokens, every utterance
   summary.txt  the error rate with insertions, deletions, substitutions
 """
 
@@ -71,7 +73,7 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
         raise EmptyScoreError(f"nothing to score{f' ({title})' if title else ''}: "
                               "no utterances")
     stats = ErrorStats()
-    recog_lines, err_lines = [], []
+    recog_lines, err_lines, count_lines = [], [], []
     for utt in sorted(refs):
         ref, hyp = list(refs[utt]), list(hyps[utt])
         pairs = align(ref, hyp)
@@ -85,6 +87,7 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
         stats.utts += 1
         stats.utts_with_errors += int(ins + dels + subs > 0)
         recog_lines.append(f"{utt}\tref={' '.join(ref)}\thyp={' '.join(hyp)}\n")
+        count_lines.append(f"{utt}\t{ins + dels + subs}\t{len(ref)}\n")
         if ins + dels + subs:
             shown = " ".join(r if r == h else f"({r}->{h})" for r, h in pairs)
             err_lines.append(f"{utt}\tS={subs} D={dels} I={ins}\t{shown}\n")
@@ -93,6 +96,8 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "recogs.txt").write_text("".join(recog_lines), encoding="utf-8")
         (out_dir / "errs.txt").write_text("".join(err_lines), encoding="utf-8")
+        # per utterance: id, errors, reference tokens (paired comparisons of systems)
+        (out_dir / "utt_errors.tsv").write_text("".join(count_lines), encoding="utf-8")
         rate = f"{stats.rate:.2f}" if stats.ref_len else "undefined (no reference tokens)"
         (out_dir / "summary.txt").write_text(
             f"{title}\n%ER {rate} [ {stats.errors} / {stats.ref_len}, {stats.ins} ins, "

@@ -34,6 +34,29 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def temp_name(path: Path) -> Path:
+    """A fresh name beside ``path`` (created with the usual umask, unlike mkstemp's 0600)."""
+    import uuid
+
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file through a fresh name beside it, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -132,3 +132,37 @@ def test_total_loss_switch_variant_and_static_model():
     assert set(parts) == {"ctc"} and total.item() == pytest.approx(parts["ctc"])
     with pytest.raises(ValueError, match="embedding"):
         speechmoe_loss(out, targets, tlen, LossConfig("none", 0.0, 0.0, 0.01))
+
+
+def test_utterance_normalization_is_the_authors_convention():
+    """normalization "utterance" (tencent-ailab/3m-asr): CTC summed per utterance and
+    averaged over the batch, router losses summed over the MoE layers."""
+    import torch.nn.functional as F
+
+    out = _output(with_emb=True)
+    targets, tlen = torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
+    cfg = LossConfig("mean_importance", 0.1, 0.2, 0.01, normalization="utterance")
+    total, parts = speechmoe_loss(out, targets, tlen, cfg)
+    per_utt = F.ctc_loss(out.log_probs.transpose(0, 1), targets, out.lengths, tlen,
+                         reduction="none")
+    emb = F.ctc_loss(out.embedding_log_probs.transpose(0, 1), targets, out.lengths, tlen,
+                     reduction="none")
+    l_s = sum(sparsity_l1(r.probs).item() for r in out.routing)
+    l_m = sum(mean_importance(r.probs).item() for r in out.routing)
+    assert parts == pytest.approx({"ctc": per_utt.mean().item(), "sparsity": l_s,
+                                   "importance": l_m, "embedding_ctc": emb.mean().item()},
+                                  rel=1e-5)
+    assert total.item() == pytest.approx(per_utt.mean().item() + 0.1 * l_s + 0.2 * l_m
+                                         + 0.01 * emb.mean().item(), rel=1e-5)
+    _, frame = speechmoe_loss(out, targets, tlen, LossConfig("mean_importance", 0.1, 0.2, 0.01))
+    # 10 output frames over 2 utterances: per-utterance CTC is 5x the per-frame one
+    assert parts["ctc"] == pytest.approx(5 * frame["ctc"], rel=1e-5)
+    # the count the trainer weighs accumulated parts by: utterances here, frames otherwise
+    _, floats = speechmoe_loss(out, targets, tlen, cfg, with_floats=False)
+    assert floats["frames"].item() == 2
+    from speechmoe.config import ConfigError, SystemConfig
+
+    with pytest.raises(ConfigError, match="normalization"):
+        sc = SystemConfig()
+        sc.loss.normalization = "token"
+        sc.validate()

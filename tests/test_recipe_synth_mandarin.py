@@ -57,11 +57,11 @@ def test_every_artifact_exists(recipe):
         d / "text" / "lm_text.txt",
         *[d / "manifests" / f"{k}_{s}.jsonl.gz" for k in ("recordings", "supervisions", "cuts")
           for s in ("train", "dev", "test_read", "test_chat", "test_spon_dry")],
-        d / "manifests" / "cuts_train_rvb.jsonl.gz", d / "manifests" / "cuts_test_spon.jsonl.gz",
+        d / "manifests" / "cuts_train_aug.jsonl.gz", d / "manifests" / "cuts_test_spon.jsonl.gz",
         d / "rir" / "rirs_train.jsonl.gz", d / "rir" / "rirs_heldout.jsonl.gz",
-        d / "rir" / "noise.jsonl.gz",
-        *[d / "fbank" / f"cuts_{s}.jsonl.gz" for s in ("train", "train_rvb", "dev") + SETS],
-        d / "fbank" / "cmvn.pt",
+        d / "rir" / "noise.jsonl.gz", d / "rir" / "noise_train.jsonl.gz",
+        *[d / "fbank" / f"cuts_{s}.jsonl.gz" for s in ("train", "train_aug", "dev") + SETS],
+        d / "fbank" / "cmvn.pt", d / "fbank" / "features.json",
         *[d / "lang" / f for f in ("tokens.txt", "lexicon.txt", "words.txt", "lm.arpa",
                                    "G.fst", "L_disambig.fst", "TLG.fst")],
         e / "log" / "train.log", e / "params.json", e / "results.json",
@@ -92,6 +92,41 @@ def test_test_sentences_never_in_training_or_lm_text(recipe):
     for s in SETS + ("dev",):
         held = sentences(s)
         assert held and not held & train and not held & lm, s
+
+
+def test_no_held_out_room_or_noise_reaches_training(recipe):
+    """train_aug uses training RIRs and training noise kinds only; test_spon the held-out
+    RIRs and kinds; the features carry pitch (the recipe's default)."""
+    from lhotse import CutSet, RecordingSet
+
+    from speechmoe.data.rir import HELDOUT_NOISE_KINDS
+    from speechmoe.features import FeatureConfig
+
+    d = recipe / "data"
+    held_rirs = {r.id for r in RecordingSet.from_file(d / "rir" / "rirs_heldout.jsonl.gz")}
+    train_rirs = {r.id for r in RecordingSet.from_file(d / "rir" / "rirs_train.jsonl.gz")}
+    assert held_rirs and train_rirs and not held_rirs & train_rirs
+
+    def used(cut):
+        """(RIR ids, noise recording ids) in a cut's lhotse transforms and tracks."""
+        text = json.dumps(cut.to_dict())
+        rirs = {r for r in held_rirs | train_rirs if f'"{r}"' in text}
+        noises = set()
+        for track in getattr(cut, "tracks", [])[1:]:
+            noises.add(track.cut.recording.id)
+        return rirs, noises
+
+    aug = CutSet.from_file(d / "fbank" / "cuts_train_aug.jsonl.gz")
+    train_used = [used(c) for c in aug]
+    assert any(r for r, _ in train_used) and any(n for _, n in train_used)
+    assert not set().union(*(r for r, _ in train_used)) & held_rirs
+    kinds = {n.split("-")[1] for _, ns in train_used for n in ns}
+    assert kinds and not kinds & set(HELDOUT_NOISE_KINDS)
+    spon = [used(c) for c in CutSet.from_file(d / "fbank" / "cuts_test_spon.jsonl.gz")]
+    assert set().union(*(r for r, _ in spon)) <= held_rirs
+    assert {n.split("-")[1] for _, ns in spon for n in ns} <= set(HELDOUT_NOISE_KINDS)
+    assert FeatureConfig.for_cmvn(d / "fbank" / "cmvn.pt").pitch
+    assert "features: " in (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
 
 
 def test_results_and_trained_beats_untrained(recipe):

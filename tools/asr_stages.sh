@@ -4,10 +4,12 @@
 # the LM text). Every stage calls one Python script in local/; the scripts skip outputs
 # that are complete (done markers, written last) and redo anything half-written.
 #
-#   1  RIR simulation: a bank of room impulse responses (pyroomacoustics) and noise;
-#      a reverberant copy of $train_set ($train_set_rvb, --rvb-fraction of it), and
-#      the sets in $degrade_sets made from <set>_dry with held-out RIRs + noise
-#   2  features: 40-dim fbank for every set, global CMVN from the training sets
+#   1  RIR simulation and augmentation: a bank of room impulse responses (pyroomacoustics)
+#      and held-out noise; a reverberant copy of $train_set ($train_set_rvb, --rvb-fraction
+#      of it); training noise and the augmented copy ($train_set_aug: speed perturbation,
+#      RIRs, noise, drawn per cut); the sets in $degrade_sets made from <set>_dry with
+#      held-out RIRs + held-out noise kinds
+#   2  features: 40-dim fbank (+ pitch) for every set, global CMVN from the training sets
 #   3  lang: the fixed units, lexicon (open vocabulary: every CJK character is a word),
 #      Kneser-Ney LM ($lm_order, pruned at $lm_prune), G, TLG
 #   4  training of conf/model/$model.yaml
@@ -36,6 +38,17 @@
 #   num_workers [train.py's default]: DataLoader worker processes of training
 #   amp [none]: mixed precision of training: bf16, fp16 or none (GPUs)
 #   accum_grad [1]: batches accumulated into one update
+#   pitch [false]: append 2 pitch features (voicing, log F0) to the fbank (Kaldi's +pitch)
+#   aug_copies [0]: augmented copies of $train_set added to training ($train_set_aug), each
+#                   cut with a speed factor drawn from speed_perturb [0.9,1.0,1.1], a training
+#                   RIR with probability rvb_prob [0.5] and a training noise with probability
+#                   noise_prob [0.5] at an SNR in noise_snr [0,20] dB; the noise is synthetic
+#                   (babble, music, hum, blue, band-pass: never test_spon's white / pink /
+#                   brown) or, with noise_dir ["", e.g. "/data/musan/noise /data/musan/music"],
+#                   the recordings under those directories
+#   spec_augment [false]: SpecAugment masks on the training batches; sizes spec_freq_masks,
+#                   spec_freq_width, spec_time_masks, spec_time_width, spec_time_fraction
+#                   (train.py's defaults unless set)
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
 die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
@@ -44,7 +57,8 @@ speechmoe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 local_dir=$speechmoe_root/local
 exp_dir=$exp/$model
 train_sets="$train_set"
-[ "$rvb_fraction" != 0 ] && train_sets="$train_set ${train_set}_rvb"
+[ "$rvb_fraction" != 0 ] && train_sets="$train_sets ${train_set}_rvb"
+[ "${aug_copies:-0}" != 0 ] && train_sets="$train_sets ${train_set}_aug"
 all_sets="$train_sets $dev_set $test_sets"
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -57,6 +71,28 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
       --fraction "$rvb_fraction" --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
       --cuts-out "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" || die "reverberation failed"
+  fi
+  if [ "${aug_copies:-0}" != 0 ]; then
+    aug_out=$data/manifests/cuts_${train_set}_aug.jsonl.gz
+    aug_opts="copies=${aug_copies} speeds=${speed_perturb:-0.9,1.0,1.1} rvb=${rvb_prob:-0.5} noise=${noise_prob:-0.5} snr=${noise_snr:-0,20} dir=${noise_dir:-}"
+    # redo the copy (and its features) when its options change
+    if [ ! -f "$aug_out" ] || [ "$(cat "$data/manifests/.${train_set}_aug.opts" 2>/dev/null)" != "$aug_opts" ]; then
+      if [ ! -f "$data/rir/noise_train.jsonl.gz" ] || \
+         [ "$(cat "$data/rir/.noise_train.opts" 2>/dev/null)" != "${noise_dir:-}" ]; then
+        # shellcheck disable=SC2086
+        python "$local_dir/simulate_rir.py" train-noise --out-dir "$data/rir" \
+          --speech "$data/manifests/cuts_${train_set}.jsonl.gz" \
+          ${noise_dir:+--noise-dir $noise_dir} || die "training noise failed"
+        echo "${noise_dir:-}" > "$data/rir/.noise_train.opts"
+      fi
+      python "$local_dir/simulate_rir.py" augment --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
+        --cuts-out "$aug_out" --copies "$aug_copies" --speeds "${speed_perturb:-0.9,1.0,1.1}" \
+        --rirs "$data/rir/rirs_train.jsonl.gz" --rvb-prob "${rvb_prob:-0.5}" \
+        --noise "$data/rir/noise_train.jsonl.gz" --noise-prob "${noise_prob:-0.5}" \
+        --snr "${noise_snr:-0,20}" || die "augmentation failed"
+      echo "$aug_opts" > "$data/manifests/.${train_set}_aug.opts"
+      rm -f "$data/fbank/.${train_set}_aug.done" "$data/fbank/cmvn.pt"
+    fi
   fi
   for s in $degrade_sets; do
     [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
@@ -71,7 +107,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: fbank features and global CMVN"
   # shellcheck disable=SC2086
   python "$local_dir/compute_fbank.py" --manifest-dir "$data/manifests" --out-dir "$data/fbank" \
-    --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" || die "feature extraction failed"
+    --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" --pitch "${pitch:-false}" \
+    || die "feature extraction failed"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -99,7 +136,12 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
     --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
-    --amp "${amp:-none}" --accum-grad "${accum_grad:-1}" \
+    --amp "${amp:-none}" --accum-grad "${accum_grad:-1}" --spec-augment "${spec_augment:-false}" \
+    ${spec_freq_masks:+--spec-freq-masks "$spec_freq_masks"} \
+    ${spec_freq_width:+--spec-freq-width "$spec_freq_width"} \
+    ${spec_time_masks:+--spec-time-masks "$spec_time_masks"} \
+    ${spec_time_width:+--spec-time-width "$spec_time_width"} \
+    ${spec_time_fraction:+--spec-time-fraction "$spec_time_fraction"} \
     || die "training failed (log: $exp_dir/log/train.log)"
 fi
 

@@ -39,6 +39,16 @@ open_vocabulary=uniform  # every CJK character is a word too (lexicon + LM); off
 num_rirs=200
 heldout_rirs=0
 rvb_fraction=0.5
+# augmentation (tools/asr_stages.sh; the paper's systems use none of it: off by default)
+pitch=false              # fbank + 2 pitch features (Kaldi's +pitch), for tonal languages
+aug_copies=0             # augmented copies of train added to training (train_aug), each cut drawn:
+speed_perturb=0.9,1.0,1.1  # a speed factor (lhotse perturb_speed, as icefall's AISHELL recipes)
+rvb_prob=0.5             # a training RIR with this probability
+noise_prob=0.5           # a noise with this probability, at an SNR (dB) in noise_snr
+noise_snr=0,20
+noise_dir=""             # noise recordings, e.g. "/data/musan/noise /data/musan/music"
+                         # (empty: synthetic babble, music, hum, blue and band-pass noise)
+spec_augment=false       # SpecAugment masks on training batches
 model=moe_4e             # conf/model/<model>.yaml (copy them in: see README.md)
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun

@@ -43,6 +43,16 @@ num_dev=1500             # held-out training utterances (whole speakers) = train
 num_rirs=1000
 heldout_rirs=0           # no degraded test set here: every RIR may be used for training
 rvb_fraction=0.5         # a reverberant copy of this share of train is added (paper 4.2)
+# augmentation (tools/asr_stages.sh; the paper's systems use none of it: off by default)
+pitch=false              # fbank + 2 pitch features (Kaldi's +pitch), for tonal languages
+aug_copies=0             # augmented copies of train added to training (train_aug), each cut drawn:
+speed_perturb=0.9,1.0,1.1  # a speed factor (lhotse perturb_speed, as icefall's AISHELL recipes)
+rvb_prob=0.5             # a training RIR with this probability
+noise_prob=0.5           # a noise with this probability, at an SNR (dB) in noise_snr
+noise_snr=0,20
+noise_dir=""             # noise recordings, e.g. "/data/musan/noise /data/musan/music"
+                         # (empty: synthetic babble, music, hum, blue and band-pass noise)
+spec_augment=false       # SpecAugment masks on training batches
 lm_order=5               # the paper's order; relative-entropy pruning below (egs/synth_mandarin/RESULTS.md)
 lm_cutoffs=""
 lm_prune=1e-7

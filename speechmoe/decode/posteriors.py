@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Iterator
 
 
-def posteriors(model, cuts, cmvn, max_duration: float,
-               device=None) -> Iterator[tuple[str, "object"]]:
+def posteriors(model, cuts, cmvn, max_duration: float, device=None,
+               feature_config=None) -> Iterator[tuple[str, "object"]]:
     """Yield (cut id, (T, C) float32 numpy log-posteriors) for every readable cut, in
     duration-bucketed batches, the model on ``device`` (default: where its parameters
-    are). A cut whose features cannot be read is left out by the dataset with a warning;
+    are; ``feature_config``: the stored features' FeatureConfig, default plain fbank).
+    A cut whose features cannot be read is left out by the dataset with a warning;
     the scoring stage then names it."""
     import torch
 
@@ -22,7 +23,9 @@ def posteriors(model, cuts, cmvn, max_duration: float,
 
     if device is None:
         device = next(model.parameters()).device
-    dataset = AsrDataset(cmvn)
+    from speechmoe.features import FeatureConfig
+
+    dataset = AsrDataset(cmvn, feature_config=feature_config or FeatureConfig())
     sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
     with torch.no_grad():
         for batch_cuts in sampler:

@@ -15,11 +15,11 @@ Importing this module loads only the standard library.
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
+
+from speechmoe.utils import atomic_write_text, temp_name as _temp_name  # noqa: F401
 
 BLANK = "<blk>"
 EPS = "<eps>"
@@ -36,24 +36,7 @@ LexiconLike = Union[Lexicon, Mapping[str, Sequence[str]], Iterable[tuple[str, Se
 # --------------------------------------------------------------------------- text files
 
 
-def _temp_name(path: Path) -> Path:
-    """A fresh name beside ``path`` (created with the usual umask, unlike mkstemp's 0600)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _atomic_write_text(path: Union[str, Path], text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_write_text = atomic_write_text
 
 
 def _read_lines(path: Union[str, Path], what: str) -> list[tuple[int, list[str]]]:

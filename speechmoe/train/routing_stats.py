@@ -77,10 +77,11 @@ class RoutingTracker:
             })
         return out
 
-    def log(self, logger, writer=None, step: int = 0, prefix: str = "train") -> None:
+    def log(self, logger, writer=None, step: int = 0, prefix: str = "train") -> list[dict]:
+        """Log the summary (and to TensorBoard); return it."""
         summary = self.summary()
         if not summary:
-            return
+            return summary
         for s in summary:
             logger.info("%s routing layer %02d: fraction %s, entropy %.3f (max %.3f), "
                         "mean gate %.3f, unused experts %d", prefix, s["layer"],
@@ -96,3 +97,4 @@ class RoutingTracker:
         if writer is not None:
             writer.add_scalar(f"{prefix}_routing/unused_experts_total",
                               sum(s["unused_experts"] for s in summary), step)
+        return summary

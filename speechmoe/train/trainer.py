@@ -22,7 +22,8 @@ import torch
 from speechmoe.config import SystemConfig, load_config
 from speechmoe.errors import NonFiniteLossError  # noqa: F401  (raised here; tests name it)
 from speechmoe.faults import maybe_kill
-from speechmoe.features import FeatureConfig, GlobalCMVN
+from speechmoe.data.augment import SpecAugment
+from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN
 from speechmoe.losses import speechmoe_loss
 from speechmoe.logs import setup_logger
 from speechmoe.train.checkpoint import latest_checkpoint, load_checkpoint, \
@@ -58,6 +59,12 @@ class TrainParams:
     amp: str = "none"  # mixed precision: bf16, fp16 (gradient scaler) or none
     accum_grad: int = 1  # batches accumulated into one optimizer step
     log_batches: bool = False  # every rank writes its batches' cut ids per step
+    spec_augment: bool = False  # SpecAugment masks on the training batches
+    spec_freq_masks: int = 2  # frequency masks per utterance ...
+    spec_freq_width: int = 8  # ... each at most this many Mel bands wide
+    spec_time_masks: int = 4  # time masks per utterance ...
+    spec_time_width: int = 20  # ... each at most this many 10-ms frames ...
+    spec_time_fraction: float = 0.1  # ... in all at most this share of the utterance
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
 
     def to_dict(self) -> dict:
@@ -89,8 +96,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_system(params: TrainParams, vocab_size: int) -> SystemConfig:
-    overrides = {"model": {**params.model_overrides, "num_classes": vocab_size}}
+def build_system(params: TrainParams, vocab_size: int,
+                 feature_config: FeatureConfig = FeatureConfig()) -> SystemConfig:
+    """The model/loss config of params.model_config with the data's sizes: the lang dir's
+    units (num_classes) and the stored features' model input (input_dim)."""
+    overrides = {"model": {**params.model_overrides, "num_classes": vocab_size,
+                           "input_dim": feature_config.model_dim}}
     return load_config(params.model_config, overrides=overrides)
 
 
@@ -120,7 +131,8 @@ def make_loader(sampler, dataset, num_workers: int):
 
 @torch.no_grad()
 def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) -> dict:
-    """Dev-set CTC loss (per frame) and greedy token error rate."""
+    """Dev-set CTC loss (per output frame, whatever loss.normalization trains with, so that
+    systems compare) and greedy token error rate."""
     import kaldialign
 
     from speechmoe.decode.greedy import ctc_greedy
@@ -135,7 +147,8 @@ def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) ->
                     with_embedding_loss=False)
         _, parts = speechmoe_loss(out, batch["targets"].to(device),
                                   batch["target_lengths"].to(device),
-                                  dataclasses.replace(system.loss, gamma=0.0))
+                                  dataclasses.replace(system.loss, gamma=0.0,
+                                                      normalization="frame"))
         frames = int(batch["lengths"].sum())
         tot_loss += parts["ctc"] * frames
         tot_frames += frames
@@ -177,11 +190,8 @@ class Trainer:
                 raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
 
         tokenizer = LexiconTokenizer(params.lang_dir)
-        self.system = system = build_system(params, tokenizer.vocab_size)
-        feat_cfg = FeatureConfig()
-        if system.model.input_dim != feat_cfg.model_dim:
-            raise ValueError(f"{params.model_config}: model.input_dim={system.model.input_dim} "
-                             f"but the features have {feat_cfg.model_dim} dims")
+        feat_cfg = FeatureConfig.for_cmvn(params.cmvn)
+        self.system = system = build_system(params, tokenizer.vocab_size, feat_cfg)
         if self.dist.is_main:
             for stale in exp_dir.glob(".*.pt.*.tmp"):  # a save killed before its rename
                 self.log.warning("removing %s, left by a run killed while saving", stale)
@@ -228,8 +238,18 @@ class Trainer:
         train_cuts, _ = filter_trainable(train_cuts.to_eager(), tokenizer, feat_cfg, "train")
         if len(train_cuts) == 0:
             raise ValueError("no trainable utterance left in " + ", ".join(params.train_cuts))
-        dataset = AsrDataset(cmvn=GlobalCMVN.load(params.cmvn), tokenizer=tokenizer,
-                             feature_config=feat_cfg)
+        cmvn = GlobalCMVN.load(params.cmvn)
+        if cmvn.sum.numel() != feat_cfg.base_dim:
+            raise ValueError(f"{params.cmvn}: statistics of {cmvn.sum.numel()} dims, the "
+                             f"features ({FEATURES_JSON} beside it) have {feat_cfg.base_dim}")
+        spec = SpecAugment(params.spec_freq_masks, params.spec_freq_width,
+                           params.spec_time_masks, params.spec_time_width,
+                           params.spec_time_fraction) if params.spec_augment else None
+        dataset = AsrDataset(cmvn=cmvn, tokenizer=tokenizer, feature_config=feat_cfg,
+                             spec_augment=spec)
+        dev_dataset = AsrDataset(cmvn=cmvn, tokenizer=tokenizer, feature_config=feat_cfg)
+        self.log.info("features: %s; SpecAugment: %s", json.dumps(feat_cfg.to_dict()),
+                      spec or "off")
         self.sampler = make_sampler(train_cuts, params.max_duration, params.num_buckets, True,
                                     params.seed, self.dist.world_size, self.dist.rank)
         self.loader = make_loader(self.sampler, dataset, params.num_workers)
@@ -241,10 +261,14 @@ class Trainer:
                                            tokenizer, feat_cfg, "dev")
             self.dev_loader = make_loader(
                 make_sampler(dev_cuts, params.max_duration, params.num_buckets, False),
-                dataset, params.num_workers)
+                dev_dataset, params.num_workers)
             self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
             # Per-step losses, appended across resumes (a resumed run continues the sequence).
             self.losses_log = (exp_dir / "log" / "losses.jsonl").open("a", encoding="utf-8")
+            # Machine-readable records for reports (local/tables.py): one line per epoch
+            # (time, dev loss) and per --log-interval (routing statistics per MoE layer).
+            self.epochs_log = exp_dir / "log" / "epochs.jsonl"
+            self.routing_log = exp_dir / "log" / "routing.jsonl"
         self.reduce = all_reduce_sum if self.dist.enabled else None
         self.batches_log = (exp_dir / "log" / f"batches.rank{self.dist.rank}.jsonl").open(
             "a", encoding="utf-8") if params.log_batches else None
@@ -442,7 +466,12 @@ class Trainer:
                 self.log.info("epoch %d done in %.0f s (%.2f h of %.2f h seen by rank 0): dev "
                               "ctc %.4f, dev greedy TER %.2f%%", epoch, time.time() - t0,
                               seen_hours, self.total_hours, valid["ctc"], valid["ter"])
-                valid["routing"].log(self.log, self.writer, self.step, prefix="dev")
+                dev_routing = valid["routing"].log(self.log, self.writer, self.step,
+                                                   prefix="dev")
+                append_jsonl(self.epochs_log, {
+                    "epoch": epoch, "step": self.step, "seconds": round(time.time() - t0, 1),
+                    "hours": round(seen_hours, 3), "dev_ctc": valid["ctc"],
+                    "dev_greedy_ter": valid["ter"], "dev_routing": dev_routing})
                 self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
                 self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
                 self.save(f"epoch-{epoch}.pt", epoch, True)
@@ -472,8 +501,16 @@ class Trainer:
                 w.add_scalar(f"train/{k}", v, self.step)
             w.add_scalar("train/lr", lr, self.step)
             w.add_scalar("train/grad_norm", grad_norm, self.step)
-            self.tracker.log(self.log, w, self.step)
+            summary = self.tracker.log(self.log, w, self.step)
+            if summary:
+                append_jsonl(self.routing_log, {"epoch": epoch, "step": self.step,
+                                                "layers": summary})
         self.tracker.reset()
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def accumulate(batches, n: int):

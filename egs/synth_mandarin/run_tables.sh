@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The paper's Tables 1-3 and Figure 2 at CPU scale: the 7 systems x 3 seeds, each trained,
+# decoded and scored on the embedded corpus, then TABLES.md, tables.json and the figures.
+#
+#   ./run.sh --stop-stage 3          # the data, features and lang dir (once)
+#   ./run_tables.sh                  # every run (~3 h on 2 cores), then the report
+#   ./run_tables.sh --report-only true   # the report from the committed tables/runs/
+#   ./run_tables.sh --tiny true      # toy sizes (the test suite; needs ./run.sh --tiny true)
+#
+# Resumable: finished runs (tables/runs/<system>/seed<k>.json) are skipped, an interrupted
+# one continues from its last checkpoint. Commit tables/ after each session.
+# Every system gets the same data, epochs, schedule and options, chosen once on dev.
+
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./path.sh
+
+systems="b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e"
+seeds="1 2 3"
+tiny=false
+report_only=false
+nj=2
+tables_dir=tables
+exp=exp/tables
+train_utts=3000          # of train, with their train_aug copies: ~4.6 h
+num_epochs=4
+max_duration=120
+lr=0.002
+warmup_steps=200
+normalization=utterance  # the authors' convention (tencent-ailab/3m-asr); see TABLES.md
+model_overrides='{}'
+avg=2
+acoustic_scales=0.7,1.0,1.4
+beam=12
+max_active=3000
+
+for arg in "$@"; do [ "$arg" = "--tiny=true" ] && tiny=true; done
+for ((i = 1; i < $#; i++)); do
+  j=$((i + 1)); [ "${!i}" = "--tiny" ] && [ "${!j}" = "true" ] && tiny=true
+done
+if $tiny; then
+  systems="b1 moe_4e"; seeds="1 2"; tables_dir=exp/tables_tiny/tables; exp=exp/tables_tiny
+  train_utts=0; num_epochs=2; max_duration=60; lr=0.003; warmup_steps=20; avg=1
+  model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 64, "ffn_dim": 128, "attention_ffn_dim": 128}'
+  acoustic_scales=1.0; beam=10; max_active=1000
+fi
+
+. ../../tools/parse_options.sh
+
+report=""
+$report_only && report="--report-only"
+# shellcheck disable=SC2086
+python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-dir conf/model \
+  --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \
+  --train-sets $(ls data/fbank/cuts_train.jsonl.gz data/fbank/cuts_train_aug.jsonl.gz 2>/dev/null \
+                 | sed 's|.*/cuts_||; s|\.jsonl\.gz||') \
+  --dev-set dev --test-sets test_read test_chat test_spon \
+  --systems $systems --seeds $seeds --train-utts "$train_utts" --normalization "$normalization" \
+  --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
+  --lr "$lr" --warmup-steps "$warmup_steps" --avg "$avg" --acoustic-scales "$acoustic_scales" \
+  --beam "$beam" --max-active "$max_active" --nj "$nj" $report

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""The paper's Tables 1-3 and Figure 2: every system x seed trained, decoded and scored, its
+small results kept, then TABLES.md, tables.json and the figures (speechmoe.tables).
+
+    local/tables.py --tables-dir tables --exp-dir exp/tables --conf-dir conf/model \\
+        --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \\
+        --train-sets train train_aug --dev-set dev --test-sets test_read test_chat test_spon \\
+        --systems b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e --seeds 1 2 3 \\
+        --train-utts 2000 --num-epochs 4 --normalization utterance
+
+Each (system, seed) run: the system's config (<conf-dir>/<system>.yaml, with
+--model-overrides and loss.normalization) trained with local/train.py on the same data
+(--train-utts utterances of the first training set and their copies in the others,
+the same for every system) with --seed, decoded with local/decode.py (CTC greedy and
+WFST, the acoustic scale chosen on --dev-set), scored with local/score.py. Its small
+results go to <tables-dir>/runs/<system>/seed<k>.json (params, MACs per second of
+audio, seconds and dev CTC loss per epoch, routing statistics over training, decoding
+times, every rate with its metric and utterance count) and seed<k>.utts.json.gz (per
+utterance errors and reference lengths, for the paired bootstrap): commit them, and
+`--report-only` regenerates the tables and figures from them without any training.
+
+Resumable: a run whose result file exists is skipped; an interrupted one continues
+(training from its last checkpoint, decoding and scoring skip what is done).
+Every system gets the same data, epochs, schedule and options: the command has no
+per-system option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from speechmoe.logs import cli_main, setup_logger
+
+SYSTEMS = ["b1", "b2", "moe_l1", "moe_emb", "moe_4e", "moe_2e", "moe_8e"]
+LOCAL = Path(__file__).resolve().parent
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--tables-dir", type=Path, required=True,
+                   help="where runs/, TABLES.md, tables.json and the figures go")
+    p.add_argument("--exp-dir", type=Path, required=True, help="training / decoding dirs")
+    p.add_argument("--conf-dir", type=Path, default=Path("conf/model"))
+    p.add_argument("--lang-dir", type=Path, default=Path("data/lang"))
+    p.add_argument("--cmvn", type=Path, default=Path("data/fbank/cmvn.pt"))
+    p.add_argument("--cuts-dir", type=Path, default=Path("data/fbank"))
+    p.add_argument("--train-sets", nargs="+", default=["train"])
+    p.add_argument("--dev-set", default="dev")
+    p.add_argument("--test-sets", nargs="+", required=True)
+    p.add_argument("--paper-columns", default="",
+                   help='JSON: our test set -> the paper\'s column, e.g. \'{"test_read": '
+                        '"Read"}\' (default: speechmoe.tables\' own)')
+    p.add_argument("--systems", nargs="+", default=SYSTEMS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--train-utts", type=int, default=0,
+                   help="utterances of the first training set (and their copies in the "
+                        "others) to train on; 0: all")
+    p.add_argument("--normalization", choices=["frame", "utterance"], default="utterance",
+                   help="loss.normalization of every system (speechmoe/losses.py)")
+    p.add_argument("--model-overrides", default="{}", help="JSON merged into every model")
+    p.add_argument("--num-epochs", type=int, default=4)
+    p.add_argument("--max-duration", type=float, default=120.0)
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--train-options", default="",
+                   help="more local/train.py options, the same for every run "
+                        "(e.g. '--spec-augment true')")
+    p.add_argument("--launcher", default="",
+                   help="command that starts training, e.g. 'torchrun --nproc-per-node 8' "
+                        "(default: this Python)")
+    p.add_argument("--avg", type=int, default=2)
+    p.add_argument("--acoustic-scales", default="0.7,1.0,1.4")
+    p.add_argument("--beam", type=float, default=16.0)
+    p.add_argument("--max-active", type=int, default=7000)
+    p.add_argument("--nj", type=int, default=2, help="WFST decoding processes")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--report-only", action="store_true",
+                   help="no training: the tables and figures from the stored runs")
+    return p
+
+
+def run_cmd(cmd: list[str], log, what: str) -> None:
+    log.info("%s: %s", what, " ".join(cmd))
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
+
+
+def source_id(cut_id: str) -> str:
+    """The utterance a training cut was made from (copies carry _rvb / _aug[N] suffixes)."""
+    for suffix in ("_rvb", "_aug"):
+        head, sep, tail = cut_id.rpartition(suffix)
+        if sep and (tail == "" or tail.isdigit()):
+            return head
+    return cut_id
+
+
+def train_subset(args, log) -> list[Path]:
+    """The training manifests every run uses: all of --train-sets, or --train-utts
+    utterances of the first and their copies in the others (written once)."""
+    paths = [args.cuts_dir / f"cuts_{s}.jsonl.gz" for s in args.train_sets]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (run the recipe's stages 0-3 first)")
+    if args.train_utts <= 0:
+        return paths
+    from lhotse import CutSet
+
+    out_dir = args.exp_dir / "train_subset"
+    spec = {"train_sets": args.train_sets, "train_utts": args.train_utts}
+    done = out_dir / "subset.json"
+    outs = [out_dir / p.name for p in paths]
+    if done.is_file() and json.loads(done.read_text()) == spec and all(
+            o.is_file() for o in outs):
+        return outs
+    first = sorted(c.id for c in CutSet.from_file(paths[0]))
+    if len(first) < args.train_utts:
+        raise ValueError(f"{paths[0]} has {len(first)} utterances, --train-utts asks for "
+                         f"{args.train_utts}")
+    keep = set(first[: args.train_utts])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, out in zip(paths, outs):
+        cuts = CutSet.from_file(path).filter(lambda c: source_id(c.id) in keep).to_eager()
+        tmp = out.with_name(out.name + ".tmp.jsonl.gz")
+        cuts.to_file(tmp)
+        tmp.replace(out)
+        log.info("training subset: %s -> %s (%d cuts, %.2f h)", path, out, len(cuts),
+                 sum(c.duration for c in cuts) / 3600)
+    done.write_text(json.dumps(spec) + "\n")
+    return outs
+
+
+def system_config(args, system: str, run_dir: Path) -> Path:
+    """<run-dir>/model.yaml: the system's config with --model-overrides and the loss
+    normalisation (the trainer sets num_classes and input_dim from the data)."""
+    import yaml
+
+    from speechmoe.config import load_config
+
+    src = args.conf_dir / f"{system}.yaml"
+    cfg = load_config(src, overrides={"model": json.loads(args.model_overrides),
+                                      "loss": {"normalization": args.normalization}})
+    data = cfg.to_dict()
+    data["name"] = system
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / "model.yaml"
+    out.write_text(f"# {src} with the tables' overrides (local/tables.py)\n"
+                   + yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def last_per_epoch(path: Path) -> list[dict]:
+    """epochs.jsonl records, the last one of each epoch (a resumed epoch may repeat)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (the trainer writes it after each epoch)")
+    by_epoch = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            by_epoch[rec["epoch"]] = rec
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def collect(args, system: str, seed: int, run_dir: Path,
+            train_hours: float) -> tuple[dict, dict]:
+    """The run's small results (seed<k>.json) and per-utterance errors (.utts.json.gz)."""
+    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
+    from speechmoe.info import measure_cost
+
+    ckpt = checkpoint_for_decoding(run_dir, 0, args.avg)
+    model, sysconf = load_model_for_inference(ckpt)
+    cost = measure_cost(model)
+    epochs = [{"epoch": r["epoch"], "train_seconds": r["seconds"], "dev_ctc": r["dev_ctc"],
+               "dev_greedy_ter": r["dev_greedy_ter"], "step": r["step"]}
+              for r in last_per_epoch(run_dir / "log" / "epochs.jsonl")]
+    if len(epochs) != args.num_epochs:
+        raise ValueError(f"{run_dir}: {len(epochs)} epochs logged, {args.num_epochs} asked")
+    routing = []
+    rpath = run_dir / "log" / "routing.jsonl"
+    if rpath.is_file():
+        seen = {}
+        for line in rpath.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                seen[rec["step"]] = {"step": rec["step"], "epoch": rec["epoch"], "layers": [
+                    {"layer": x["layer"], "fraction": x["fraction"],
+                     "entropy": round(x["entropy"], 5)} for x in rec["layers"]]}
+        routing = [seen[s] for s in sorted(seen)]
+    decode_dir = run_dir / "decode" / ckpt.stem
+    timing = json.loads((decode_dir / "timing.json").read_text())
+    tests = [timing[s] for s in args.test_sets]
+    audio = sum(t["audio_seconds"] for t in tests)
+    scale = json.loads((decode_dir / "wfst" / "acoustic_scale.json").read_text())["best"] \
+        if (decode_dir / "wfst" / "acoustic_scale.json").is_file() else None
+    results = json.loads((run_dir / "results.json").read_text())
+    utts: dict = {}
+    for name in args.test_sets:
+        for method in ("wfst", "ctc_greedy"):
+            rows = [line.split("\t") for line in (decode_dir / method / name /
+                                                   "utt_errors.tsv").read_text().splitlines()]
+            rows.sort()
+            utts.setdefault(name, {})[method] = {"ids": [r[0] for r in rows],
+                                                 "errors": [int(r[1]) for r in rows],
+                                                 "ref": [int(r[2]) for r in rows]}
+            if len(rows) != results[name][method]["utterances"]:
+                raise ValueError(f"{decode_dir}/{method}/{name}: {len(rows)} utterances, "
+                                 f"results.json says {results[name][method]['utterances']}")
+    record = {
+        "system": system, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
+        "macs_per_second": cost["macs_per_second"], "normalization": args.normalization,
+        "config": sysconf.to_dict(), "checkpoint": ckpt.name,
+        "train_hours": round(train_hours, 3), "epochs": epochs, "routing": routing,
+        "decode": {"network_rtf": round(sum(t["network_seconds"] for t in tests) / audio, 5),
+                   "decode_rtf": round(sum(t["decoding_seconds"] for t in tests) / audio, 5),
+                   "wfst_processes": tests[0]["wfst_processes"], "acoustic_scale": scale,
+                   "test_audio_seconds": round(audio, 1)},
+        "results": {s: results[s] for s in args.test_sets},
+    }
+    return record, utts
+
+
+def write_run(args, system: str, seed: int, record: dict, utts: dict) -> Path:
+    out = args.tables_dir / "runs" / system / f"seed{seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gz = out.with_name(f"seed{seed}.utts.json.gz")
+    tmp = gz.with_name(gz.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        json.dump(utts, f)
+    tmp.replace(gz)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)  # last: its presence marks the run finished
+    return out
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    log = setup_logger(args.exp_dir / "log" / "tables.log")
+    unknown = [s for s in args.systems if not (args.conf_dir / f"{s}.yaml").is_file()]
+    if unknown:
+        log.error("no config for %s in %s", unknown, args.conf_dir)
+        return 1
+    if not args.report_only:
+        train_cuts = train_subset(args, log)
+        from lhotse import CutSet
+
+        train_hours = sum(c.duration for p in train_cuts for c in CutSet.from_file(p)) / 3600
+        py = sys.executable
+        launcher = args.launcher.split() if args.launcher else [py]
+        todo = [(s, k) for k in args.seeds for s in args.systems
+                if not (args.tables_dir / "runs" / s / f"seed{k}.json").is_file()]
+        log.info("%d of %d runs to do: %s", len(todo), len(args.systems) * len(args.seeds),
+                 " ".join(f"{s}/seed{k}" for s, k in todo))
+        for i, (system, seed) in enumerate(todo, 1):
+            t0 = time.time()
+            run_dir = args.exp_dir / system / f"seed{seed}"
+            cfg = system_config(args, system, run_dir)
+            log.info("[%d/%d] %s seed %d -> %s", i, len(todo), system, seed, run_dir)
+            run_cmd([*launcher, str(LOCAL / "train.py"), "--exp-dir", str(run_dir),
+                     "--model-config", str(cfg), "--lang-dir", str(args.lang_dir),
+                     "--train-cuts", *map(str, train_cuts),
+                     "--dev-cuts", str(args.cuts_dir / f"cuts_{args.dev_set}.jsonl.gz"),
+                     "--cmvn", str(args.cmvn), "--num-epochs", str(args.num_epochs),
+                     "--max-duration", str(args.max_duration), "--lr", str(args.lr),
+                     "--warmup-steps", str(args.warmup_steps), "--seed", str(seed),
+                     *args.train_options.split()], log, f"training {system} seed {seed}")
+            common = ["--exp-dir", str(run_dir), "--lang-dir", str(args.lang_dir),
+                      "--cuts-dir", str(args.cuts_dir), "--sets", *args.test_sets]
+            run_cmd([py, str(LOCAL / "decode.py"), *common, "--cmvn", str(args.cmvn),
+                     "--tune-set", args.dev_set, "--avg", str(args.avg),
+                     "--acoustic-scales", args.acoustic_scales, "--beam", str(args.beam),
+                     "--max-active", str(args.max_active), "--num-jobs", str(args.nj)],
+                    log, f"decoding {system} seed {seed}")
+            run_cmd([py, str(LOCAL / "score.py"), *common], log, f"scoring {system} seed {seed}")
+            record, utts = collect(args, system, seed, run_dir, train_hours)
+            out = write_run(args, system, seed, record, utts)
+            log.info("[%d/%d] %s seed %d done in %.0f s: %s; WFST %s -> %s", i, len(todo),
+                     system, seed, time.time() - t0,
+                     ", ".join(f"{e['train_seconds']:.0f} s" for e in record["epochs"]),
+                     {s: record["results"][s]["wfst"]["rate"] for s in args.test_sets}, out)
+    from speechmoe import tables
+
+    report = ["--tables-dir", str(args.tables_dir), "--systems", *args.systems,
+              "--seeds", *map(str, args.seeds), "--sets", *args.test_sets,
+              "--bootstrap", str(args.bootstrap)]
+    if args.paper_columns:
+        report += ["--paper-columns", args.paper_columns]
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    return tables.main(report)
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))
