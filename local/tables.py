@@ -83,6 +83,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--nj", type=int, default=2, help="WFST decoding processes")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--routing-system", default="moe_8e",
+                   help="the system whose routing over training is plotted")
     p.add_argument("--report-only", action="store_true",
                    help="no training: the tables and figures from the stored runs")
     return p
@@ -291,7 +293,7 @@ def main(argv=None) -> int:
 
     report = ["--tables-dir", str(args.tables_dir), "--systems", *args.systems,
               "--seeds", *map(str, args.seeds), "--sets", *args.test_sets,
-              "--bootstrap", str(args.bootstrap)]
+              "--bootstrap", str(args.bootstrap), "--routing-system", args.routing_system]
     if args.paper_columns:
         report += ["--paper-columns", args.paper_columns]
     os.environ.setdefault("MPLBACKEND", "Agg")

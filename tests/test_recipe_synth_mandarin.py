@@ -328,3 +328,37 @@ def test_run_sh_launches_data_parallel_training(recipe):
     log = (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
     assert "2 process(es)" in log and "resuming from exp/moe_4e/epoch-31.pt" in log
     assert (recipe / "exp" / "moe_4e" / "epoch-32.pt").is_file()
+
+
+def test_tables_command_trains_reports_and_resumes(recipe):
+    """run_tables.sh --tiny true: 2 systems x 2 seeds trained, decoded, scored; the per-run
+    results, TABLES.md, tables.json and both figures written; a second call trains nothing;
+    the report regenerates from the stored runs alone."""
+    r = subprocess.run(["./run_tables.sh", "--tiny", "true"], cwd=recipe, env=recipe_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    tables = recipe / "exp" / "tables_tiny" / "tables"
+    for system in ("b1", "moe_2e"):
+        for seed in (1, 2):
+            rec = json.loads((tables / "runs" / system / f"seed{seed}.json").read_text())
+            assert rec["system"] == system and rec["seed"] == seed
+            assert rec["normalization"] == "utterance" and len(rec["epochs"]) == 2
+            assert all(rec["results"][s]["wfst"]["metric"] == "CER" for s in SETS)
+            assert (rec["routing"] != []) == (system != "b1")
+            assert (tables / "runs" / system / f"seed{seed}.utts.json.gz").is_file()
+    md = (tables / "TABLES.md").read_text()
+    assert "22.92" in md and "utterance" in md and "MoE-2e" in md
+    assert json.loads((tables / "tables.json").read_text())
+    for png in ("fig2_dev_loss.png", "routing_moe_2e.png"):
+        assert (tables / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # resumable: nothing left to train
+    r = subprocess.run(["./run_tables.sh", "--tiny", "true"], cwd=recipe, env=recipe_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "0 of 4 runs to do" in r.stdout + r.stderr
+    # the report alone, from the stored runs (the experiment dirs gone)
+    shutil.rmtree(recipe / "exp" / "tables_tiny" / "b1")
+    (tables / "TABLES.md").unlink()
+    r = subprocess.run(["./run_tables.sh", "--tiny", "true", "--report-only", "true"],
+                       cwd=recipe, env=recipe_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tables / "TABLES.md").read_text() == md

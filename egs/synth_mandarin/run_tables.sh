@@ -33,14 +33,16 @@ avg=2
 acoustic_scales=0.7,1.0,1.4
 beam=12
 max_active=3000
+routing_system=moe_8e
 
 for arg in "$@"; do [ "$arg" = "--tiny=true" ] && tiny=true; done
 for ((i = 1; i < $#; i++)); do
   j=$((i + 1)); [ "${!i}" = "--tiny" ] && [ "${!j}" = "true" ] && tiny=true
 done
 if $tiny; then
-  systems="b1 moe_4e"; seeds="1 2"; tables_dir=exp/tables_tiny/tables; exp=exp/tables_tiny
-  train_utts=0; num_epochs=2; max_duration=60; lr=0.003; warmup_steps=20; avg=1
+  systems="b1 moe_2e"; seeds="1 2"; tables_dir=exp/tables_tiny/tables; exp=exp/tables_tiny
+  train_utts=100; num_epochs=2; max_duration=60; lr=0.003; warmup_steps=20; avg=1
+  routing_system=moe_2e
   model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 64, "ffn_dim": 128, "attention_ffn_dim": 128}'
   acoustic_scales=1.0; beam=10; max_active=1000
 fi
@@ -58,4 +60,4 @@ python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-
   --systems $systems --seeds $seeds --train-utts "$train_utts" --normalization "$normalization" \
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
   --lr "$lr" --warmup-steps "$warmup_steps" --avg "$avg" --acoustic-scales "$acoustic_scales" \
-  --beam "$beam" --max-active "$max_active" --nj "$nj" $report
+  --beam "$beam" --max-active "$max_active" --nj "$nj" --routing-system "$routing_system" $report
