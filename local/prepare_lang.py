@@ -67,6 +67,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="syllable units: every CJK character is a word of the lexicon and the "
                         "LM, with a unigram floor spread by character frequency (freq) or "
                         "evenly (uniform); off: the LM text's words only")
+    p.add_argument("--tone-sandhi", choices=["true", "false"], default="false",
+                   help="syllable units: the lexicon also holds each word as said under 3-3 "
+                        "tone sandhi (ni3 hao3 -> ni2 hao3, and a final third tone as a "
+                        "second one, for a next word starting with a third tone); training "
+                        "labels keep the citation tones")
     p.add_argument("--unit-type", choices=["syllable", "bpe"], default="syllable",
                    help="syllable: Mandarin syllables + English phones; bpe: sentencepiece")
     p.add_argument("--bpe-vocab-size", type=int, default=500,
@@ -102,13 +107,16 @@ def bpe_units(sentences, words, out: Path, vocab_size: int, log):
     return lexicon, missing, tokens
 
 
-def syllable_lexicon(words, open_vocabulary: str):
+def syllable_lexicon(words, open_vocabulary: str, tone_sandhi: bool = False):
     """(lexicon entries, oov words) of a syllable lang dir."""
-    from speechmoe.lang.units import build_lexicon, open_vocabulary_lexicon
+    from speechmoe.lang.units import build_lexicon, open_vocabulary_lexicon, \
+        with_sandhi_variants
 
     lexicon, missing = build_lexicon(words)
     entries = (open_vocabulary_lexicon(lexicon) if open_vocabulary != "off"
                else sorted(lexicon.items()))
+    if tone_sandhi:
+        entries = with_sandhi_variants(entries)
     return entries, missing
 
 
@@ -191,6 +199,7 @@ def main(argv=None) -> int:
         return 1
     syllable = args.unit_type == "syllable"
     open_vocab = args.open_vocabulary if syllable else "off"
+    sandhi = syllable and args.tone_sandhi == "true"
 
     # lang.json first: a dir whose tokens exist always says how they were made.
     if (out / LANG_INFO).is_file() or (out / "tokens.txt").is_file():
@@ -205,15 +214,20 @@ def main(argv=None) -> int:
                              "it or choose another --out-dir")
         if syllable and (out / "tokens.txt").is_file():
             check_fixed_tokens(out / "tokens.txt")
+        if (out / "lexicon.txt").is_file() and built.get("tone_sandhi", False) != sandhi:
+            log.info("%s: lexicon built with tone sandhi variants %s, asked %s: rebuilding it",
+                     out, built.get("tone_sandhi", False), sandhi)
+            (out / "lexicon.txt").unlink()
     metric = args.metric if args.metric != "auto" else \
         {"syllable": "CER", "bpe": "WER"}[args.unit_type]
     write_lang_info(out, args.unit_type, metric, open_vocabulary=open_vocab,
-                    **({"bpe_vocab_size": args.bpe_vocab_size} if not syllable else {}))
+                    **({"bpe_vocab_size": args.bpe_vocab_size} if not syllable else
+                       {"tone_sandhi": sandhi}))
 
     if not ((out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file()):
         words = (w for s in sentences for w in s)
         if syllable:
-            lexicon, missing = syllable_lexicon(words, open_vocab)
+            lexicon, missing = syllable_lexicon(words, open_vocab, sandhi)
             units = fixed_units()
         else:
             lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size, log)
@@ -231,7 +245,8 @@ def main(argv=None) -> int:
 
     # The LM and the graphs are rebuilt when their settings change.
     settings = {"order": args.order, "cutoffs": args.cutoffs, "prune": args.prune,
-                "open_vocabulary": open_vocab, "char_weight": args.char_weight}
+                "open_vocabulary": open_vocab, "char_weight": args.char_weight,
+                "tone_sandhi": sandhi}
     lm_json = out / "lm.json"
     old = json.loads(lm_json.read_text()) if lm_json.is_file() else None
     if old is not None:

@@ -131,7 +131,7 @@ def train_subset(args, log) -> list[Path]:
     keep = set(first[: args.train_utts])
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, out in zip(paths, outs):
-        cuts = CutSet.from_file(path).filter(lambda c: source_id(c.id) in keep).to_eager()
+        cuts = CutSet.from_cuts(c for c in CutSet.from_file(path) if source_id(c.id) in keep)
         tmp = out.with_name(out.name + ".tmp.jsonl.gz")
         cuts.to_file(tmp)
         tmp.replace(out)

@@ -130,3 +130,17 @@ def test_a_lang_dir_with_corpus_dependent_tokens_is_refused(tmp_path):
     write_tokens([BLANK, "guo2", "min2", "ren2", "zhong1"], out / "tokens.txt")
     with pytest.raises(ValueError, match="older version"):
         load_script("prepare_lang").main(["--lm-text", str(text), "--out-dir", str(out)])
+
+
+def test_third_tone_sandhi_variants_follow_the_citation_form():
+    from speechmoe.lang.units import third_tone_sandhi, with_sandhi_variants
+
+    assert third_tone_sandhi(["ni3", "hao3"]) == ["ni2", "hao3"]
+    assert third_tone_sandhi(["zhan3", "lan3", "guan3"]) == ["zhan2", "lan2", "guan3"]
+    assert third_tone_sandhi(["ta1", "hao3"]) == ["ta1", "hao3"]
+    assert third_tone_sandhi(["HH", "EH"]) == ["HH", "EH"]  # English phones: no tones
+    lex = with_sandhi_variants([("你好", ["ni3", "hao3"]), ("好", ["hao3"]), ("好", ["hao4"]),
+                                ("他", ["ta1"])])
+    assert lex == [("你好", ["ni3", "hao3"]), ("你好", ["ni2", "hao3"]),
+                   ("你好", ["ni2", "hao2"]), ("好", ["hao3"]), ("好", ["hao4"]),
+                   ("好", ["hao2"]), ("他", ["ta1"])]

@@ -43,7 +43,7 @@ if $tiny; then
   systems="b1 moe_2e"; seeds="1 2"; tables_dir=exp/tables_tiny/tables; exp=exp/tables_tiny
   train_utts=100; num_epochs=2; max_duration=60; lr=0.003; warmup_steps=20; avg=1
   routing_system=moe_2e
-  model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 64, "ffn_dim": 128, "attention_ffn_dim": 128}'
+  model_overrides='{"d_model": 32, "ffn_dim": 64, "attention_ffn_dim": 64, "attention_heads": 2}'
   acoustic_scales=1.0; beam=10; max_active=1000
 fi
 

@@ -29,7 +29,7 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 BLANK = "<blk>"
 ARPABET = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH "
@@ -211,3 +211,48 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _tone(unit: str) -> str:
+    return unit[-1] if is_syllable(unit) else ""
+
+
+def third_tone_sandhi(pron: Sequence[str]) -> list[str]:
+    """A pronunciation as spoken under the 3-3 rule: a third tone before a third tone is
+    said as a second tone (ni3 hao3 -> ni2 hao3; chains by the citation tones:
+    3 3 3 -> 2 2 3), where the changed syllable exists."""
+    out = list(pron)
+    for i in range(len(pron) - 1):
+        if _tone(pron[i]) == "3" and _tone(pron[i + 1]) == "3":
+            changed = pron[i][:-1] + "2"
+            if changed in _syllable_set():
+                out[i] = changed
+    return out
+
+
+def with_sandhi_variants(entries: Iterable[tuple[str, Sequence[str]]]
+                         ) -> list[tuple[str, list[str]]]:
+    """The lexicon plus the forms a speaker with 3-3 tone sandhi says (espeak-ng does:
+    the first `ma3` of `ma3 ma3` has the contour of `ma2`): each pronunciation with the
+    rule applied inside the word, and, when it ends in a third tone, with that one said
+    as a second tone too (the next word may start with a third tone: L cannot see it).
+    Variants follow their word's own lines, so the first pronunciation of every word (the
+    training labels') stays the citation form."""
+    words: dict[str, list[list[str]]] = {}
+    for word, pron in entries:
+        words.setdefault(word, []).append(list(pron))
+    out = []
+    for word, prons in words.items():
+        seen = {tuple(p) for p in prons}
+        extra = []
+        for pron in prons:
+            spoken = third_tone_sandhi(pron)
+            forms = [spoken]
+            if _tone(spoken[-1]) == "3" and spoken[-1][:-1] + "2" in _syllable_set():
+                forms.append(spoken[:-1] + [spoken[-1][:-1] + "2"])
+            for form in forms:
+                if tuple(form) not in seen:
+                    seen.add(tuple(form))
+                    extra.append(form)
+        out.extend((word, p) for p in prons + extra)
+    return out
