@@ -34,6 +34,7 @@ acoustic_scales=0.7,1.0,1.4
 beam=12
 max_active=3000
 routing_system=moe_8e
+train_options=""         # more local/train.py options, the same for every run
 
 for arg in "$@"; do [ "$arg" = "--tiny=true" ] && tiny=true; done
 for ((i = 1; i < $#; i++)); do
@@ -42,7 +43,7 @@ done
 if $tiny; then
   systems="b1 moe_2e"; seeds="1 2"; tables_dir=exp/tables_tiny/tables; exp=exp/tables_tiny
   train_utts=100; num_epochs=2; max_duration=60; lr=0.003; warmup_steps=20; avg=1
-  routing_system=moe_2e
+  routing_system=moe_2e; train_options="--log-interval 2"  # routing records of short runs
   model_overrides='{"d_model": 32, "ffn_dim": 64, "attention_ffn_dim": 64, "attention_heads": 2}'
   acoustic_scales=1.0; beam=10; max_active=1000
 fi
@@ -60,4 +61,5 @@ python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-
   --systems $systems --seeds $seeds --train-utts "$train_utts" --normalization "$normalization" \
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
   --lr "$lr" --warmup-steps "$warmup_steps" --avg "$avg" --acoustic-scales "$acoustic_scales" \
-  --beam "$beam" --max-active "$max_active" --nj "$nj" --routing-system "$routing_system" $report
+  --beam "$beam" --max-active "$max_active" --nj "$nj" --routing-system "$routing_system" \
+  "--train-options=$train_options" $report
