@@ -27,6 +27,7 @@ from speechmoe.data.fbank import SpeechMoEFbankConfig, compute_fbank
 from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN, add_deltas
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.utils import str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,14 +44,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pitch", type=str2bool, default=False,
                    help="append 2 pitch features (voicing, log F0) to the 40 fbank dims")
     return p
-
-
-def str2bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def main(argv=None) -> int:

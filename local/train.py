@@ -28,6 +28,7 @@ import json
 import sys
 
 from speechmoe.logs import cli_main
+from speechmoe.utils import str2bool
 from speechmoe.train.trainer import TrainParams, train
 
 HELP = {
@@ -57,14 +58,6 @@ HELP = {
     "spec_time_width": "SpecAugment: widest time mask, in 10-ms frames",
     "spec_time_fraction": "SpecAugment: most of an utterance all time masks cover together",
 }
-
-
-def str2bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def get_parser() -> argparse.ArgumentParser:

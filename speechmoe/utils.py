@@ -34,6 +34,17 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def str2bool(text: str) -> bool:
+    """A command-line boolean (true/false, 1/0, yes/no), for argparse's ``type``."""
+    import argparse
+
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def temp_name(path: Path) -> Path:
     """A fresh name beside ``path`` (created with the usual umask, unlike mkstemp's 0600)."""
     import uuid

@@ -90,7 +90,9 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
       noise so that the mix has that SNR over the cut).
     Returns (CutSet, per-cut descriptions).
     """
-    from lhotse import CutSet, MonoCut
+    from lhotse import CutSet
+
+    from speechmoe.data.rir import mix_noise
 
     if not 0 <= rvb_prob <= 1 or not 0 <= noise_prob <= 1:
         raise ValueError(f"probabilities must be in [0, 1]: rvb {rvb_prob}, noise {noise_prob}")
@@ -119,9 +121,7 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
             noise = rng.choice(usable)
             offset = rng.uniform(0, noise.duration - new.duration)
             snr = rng.uniform(*snr_range)
-            noise_cut = MonoCut(id=f"{noise.id}-{cut.id}", start=offset, duration=new.duration,
-                                channel=0, recording=noise)
-            new = new.mix(noise_cut, snr=snr, preserve_id="left")
+            new = mix_noise(new, noise, offset, snr, f"{noise.id}-{cut.id}")
             desc.update(noise=noise.id, snr=round(snr, 2))
         new = new.with_id(f"{cut.id}_{suffix}")
         desc["id"] = new.id

@@ -115,7 +115,7 @@ def reverberate(cuts, rirs, seed: int = 0, fraction: float = 1.0, affix: bool = 
 
 def add_noise(cuts, noises, snr_range: tuple[float, float], seed: int = 0):
     """Mix each cut with a random stretch of a random noise recording at a random SNR."""
-    from lhotse import CutSet, MonoCut
+    from lhotse import CutSet
 
     rng = random.Random(seed)
     noises = list(noises)
@@ -126,10 +126,19 @@ def add_noise(cuts, noises, snr_range: tuple[float, float], seed: int = 0):
             raise ValueError(f"noise recording {noise.id} ({noise.duration:.1f} s) is shorter "
                              f"than cut {cut.id} ({cut.duration:.1f} s)")
         offset = rng.uniform(0, noise.duration - cut.duration)
-        noise_cut = MonoCut(id=f"{noise.id}-{cut.id}", start=offset, duration=cut.duration,
-                            channel=0, recording=noise)
-        out.append(cut.mix(noise_cut, snr=rng.uniform(*snr_range), preserve_id="left"))
+        snr = rng.uniform(*snr_range)
+        out.append(mix_noise(cut, noise, offset, snr, f"{noise.id}-{cut.id}"))
     return CutSet.from_cuts(out)
+
+
+def mix_noise(cut, noise, offset: float, snr: float, noise_id: str):
+    """``cut`` mixed at ``snr`` dB with the stretch of recording ``noise`` that starts at
+    ``offset`` seconds and lasts as long as the cut (lhotse Cut.mix; the cut keeps its id)."""
+    from lhotse import MonoCut
+
+    noise_cut = MonoCut(id=noise_id, start=offset, duration=cut.duration, channel=0,
+                        recording=noise)
+    return cut.mix(noise_cut, snr=snr, preserve_id="left")
 
 
 def _peak(x: np.ndarray, peak: float = 0.5) -> np.ndarray:
