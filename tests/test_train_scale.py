@@ -52,6 +52,8 @@ def test_accumulated_parts_give_the_update_of_their_union(train_params, two_batc
     params = dataclasses.replace(train_params, model_overrides=overrides, grad_clip=1e9)
     trainer = Trainer(params)
     trainer.system.loss.beta = 0.0
+    trainer.model.double()  # float64: the two sums differ only in their order
+    two_batches = [{**b, "features": b["features"].double()} for b in two_batches]
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     (loss_a, parts_a), grads_a = gradients_of_step(trainer, two_batches)
     trainer.model.load_state_dict(state)
@@ -59,9 +61,9 @@ def test_accumulated_parts_give_the_update_of_their_union(train_params, two_batc
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
     assert parts_a["sparsity"] == pytest.approx(parts_b["sparsity"], rel=1e-5)
     assert set(grads_a) == set(grads_b)
-    for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6,
-                                   msg=name)
+    for name in grads_a:  # relative to the gradient norm (small elements are noise)
+        a, b = grads_a[name].double(), grads_b[name].double()
+        assert (a - b).norm() <= 1e-5 * b.norm() + 1e-12, name
 
 
 def test_accum_grad_groups_batches_into_steps(train_params):
