@@ -76,6 +76,11 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--cuts-in", type=Path, required=True)
     g.add_argument("--cuts-out", type=Path, required=True)
     g.add_argument("--speeds", default="0.9,1.0,1.1", help="speed factors, one drawn per cut")
+    g.add_argument("--tempos", default="1.0",
+                   help="tempo factors (pitch kept: WSOLA), one drawn per cut after its speed")
+    g.add_argument("--audio-dir", type=Path,
+                   help="where the tempo-stretched audio is stored (FLAC; emptied first); "
+                        "needed when a tempo factor is not 1.0")
     g.add_argument("--rirs", type=Path, help="training RIRs (RecordingSet)")
     g.add_argument("--rvb-prob", type=float, default=0.5)
     g.add_argument("--noise", type=Path, help="training noise (RecordingSet)")
@@ -150,21 +155,32 @@ def main(argv=None) -> int:
         cuts = CutSet.from_file(args.cuts_in).to_eager()
         rirs = RecordingSet.from_file(args.rirs) if args.rvb_prob > 0 else []
         noises = RecordingSet.from_file(args.noise) if args.noise_prob > 0 else []
+        tempos = parse_factors(args.tempos)
+        if any(t != 1.0 for t in tempos):
+            if args.audio_dir is None:
+                log.error("--tempos %s needs --audio-dir for the stretched audio", args.tempos)
+                return 1
+            if args.audio_dir.is_dir():
+                for old in args.audio_dir.glob("*_tp.flac"):
+                    old.unlink()
+            args.audio_dir.mkdir(parents=True, exist_ok=True)
         parts, infos = [], []
         for k in range(args.copies):
             out, info = augmented_copy(cuts, parse_factors(args.speeds), rirs, args.rvb_prob,
                                        noises, args.noise_prob, pair(args.snr),
                                        seed=args.seed + k, suffix="aug" if k == 0 else
-                                       f"aug{k + 1}")
+                                       f"aug{k + 1}", tempos=tempos,
+                                       audio_dir=args.audio_dir)
             parts.extend(out)
             infos.extend(info)
         write_cuts(CutSet.from_cuts(parts), args.cuts_out)
         n = len(infos)
-        log.info("%s: %d augmented cuts (%d copies), %.2f h: speeds %s, reverberated %d, "
-                 "with noise %d (SNR %s dB) -> %s", args.cuts_in, n, args.copies,
-                 sum(c.duration for c in parts) / 3600,
+        log.info("%s: %d augmented cuts (%d copies), %.2f h: speeds %s, tempos %s, "
+                 "reverberated %d, with noise %d (SNR %s dB) -> %s", args.cuts_in, n,
+                 args.copies, sum(c.duration for c in parts) / 3600,
                  {f: sum(1 for i in infos if i["speed"] == f)
                   for f in parse_factors(args.speeds)},
+                 {t: sum(1 for i in infos if i.get("tempo", 1.0) == t) for t in tempos},
                  sum(1 for i in infos if "rir" in i), sum(1 for i in infos if "noise" in i),
                  args.snr, args.cuts_out)
         return 0

@@ -42,7 +42,9 @@
 #   accum_grad [1]: batches accumulated into one update
 #   pitch [false]: append 2 pitch features (voicing, log F0) to the fbank (Kaldi's +pitch)
 #   aug_copies [0]: augmented copies of $train_set added to training ($train_set_aug), each
-#                   cut with a speed factor drawn from speed_perturb [0.9,1.0,1.1], a training
+#                   cut with a speed factor drawn from speed_perturb [0.9,1.0,1.1], then a tempo
+#                   factor (pitch kept; WSOLA, audio stored under data/wav/) from tempo_perturb
+#                   [1.0], a training
 #                   RIR with probability rvb_prob [0.5] and a training noise with probability
 #                   noise_prob [0.5] at an SNR in noise_snr [0,20] dB; the noise is synthetic
 #                   (babble, music, hum, blue, band-pass: never test_spon's white / pink /
@@ -77,6 +79,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ "${aug_copies:-0}" != 0 ]; then
     aug_out=$data/manifests/cuts_${train_set}_aug.jsonl.gz
     aug_opts="copies=${aug_copies} speeds=${speed_perturb:-0.9,1.0,1.1} rvb=${rvb_prob:-0.5} noise=${noise_prob:-0.5} snr=${noise_snr:-0,20} dir=${noise_dir:-}"
+    [ "${tempo_perturb:-1.0}" != 1.0 ] && aug_opts="$aug_opts tempos=$tempo_perturb"
     # redo the copy (and its features) when its options change
     if [ ! -f "$aug_out" ] || [ "$(cat "$data/manifests/.${train_set}_aug.opts" 2>/dev/null)" != "$aug_opts" ]; then
       if [ ! -f "$data/rir/noise_train.jsonl.gz" ] || \
@@ -89,6 +92,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       fi
       python "$local_dir/simulate_rir.py" augment --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
         --cuts-out "$aug_out" --copies "$aug_copies" --speeds "${speed_perturb:-0.9,1.0,1.1}" \
+        --tempos "${tempo_perturb:-1.0}" --audio-dir "$data/wav/${train_set}_aug_tempo" \
         --rirs "$data/rir/rirs_train.jsonl.gz" --rvb-prob "${rvb_prob:-0.5}" \
         --noise "$data/rir/noise_train.jsonl.gz" --noise-prob "${noise_prob:-0.5}" \
         --snr "${noise_snr:-0,20}" || die "augmentation failed"

@@ -47,6 +47,7 @@ rvb_fraction=0.5         # a reverberant copy of this share of train is added (p
 pitch=false              # fbank + 2 pitch features (Kaldi's +pitch), for tonal languages
 aug_copies=0             # augmented copies of train added to training (train_aug), each cut drawn:
 speed_perturb=0.9,1.0,1.1  # a speed factor (lhotse perturb_speed, as icefall's AISHELL recipes)
+tempo_perturb=1.0         # then a tempo factor, pitch kept (WSOLA; 1.0: none)
 rvb_prob=0.5             # a training RIR with this probability
 noise_prob=0.5           # a noise with this probability, at an SNR (dB) in noise_snr
 noise_snr=0,20

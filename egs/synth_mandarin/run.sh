@@ -40,6 +40,7 @@ rvb_fraction=0            # a reverberant copy of this share of train (the paper
 pitch=true                # fbank + 2 pitch features: tones are pitch (dev: see RESULTS.md)
 aug_copies=1              # augmented copies of train (train_aug), each cut drawn:
 speed_perturb=0.9,1.0,1.1 #   a speed factor (lhotse perturb_speed; 0.9-1.3 was worse on dev: RESULTS.md)
+tempo_perturb=1.0,1.1,1.2,1.3 #   then a tempo factor, pitch kept (WSOLA): fast speech as spoken
 rvb_prob=0.5              #   a training RIR with this probability
 noise_prob=0.5            #   a training noise (babble, music, hum, blue, band-pass) with this probability
 noise_snr=0,20            #   at an SNR (dB) drawn from this range

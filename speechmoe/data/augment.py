@@ -79,11 +79,14 @@ def parse_factors(text: str) -> list[float]:
 def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
                    rvb_prob: float = 0.0, noises: Sequence = (), noise_prob: float = 0.0,
                    snr_range: tuple[float, float] = (0.0, 20.0), seed: int = 0,
-                   suffix: str = "aug"):
+                   suffix: str = "aug", tempos: Sequence[float] = (1.0,),
+                   audio_dir=None):
     """One augmented copy of every cut (ids <id>_<suffix>), drawn per cut:
 
     - a speed factor from `speeds` (lhotse's perturb_speed: resampling, so duration and
       pitch change together; the transcript is kept);
+    - a tempo factor from `tempos` (speechmoe.data.tempo: WSOLA, duration changes and
+      pitch is kept; the stretched audio is stored as FLAC under `audio_dir`);
     - with probability `rvb_prob` a random RIR recording of `rirs` (lhotse reverb_rir);
     - with probability `noise_prob` a random stretch of a random recording of `noises`
       at an SNR drawn uniformly from `snr_range` dB (lhotse Cut.mix, which scales the
@@ -100,14 +103,32 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
         raise ValueError("rvb_prob > 0 needs RIR recordings")
     if noise_prob > 0 and not noises:
         raise ValueError("noise_prob > 0 needs noise recordings")
-    speeds = list(speeds) or [1.0]
+    speeds, tempos = list(speeds) or [1.0], list(tempos) or [1.0]
+    if any(t != 1.0 for t in tempos) and audio_dir is None:
+        raise ValueError("tempo factors other than 1.0 need an audio_dir for the stretched audio")
+    if audio_dir is not None:
+        from pathlib import Path
+
+        Path(audio_dir).mkdir(parents=True, exist_ok=True)
     rirs, noises = list(rirs), list(noises)
     rng = random.Random(seed)
     out, info = [], []
-    for cut in cuts:
+    from tqdm import tqdm
+
+    stretch = any(t != 1.0 for t in tempos)
+    for cut in tqdm(cuts, desc="augmented copy", disable=not stretch, mininterval=10):
         factor = rng.choice(speeds)
+        tempo = rng.choice(tempos) if len(tempos) > 1 else tempos[0]
         desc = {"id": None, "source": cut.id, "speed": factor}
         new = cut.perturb_speed(factor) if factor != 1.0 else cut
+        if tempo != 1.0:
+            from pathlib import Path
+
+            from speechmoe.data.tempo import write_tempo_copy
+
+            tp_id = f"{cut.id}_{suffix}_tp"
+            new = write_tempo_copy(new, tempo, Path(audio_dir) / f"{tp_id}.flac", tp_id)
+            desc["tempo"] = tempo
         if rng.random() < rvb_prob:
             rir = rng.choice(rirs)
             new = new.reverb_rir(rir_recording=rir)
