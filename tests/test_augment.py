@@ -223,3 +223,61 @@ def test_noise_dir_reads_a_musan_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .wav"):
         noise_dir_recordings([tmp_path / "empty"])
+
+
+# ----------------------------------------------------------------------------- tempo (WSOLA)
+
+def frame_rms(x: np.ndarray, frame: int = 400) -> np.ndarray:
+    n = len(x) // frame
+    return np.sqrt((x[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1))
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.1, 1.3])
+def test_wsola_changes_duration_and_keeps_pitch_and_level(factor):
+    """A steady 120 Hz voice (8 harmonics): WSOLA keeps its F0 (speed perturbation would
+    move it to 120 x factor) and its level in every 25 ms frame: the copied periods line
+    up across each overlap, where overlap-add at the nominal positions alone would cancel
+    them in places."""
+    from speechmoe.data.tempo import tempo_num_samples, wsola
+
+    x, _ = harmonic_glide(120.0, 120.0, 2.0)
+    y = wsola(x, factor, RATE)
+    assert len(y) == tempo_num_samples(len(x), factor) == round(len(x) / factor)
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    assert np.argmax(spec) * RATE / len(y) == pytest.approx(120.0, abs=1.5)
+    rms_in, rms_out = frame_rms(x)[1:-1].mean(), frame_rms(y)[1:-1]
+    assert rms_out.min() > 0.9 * rms_in and rms_out.max() < 1.1 * rms_in
+
+
+def test_wsola_identity_and_bad_factors():
+    from speechmoe.data.tempo import wsola
+
+    x, _ = harmonic_glide(100.0, 150.0, 0.5)
+    assert np.array_equal(wsola(x, 1.0), x)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="positive"):
+            wsola(x, bad)
+
+
+def test_tempo_copy_changes_duration_keeps_labels_and_reloads(wave_cuts, tmp_path):
+    from lhotse import CutSet
+
+    cuts = wave_cuts[0]
+    with pytest.raises(ValueError, match="audio_dir"):
+        augmented_copy(cuts, [1.0], tempos=[1.25])
+    out, info = augmented_copy(cuts, [1.0], tempos=[1.25], audio_dir=tmp_path / "tp", seed=0)
+    for c, o, d in zip(cuts, out, info):
+        assert d["tempo"] == 1.25 and o.id == f"{c.id}_aug"
+        assert (tmp_path / "tp" / f"{c.id}_aug_tp.flac").is_file()
+        assert o.duration == pytest.approx(c.duration / 1.25, abs=1e-3)
+        assert o.load_audio().shape[1] == round(c.num_samples / 1.25)
+        assert [s.text for s in o.supervisions] == [s.text for s in c.supervisions]
+        assert o.supervisions[0].duration == pytest.approx(o.duration, abs=1e-3)
+    # the manifest is plain lhotse: it reloads without importing speechmoe's transforms
+    out.to_file(tmp_path / "cuts.jsonl.gz")
+    back = CutSet.from_file(tmp_path / "cuts.jsonl.gz")
+    assert back[0].load_audio().shape == out[0].load_audio().shape
+    # tempo 1.0 draws nothing: the copy is the one made without the option
+    same, _ = augmented_copy(cuts, [0.9, 1.1], seed=4)
+    also, _ = augmented_copy(cuts, [0.9, 1.1], seed=4, tempos=[1.0])
+    assert [c.duration for c in same] == [c.duration for c in also]

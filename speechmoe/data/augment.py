@@ -2,8 +2,9 @@
 into stored copies by the RIR stage), and SpecAugment (features, in the data loader).
 
     train --augmented_copy--> train_aug: per cut a speed factor (lhotse perturb_speed, e.g.
-          0.9 / 1.0 / 1.1), a training RIR with probability rvb_prob, a training noise
-          at a random SNR with probability noise_prob; features stored like any set
+          0.9 / 1.0 / 1.1), a tempo factor (WSOLA, pitch kept: speechmoe.data.tempo),
+          a training RIR with probability rvb_prob, a training noise at a random SNR
+          with probability noise_prob; features stored like any set
     batch --SpecAugment--> frequency bands and time spans set to the global mean
 
 Why stored copies and not on-the-fly transforms: on a 2-core machine the data loader's
