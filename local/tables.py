@@ -172,6 +172,33 @@ def last_per_epoch(path: Path) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def run_settings(args) -> dict:
+    """What every run of one set shares: a finished run made with other settings is not
+    silently mixed into the tables."""
+    return {"train_sets": args.train_sets, "train_utts": args.train_utts,
+            "normalization": args.normalization,
+            "model_overrides": json.loads(args.model_overrides),
+            "num_epochs": args.num_epochs, "max_duration": args.max_duration, "lr": args.lr,
+            "warmup_steps": args.warmup_steps, "train_options": args.train_options,
+            "avg": args.avg, "acoustic_scales": args.acoustic_scales, "beam": args.beam,
+            "max_active": args.max_active}
+
+
+def check_finished_runs(args) -> None:
+    """Every finished run under --tables-dir was made with these settings."""
+    want = run_settings(args)
+    for path in sorted((args.tables_dir / "runs").glob("*/seed*.json")):
+        have = json.loads(path.read_text()).get("settings")
+        if have is None:
+            continue  # written before settings were recorded
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{path} was made with other settings ({', '.join(f'{k}: {a!r} there, '
+                f'{b!r} now' for k, (a, b) in diff.items())}): run with the same options, "
+                f"or move its runs/ away to start a new set")
+
+
 def collect(args, system: str, seed: int, run_dir: Path,
             train_hours: float) -> tuple[dict, dict]:
     """The run's small results (seed<k>.json) and per-utterance errors (.utts.json.gz)."""
@@ -220,7 +247,8 @@ def collect(args, system: str, seed: int, run_dir: Path,
         "system": system, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
         "macs_per_second": cost["macs_per_second"], "normalization": args.normalization,
         "config": sysconf.to_dict(), "checkpoint": ckpt.name,
-        "train_hours": round(train_hours, 3), "epochs": epochs, "routing": routing,
+        "train_hours": round(train_hours, 3), "settings": run_settings(args),
+        "epochs": epochs, "routing": routing,
         "decode": {"network_rtf": round(sum(t["network_seconds"] for t in tests) / audio, 5),
                    "decode_rtf": round(sum(t["decoding_seconds"] for t in tests) / audio, 5),
                    "wfst_processes": tests[0]["wfst_processes"], "acoustic_scale": scale,
@@ -252,6 +280,7 @@ def main(argv=None) -> int:
         log.error("no config for %s in %s", unknown, args.conf_dir)
         return 1
     if not args.report_only:
+        check_finished_runs(args)
         train_cuts = train_subset(args, log)
         from lhotse import CutSet
 

@@ -367,6 +367,11 @@ def test_tables_command_trains_reports_and_resumes(recipe):
     r = subprocess.run(["./run_tables.sh", "--tiny", "true"], cwd=recipe, env=recipe_env(),
                        capture_output=True, text=True)
     assert r.returncode == 0 and "0 of 4 runs to do" in r.stdout + r.stderr
+    # finished runs made with other settings are never mixed in
+    r = subprocess.run(["./run_tables.sh", "--tiny", "true", "--num-epochs", "3"], cwd=recipe,
+                       env=recipe_env(), capture_output=True, text=True)
+    assert r.returncode != 0 and "other settings" in r.stdout + r.stderr, r.stderr[-2000:]
+    assert "num_epochs: 2 there, 3 now" in r.stdout + r.stderr
     # the report alone, from the stored runs (the experiment dirs gone)
     shutil.rmtree(recipe / "exp" / "tables_tiny" / "b1")
     (tables / "TABLES.md").unlink()
