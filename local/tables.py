@@ -193,10 +193,9 @@ def check_finished_runs(args) -> None:
             continue  # written before settings were recorded
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
-            raise ValueError(
-                f"{path} was made with other settings ({', '.join(f'{k}: {a!r} there, '
-                f'{b!r} now' for k, (a, b) in diff.items())}): run with the same options, "
-                f"or move its runs/ away to start a new set")
+            what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(f"{path} was made with other settings ({what}): run with the "
+                             f"same options, or move its runs/ away to start a new set")
 
 
 def collect(args, system: str, seed: int, run_dir: Path,
