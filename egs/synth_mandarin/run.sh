@@ -10,7 +10,8 @@
 # `cmn-latn-pinyin` voice with variants, speeds and pitches, resampled to 16 kHz.
 #
 # Training data: train (clean) and train_aug, one augmented copy of it (speed 0.9 / 1.0 / 1.1,
-# training RIRs, training noise at 0-20 dB), features with pitch; see RESULTS.md.
+# tempo 1.0-1.3 with pitch kept, training RIRs, training noise at 0-20 dB), features with
+# pitch; see RESULTS.md.
 #
 # Test sets, mirroring the paper's:
 #   test_read  news text, training voices, clean                        (Read)
