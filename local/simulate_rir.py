@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                 log.error("--tempos %s needs --audio-dir for the stretched audio", args.tempos)
                 return 1
             if args.audio_dir.is_dir():
-                for old in args.audio_dir.glob("*_tp.flac"):
+                for old in args.audio_dir.glob("*_tp*.flac"):
                     old.unlink()
             args.audio_dir.mkdir(parents=True, exist_ok=True)
         parts, infos = [], []

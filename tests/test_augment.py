@@ -268,7 +268,7 @@ def test_tempo_copy_changes_duration_keeps_labels_and_reloads(wave_cuts, tmp_pat
     out, info = augmented_copy(cuts, [1.0], tempos=[1.25], audio_dir=tmp_path / "tp", seed=0)
     for c, o, d in zip(cuts, out, info):
         assert d["tempo"] == 1.25 and o.id == f"{c.id}_aug"
-        assert (tmp_path / "tp" / f"{c.id}_aug_tp.flac").is_file()
+        assert (tmp_path / "tp" / f"{c.id}_aug_tp1.25.flac").is_file()
         assert o.duration == pytest.approx(c.duration / 1.25, abs=1e-3)
         assert o.load_audio().shape[1] == round(c.num_samples / 1.25)
         assert [s.text for s in o.supervisions] == [s.text for s in c.supervisions]

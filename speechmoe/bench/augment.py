@@ -11,7 +11,8 @@ with one DataLoader worker and the training on --threads threads, as the recipe 
 
     stored      the worker reads the stored features (what the recipe does);
     on-the-fly  the worker renders each cut's audio (lhotse: speed resampling, RIR
-                convolution, noise mix) and computes fbank (+ pitch) itself.
+                convolution, noise mix; the WSOLA stretch of each tempo cut, run on its
+                stored audio) and computes fbank (+ pitch) itself.
 
 The arms alternate in blocks of --block steps, so machine noise hits both alike. Printed:
 the median wall time per step of each, the worker's own time per batch measured alone,
@@ -24,6 +25,23 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+from speechmoe.data.tempo import wsola
+
+
+def _tempo_factor(cut):
+    """The tempo factor of a cut of the augmented copy (its stored FLAC's recording id
+    ends in _tp<factor>; 1.2, the default's mean stretch, for ids written before the
+    factor was in them: the cost hardly depends on it), or None."""
+    import re
+
+    tracks = [t.cut for t in cut.tracks] if hasattr(cut, "tracks") else [cut]
+    for t in tracks:
+        rec = getattr(t, "recording", None)
+        m = re.search(r"_tp(\d+(?:\.\d+)?)?(?:_rvb)?$", rec.id) if rec is not None else None
+        if m:
+            return float(m.group(1)) if m.group(1) else 1.2
+    return None
 
 
 class _OnTheFly:
@@ -47,9 +65,14 @@ class _OnTheFly:
             def load_features(self):
                 return self._feats
 
+        rendered = []
         with torch.no_grad():
-            rendered = [_Cut(c, base_features(c.load_audio()[0], c.sampling_rate,
-                                              self.cfg).numpy()) for c in cuts]
+            for c in cuts:
+                audio = c.load_audio()[0]
+                factor = _tempo_factor(c)
+                if factor is not None:  # the stretch itself (of the stored, stretched audio:
+                    wsola(audio, factor, c.sampling_rate)  # the same work as of its source)
+                rendered.append(_Cut(c, base_features(audio, c.sampling_rate, self.cfg).numpy()))
 
         class _Cuts(list):
             def sort_by_duration(self, ascending=False):

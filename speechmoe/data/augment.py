@@ -127,7 +127,7 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
 
             from speechmoe.data.tempo import write_tempo_copy
 
-            tp_id = f"{cut.id}_{suffix}_tp"
+            tp_id = f"{cut.id}_{suffix}_tp{tempo}"
             new = write_tempo_copy(new, tempo, Path(audio_dir) / f"{tp_id}.flac", tp_id)
             desc["tempo"] = tempo
         if rng.random() < rvb_prob:
