@@ -347,13 +347,60 @@ def max_ilabel(fst) -> int:
     return best
 
 
+def dominated_homophones(lexicon: LexiconLike, arpa_path: Union[str, Path]) -> list[int]:
+    """Indices of lexicon entries that one-best decoding can never output.
+
+    A word of the LM that is in no n-gram above the unigrams (never a history, never
+    predicted in a context) is reached from every state only through the unigram
+    back-off, and leads to the same kind of state (one with only its back-off arc) as
+    every other such word. Two such words with the same pronunciation therefore have
+    the same acoustic cost and the same future on every path, and differ only in their
+    unigram probability: Viterbi search keeps the more probable one, always. So among
+    the entries of such words, grouped by pronunciation (and back-off weight), all but
+    the most probable (the first in lexicon order on a tie) can be left out of L without
+    changing any one-best output. With an open vocabulary these are the characters that
+    only the unigram floor gives mass (most of the ~20k CJK characters): each reading
+    keeps its best character. words.txt and G keep every word.
+    """
+    import gzip
+
+    entries = _entries(lexicon)
+    unigram: dict[str, tuple[float, float]] = {}
+    in_context: set[str] = set()
+    path = os.fspath(arpa_path)
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
+        order = 0
+        for line in f:
+            if line.startswith("\\"):
+                order = int(line[1]) if line[1].isdigit() else 0
+                continue
+            parts = line.split()
+            if order == 1 and len(parts) >= 2:
+                unigram[parts[1]] = (float(parts[0]),
+                                     float(parts[2]) if len(parts) > 2 else 0.0)
+            elif order >= 2 and len(parts) > order:
+                in_context.update(parts[1:order + 1])
+    groups: dict[tuple, list[int]] = {}
+    for i, (w, pron) in enumerate(entries):
+        if w in RESERVED_WORDS or w in in_context or w not in unigram:
+            continue
+        groups.setdefault((tuple(pron), unigram[w][1]), []).append(i)
+    drop = []
+    for idxs in groups.values():
+        best = max(idxs, key=lambda i: (unigram[entries[i][0]][0], -i))
+        drop += [i for i in idxs if i != best]
+    return sorted(drop)
+
+
 def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
               out_path: Union[str, Path, None] = None, order: int = 3,
-              minimize_tlg: bool = False) -> dict:
+              minimize_tlg: bool = False, prune_homophones: bool = False) -> dict:
     """Build TLG.fst from lang_dir/{tokens,lexicon}.txt and an ARPA LM.
 
     Writes lang_dir/words.txt, lang_dir/L_disambig.fst, lang_dir/G.fst and ``out_path``
-    (default lang_dir/TLG.fst), each atomically. Returns sizes and timings.
+    (default lang_dir/TLG.fst), each atomically. Returns sizes and timings. With
+    ``prune_homophones``, L leaves out the entries of dominated_homophones (the same
+    one-best output, a smaller graph).
     """
     lang_dir = Path(lang_dir)
     out_path = Path(out_path) if out_path is not None else lang_dir / "TLG.fst"
@@ -374,10 +421,17 @@ def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
                          f"{blank_words[:10]}")
 
     n = num_real_tokens(tokens)
+    words = make_words_table(lexicon)  # every word, pruned or not: G keeps them all
+    pruned = 0
+    if prune_homophones:
+        drop = set(dominated_homophones(lexicon, arpa_path))
+        pruned = len(drop)
+        lexicon = [e for i, e in enumerate(_entries(lexicon)) if i not in drop]
+        log.info("left %d dominated homophone entries out of L (unigram-only words that "
+                 "never win one-best decoding)", pruned)
     lex_disambig, max_disambig = add_disambig_symbols(lexicon)
     tokens_d = with_disambig_tokens(tokens, max_disambig)
     num_disambig = max_disambig + 1  # #0 .. #max
-    words = make_words_table(lexicon)
     words_txt = lang_dir / "words.txt"
     write_words(words, words_txt)
     log.info("lang %s: %d tokens, %d lexicon entries, %d words, disambiguation #0..#%d",
@@ -411,7 +465,8 @@ def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
     log.info("TLG: %d states, %d arcs (%.2f s); total %.2f s -> %s",
              *sizes["TLG"], time.perf_counter() - t1, seconds, out_path)
     return {"sizes": sizes, "seconds": seconds, "num_tokens": n,
-            "max_disambig": max_disambig, "tlg": str(out_path), "words": str(words_txt)}
+            "max_disambig": max_disambig, "tlg": str(out_path), "words": str(words_txt),
+            "pruned_homophones": pruned}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
