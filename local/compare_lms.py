@@ -5,8 +5,8 @@
         --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank --set dev \
         --configs 3:0:uniform 5:1e-7:uniform 3:0:freq 3:0:off --out-dir data/lm_compare
 
-Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]] (local/prepare_lang.py's
---order, --prune, --open-vocabulary and --char-weight); each gets its own lang dir under --out-dir (kept, so a rerun
+Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+ph] (local/prepare_lang.py's
+--order, --prune, --open-vocabulary and --char-weight; +ph: --prune-homophones true); each gets its own lang dir under --out-dir (kept, so a rerun
 only decodes). The trained model's log-posteriors of --set are computed once; every
 graph then decodes them on ONE thread at each of --acoustic-scales, and the best scale
 on that set is reported with its CER. RTF = seconds / seconds of audio: "search" is
@@ -47,6 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(text: str) -> dict:
+    full = text
+    homophones = text.endswith("+ph")
+    text = text[:-3] if homophones else text
     parts = text.split(":")
     if len(parts) not in (2, 3, 4):
         raise ValueError(f"--configs: {text!r} is not ORDER:PRUNE[:OPEN_VOCABULARY"
@@ -57,7 +60,9 @@ def parse_config(text: str) -> dict:
     if cfg["open_vocabulary"] not in ("freq", "uniform", "off"):
         raise ValueError(f"--configs: {text!r}: open vocabulary must be freq, uniform or off")
     cfg["name"] = f"o{cfg['order']}_p{parts[1]}_{cfg['open_vocabulary']}" + (
-        f"_w{parts[3]}" if len(parts) == 4 else "")
+        f"_w{parts[3]}" if len(parts) == 4 else "") + ("_ph" if homophones else "")
+    cfg["prune_homophones"] = homophones
+    cfg["spec"] = full
     return cfg
 
 
@@ -130,7 +135,8 @@ def main(argv=None) -> int:
         rc = prepare_lang.main(["--lm-text", str(args.lm_text), "--out-dir", str(lang),
                                 "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
                                 "--open-vocabulary", cfg["open_vocabulary"],
-                                "--char-weight", str(cfg["char_weight"])])
+                                "--char-weight", str(cfg["char_weight"]),
+                                "--prune-homophones", str(cfg["prune_homophones"]).lower()])
         if rc:
             raise RuntimeError(f"prepare_lang failed for {cfg['name']}")
         build_s = time.perf_counter() - t1
