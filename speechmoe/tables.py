@@ -550,6 +550,13 @@ def _mean_or_none(values: Iterable[Any]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _median_or_none(values: Iterable[Any]) -> float | None:
+    import statistics
+
+    vals = [float(v) for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def _same_or_range(values: Sequence[float]) -> dict[str, Any]:
     vals = [float(v) for v in values]
     return {"value": vals[0] if len(set(vals)) == 1 else None, "min": min(vals), "max": max(vals)}
@@ -563,15 +570,17 @@ def _wfst_rtf(decode: Mapping[str, Any]) -> float | None:
 
 
 def system_costs(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
-    """Params, MACs per second of audio, mean training seconds per epoch (over every epoch of
-    every seed) and mean network / WFST real-time factors (over seeds) of one system."""
+    """Params, MACs per second of audio, the median training seconds per epoch (over every
+    epoch of every seed: one epoch slowed by something else on the machine does not move
+    it) and mean network / WFST real-time factors (over seeds) of one system."""
     if not runs_of_system:
         raise NoRunsError("no runs")
     rs = list(runs_of_system.values())
     return {
         "params": _same_or_range([r["params"] for r in rs]),
         "macs_per_second": _same_or_range([r["macs_per_second"] for r in rs]),
-        "train_seconds_per_epoch": _mean_or_none(ep["train_seconds"] for r in rs for ep in r["epochs"]),
+        "train_seconds_per_epoch": _median_or_none(ep["train_seconds"] for r in rs
+                                                   for ep in r["epochs"]),
         "epochs": [len(r["epochs"]) for r in rs],
         "network_rtf": _mean_or_none(r["decode"].get("network_rtf") for r in rs),
         "wfst_rtf": _mean_or_none(_wfst_rtf(r["decode"]) for r in rs),
@@ -857,7 +866,7 @@ def render_markdown(report: Mapping[str, Any], figures: Sequence[str] = ()) -> s
     add("- **Paper** columns: the paper's CER, and its Δ computed from the paper's own numbers.")
     add("- **Costs**, measured in the same runs: MACs per second of audio counted by torch's "
         "FlopCounterMode on the model (only the routed expert of each frame), training seconds "
-        "per epoch (wall), and over the test sets' audio the network's wall time (RTF network) "
+        "per epoch (wall; the median over every epoch of every seed), and over the test sets' audio the network's wall time (RTF network) "
         "and the whole decoding stage's (network, CTC greedy and WFST search in parallel "
         "processes: RTF decoding).")
     add("")

@@ -212,7 +212,7 @@ def test_costs_and_the_decode_rtf_spelling(tmp_path):
     small(tmp_path, "b1", 2, [1], [10], decode={"network_rtf": 0.03, "wfst_rtf": 0.05})
     c = T.system_costs(T.load_runs(tmp_path)["b1"])
     assert c["network_rtf"] == pytest.approx(0.02) and c["wfst_rtf"] == pytest.approx(0.04)
-    # epochs 1..3 of seeds 1 and 2: (310+320+330)/3 + 1.5
+    # epochs 1..3 of seeds 1 and 2: the median
     assert c["train_seconds_per_epoch"] == pytest.approx(321.5)
     assert c["params"]["value"] == 1_000_000
 
