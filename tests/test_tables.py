@@ -214,6 +214,9 @@ def test_costs_and_the_decode_rtf_spelling(tmp_path):
     assert c["network_rtf"] == pytest.approx(0.02) and c["wfst_rtf"] == pytest.approx(0.04)
     # epochs 1..3 of seeds 1 and 2: the median
     assert c["train_seconds_per_epoch"] == pytest.approx(321.5)
+    runs = T.load_runs(tmp_path)
+    runs["b1"][1]["epochs"][0]["train_seconds"] = 5000.0  # one epoch slowed by another job
+    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
     assert c["params"]["value"] == 1_000_000
 
 
