@@ -160,10 +160,8 @@ def main(argv=None) -> int:
             if args.audio_dir is None:
                 log.error("--tempos %s needs --audio-dir for the stretched audio", args.tempos)
                 return 1
-            if args.audio_dir.is_dir():
-                for old in args.audio_dir.glob("*_tp*.flac"):
-                    old.unlink()
-            args.audio_dir.mkdir(parents=True, exist_ok=True)
+            for old in args.audio_dir.glob("*_tp*.flac"):  # the last copy's
+                old.unlink()
         parts, infos = [], []
         for k in range(args.copies):
             out, info = augmented_copy(cuts, parse_factors(args.speeds), rirs, args.rvb_prob,

@@ -104,29 +104,28 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
         raise ValueError("rvb_prob > 0 needs RIR recordings")
     if noise_prob > 0 and not noises:
         raise ValueError("noise_prob > 0 needs noise recordings")
-    speeds, tempos = list(speeds) or [1.0], list(tempos) or [1.0]
-    if any(t != 1.0 for t in tempos) and audio_dir is None:
-        raise ValueError("tempo factors other than 1.0 need an audio_dir for the stretched audio")
-    if audio_dir is not None:
-        from pathlib import Path
+    from pathlib import Path
 
+    from tqdm import tqdm
+
+    from speechmoe.data.tempo import write_tempo_copy
+
+    speeds, tempos = list(speeds) or [1.0], list(tempos) or [1.0]
+    stretch = any(t != 1.0 for t in tempos)
+    if stretch:
+        if audio_dir is None:
+            raise ValueError("tempo factors other than 1.0 need an audio_dir for the "
+                             "stretched audio")
         Path(audio_dir).mkdir(parents=True, exist_ok=True)
     rirs, noises = list(rirs), list(noises)
     rng = random.Random(seed)
     out, info = [], []
-    from tqdm import tqdm
-
-    stretch = any(t != 1.0 for t in tempos)
     for cut in tqdm(cuts, desc="augmented copy", disable=not stretch, mininterval=10):
         factor = rng.choice(speeds)
         tempo = rng.choice(tempos) if len(tempos) > 1 else tempos[0]
         desc = {"id": None, "source": cut.id, "speed": factor}
         new = cut.perturb_speed(factor) if factor != 1.0 else cut
         if tempo != 1.0:
-            from pathlib import Path
-
-            from speechmoe.data.tempo import write_tempo_copy
-
             tp_id = f"{cut.id}_{suffix}_tp{tempo}"
             new = write_tempo_copy(new, tempo, Path(audio_dir) / f"{tp_id}.flac", tp_id)
             desc["tempo"] = tempo

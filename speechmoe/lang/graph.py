@@ -362,24 +362,13 @@ def dominated_homophones(lexicon: LexiconLike, arpa_path: Union[str, Path]) -> l
     only the unigram floor gives mass (most of the ~20k CJK characters): each reading
     keeps its best character. words.txt and G keep every word.
     """
-    import gzip
+    from speechmoe.lang.arpa import load_arpa
 
     entries = _entries(lexicon)
-    unigram: dict[str, tuple[float, float]] = {}
-    in_context: set[str] = set()
-    path = os.fspath(arpa_path)
-    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
-        order = 0
-        for line in f:
-            if line.startswith("\\"):
-                order = int(line[1]) if line[1].isdigit() else 0
-                continue
-            parts = line.split()
-            if order == 1 and len(parts) >= 2:
-                unigram[parts[1]] = (float(parts[0]),
-                                     float(parts[2]) if len(parts) > 2 else 0.0)
-            elif order >= 2 and len(parts) > order:
-                in_context.update(parts[1:order + 1])
+    lm = load_arpa(arpa_path)
+    probs, bows = lm.ngram_logprobs(), lm.backoff_weights()
+    unigram = {g[0]: (p, bows.get(g, 0.0)) for g, p in probs.items() if len(g) == 1}
+    in_context = {w for g in probs if len(g) > 1 for w in g}
     groups: dict[tuple, list[int]] = {}
     for i, (w, pron) in enumerate(entries):
         if w in RESERVED_WORDS or w in in_context or w not in unigram:
