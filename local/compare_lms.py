@@ -5,8 +5,11 @@
         --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank --set dev \
         --configs 3:0:uniform 5:1e-7:uniform 3:0:freq 3:0:off --out-dir data/lm_compare
 
-Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+ph] (local/prepare_lang.py's
---order, --prune, --open-vocabulary and --char-weight; +ph: --prune-homophones true); each gets its own lang dir under --out-dir (kept, so a rerun
+Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+standard]
+(local/prepare_lang.py's --order, --prune, --open-vocabulary and --char-weight;
++standard: --topology standard, the exact CTC topology, instead of the compact default);
+each gets its own lang dir
+under --out-dir (kept, so a rerun
 only decodes). The trained model's log-posteriors of --set are computed once; every
 graph then decodes them on ONE thread at each of --acoustic-scales, and the best scale
 on that set is reported with its CER. RTF = seconds / seconds of audio: "search" is
@@ -34,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", type=Path, required=True)
     p.add_argument("--cuts-dir", type=Path, required=True)
     p.add_argument("--set", default="dev")
-    p.add_argument("--configs", nargs="+", required=True, help="ORDER:PRUNE[:OPEN_VOCAB]")
+    p.add_argument("--configs", nargs="+", required=True, help="ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+standard]")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, default=0)
     p.add_argument("--avg", type=int, default=2)
@@ -48,8 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def parse_config(text: str) -> dict:
     full = text
-    homophones = text.endswith("+ph")
-    text = text[:-3] if homophones else text
+    text, *flags = text.split("+")
+    if set(flags) - {"standard"}:
+        raise ValueError(f"--configs: {full!r}: the only flag is +standard")
     parts = text.split(":")
     if len(parts) not in (2, 3, 4):
         raise ValueError(f"--configs: {text!r} is not ORDER:PRUNE[:OPEN_VOCABULARY"
@@ -60,8 +64,8 @@ def parse_config(text: str) -> dict:
     if cfg["open_vocabulary"] not in ("freq", "uniform", "off"):
         raise ValueError(f"--configs: {text!r}: open vocabulary must be freq, uniform or off")
     cfg["name"] = f"o{cfg['order']}_p{parts[1]}_{cfg['open_vocabulary']}" + (
-        f"_w{parts[3]}" if len(parts) == 4 else "") + ("_ph" if homophones else "")
-    cfg["prune_homophones"] = homophones
+        f"_w{parts[3]}" if len(parts) == 4 else "") + ("_standard" if flags else "")
+    cfg["topology"] = "standard" if flags else "compact"
     cfg["spec"] = full
     return cfg
 
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
                                 "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
                                 "--open-vocabulary", cfg["open_vocabulary"],
                                 "--char-weight", str(cfg["char_weight"]),
-                                "--prune-homophones", str(cfg["prune_homophones"]).lower()])
+                                "--topology", cfg["topology"]])
         if rc:
             raise RuntimeError(f"prepare_lang failed for {cfg['name']}")
         build_s = time.perf_counter() - t1
@@ -182,7 +186,8 @@ def main(argv=None) -> int:
     for r in rows:
         ov = r["open_vocabulary"] + (f", char weight {r['char_weight']:g}"
                                      if r["char_weight"] != 1.0 else "")
-        lines.append(f"| {r['order']}-gram, prune {r['prune']:g} | {ov} | "
+        graph = ", standard T" if r["topology"] == "standard" else ""
+        lines.append(f"| {r['order']}-gram, prune {r['prune']:g}{graph} | {ov} | "
                      f"{'/'.join(map(str, r['ngrams']))} | {r['tlg_states']:,} | "
                      f"{r['tlg_arcs']:,} | {r['tlg_mb']} | {r['build_seconds']} | "
                      f"{r['best_scale']} | {r['cer']:.2f} | {r['search_rtf']:.4f} | "

@@ -67,10 +67,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="syllable units: every CJK character is a word of the lexicon and the "
                         "LM, with a unigram floor spread by character frequency (freq) or "
                         "evenly (uniform); off: the LM text's words only")
-    p.add_argument("--prune-homophones", choices=["true", "false"], default="false",
-                   help="leave out of L the unigram-only homophones that one-best decoding "
-                        "can never output (speechmoe.lang.graph.dominated_homophones): the "
-                        "same output, a smaller graph; lexicon.txt, words.txt and G keep them")
+    p.add_argument("--topology", choices=["standard", "compact"], default="compact",
+                   help="the CTC topology T of TLG: standard (exact CTC) or compact (O(N) "
+                        "arcs; one copy of the LM's states instead of one per last token: a "
+                        "smaller, faster graph; speechmoe.lang.graph.make_compact_token_"
+                        "topology)")
     p.add_argument("--tone-sandhi", choices=["true", "false"], default="false",
                    help="syllable units: the lexicon also holds each word as said under 3-3 "
                         "tone sandhi (ni3 hao3 -> ni2 hao3, and a final third tone as a "
@@ -261,16 +262,16 @@ def main(argv=None) -> int:
         for f in ("lm.json", "TLG.fst", "lm.arpa"):
             (out / f).unlink(missing_ok=True)
         build_lm(sentences, out, settings, log)
-    prune = args.prune_homophones == "true"
     graph_json = out / "graph.json"
-    if (out / "TLG.fst").is_file() and graph_json.is_file() and \
-            json.loads(graph_json.read_text()).get("prune_homophones", False) != prune:
-        log.info("TLG built with prune_homophones %s, asked %s: rebuilding it", not prune, prune)
-        (out / "TLG.fst").unlink()
+    if (out / "TLG.fst").is_file() and graph_json.is_file():
+        built = json.loads(graph_json.read_text()).get("topology", "standard")  # older files
+        if built != args.topology:
+            log.info("TLG built with the %s CTC topology, asked %s: rebuilding it", built,
+                     args.topology)
+            (out / "TLG.fst").unlink()
     if not (out / "TLG.fst").is_file():
         info = build_tlg(out, out / "lm.arpa", out / "TLG.fst", order=args.order,
-                         prune_homophones=prune)
-        info["prune_homophones"] = prune
+                         topology=args.topology)
         log.info("TLG: %d states, %d arcs, built in %.1f s", *info["sizes"]["TLG"],
                  info["seconds"])
         write_json(out / "graph.json", info)

@@ -181,7 +181,19 @@ def run_settings(args) -> dict:
             "num_epochs": args.num_epochs, "max_duration": args.max_duration, "lr": args.lr,
             "warmup_steps": args.warmup_steps, "train_options": args.train_options,
             "avg": args.avg, "acoustic_scales": args.acoustic_scales, "beam": args.beam,
-            "max_active": args.max_active}
+            "max_active": args.max_active, "ctc_topology": graph_topology(args.lang_dir)}
+
+
+# The value of a setting in runs recorded before it was (their runs had no choice).
+SETTINGS_BEFORE_RECORDED = {"ctc_topology": "standard"}
+
+
+def graph_topology(lang_dir: Path) -> str:
+    """The CTC topology of lang_dir's TLG (graph.json; older ones were all standard)."""
+    path = Path(lang_dir) / "graph.json"
+    if not path.is_file():
+        return "unknown"  # the tiny set's or a test's lang dir without graph.json
+    return json.loads(path.read_text()).get("topology", "standard")
 
 
 def check_finished_runs(args) -> None:
@@ -191,7 +203,8 @@ def check_finished_runs(args) -> None:
         have = json.loads(path.read_text()).get("settings")
         if have is None:
             continue  # written before settings were recorded
-        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        diff = {k: (have.get(k, SETTINGS_BEFORE_RECORDED.get(k)), v) for k, v in want.items()
+                if have.get(k, SETTINGS_BEFORE_RECORDED.get(k)) != v}
         if diff:
             what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
             raise ValueError(f"{path} was made with other settings ({what}): run with the "

@@ -118,6 +118,15 @@ def test_lm_settings_change_rebuilds_the_lm_and_graph(lang):
     assert prepare.main(args + ["--order", "3", "--prune", "1e-9"]) == 0
     assert load_arpa(lang / "lang" / "lm.arpa").order == 3
     assert json.loads((lang / "lang" / "lm.json").read_text())["order"] == 3
+    graph_json = lang / "lang" / "graph.json"
+    assert json.loads(graph_json.read_text())["topology"] == "compact"  # the default
+    arcs = json.loads(graph_json.read_text())["sizes"]["TLG"][1]
+    lm_mtime = (lang / "lang" / "lm.arpa").stat().st_mtime_ns
+    assert prepare.main(args + ["--order", "3", "--prune", "1e-9", "--topology",
+                                "standard"]) == 0  # the graph alone is rebuilt
+    built = json.loads(graph_json.read_text())
+    assert built["topology"] == "standard" and built["sizes"]["TLG"][1] > arcs
+    assert (lang / "lang" / "lm.arpa").stat().st_mtime_ns == lm_mtime
     with pytest.raises(ValueError, match="open-vocabulary"):
         prepare.main(args[:-2] + ["--order", "3", "--open-vocabulary", "off"])
 

@@ -355,6 +355,7 @@ def test_tables_command_trains_reports_and_resumes(recipe):
             rec = json.loads((tables / "runs" / system / f"seed{seed}.json").read_text())
             assert rec["system"] == system and rec["seed"] == seed
             assert rec["normalization"] == "utterance" and len(rec["epochs"]) == 2
+            assert rec["settings"]["ctc_topology"] == "compact"  # the lang dir's TLG
             assert all(rec["results"][s]["wfst"]["metric"] == "CER" for s in SETS)
             assert (rec["routing"] != []) == (system != "b1")
             assert (tables / "runs" / system / f"seed{seed}.utts.json.gz").is_file()

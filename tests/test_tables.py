@@ -357,3 +357,28 @@ def test_cli_writes_everything_and_reports_missing(tmp_path, capsys):
     assert "paper column: AISHELL" in md and "4.52" in md
     assert T.main(["--tables-dir", str(tmp_path), "--seeds", "1", "2", "3", "--strict",
                    "--paper-columns", '{"test_ios": "AISHELL"}', "--bootstrap", "10"]) == 1
+
+
+def test_a_run_decoded_through_another_graph_topology_is_not_mixed_in(tmp_path):
+    """local/tables.py records the CTC topology of the lang dir's TLG with each run; runs
+    recorded before that (no key) were decoded through the standard one."""
+    from helpers import load_script
+
+    script = load_script("tables")
+    lang = tmp_path / "lang"
+    lang.mkdir()
+    args = script.get_parser().parse_args([
+        "--tables-dir", str(tmp_path / "tables"), "--exp-dir", str(tmp_path / "exp"),
+        "--lang-dir", str(lang), "--test-sets", "test_read"])
+    (lang / "graph.json").write_text(json.dumps({"topology": "standard"}))
+    settings = script.run_settings(args)
+    assert settings["ctc_topology"] == "standard"
+    old = {k: v for k, v in settings.items() if k != "ctc_topology"}
+    run = tmp_path / "tables" / "runs" / "b1" / "seed1.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"settings": old}))
+    script.check_finished_runs(args)  # an older record: standard, the same graph
+    (lang / "graph.json").write_text(json.dumps({"topology": "compact"}))
+    with pytest.raises(ValueError, match=r"seed1\.json.*ctc_topology: 'standard' there, "
+                                         r"'compact' now"):
+        script.check_finished_runs(args)

@@ -35,8 +35,8 @@
 #                   or by character frequency (freq); off: the LM text's words only
 #   char_weight [1.0]: open vocabulary: a character's share of the LM's unigram floor
 #                   relative to a word's (<= 1)
-#   prune_homophones [false]: leave out of L the homophones only the unigram floor reaches,
-#                   but the most probable of each pronunciation (the same one-best output)
+#   ctc_topology [compact]: T of TLG: compact (O(N) arcs, a 4x faster search on the
+#                   embedded recipe, same dev CER) or standard (exact CTC, N^2 arcs)
 #   tone_sandhi [false]: syllable units: the lexicon also holds each word as said under 3-3
 #                   tone sandhi (training labels keep citation tones)
 #   num_workers [train.py's default]: DataLoader worker processes of training
@@ -125,7 +125,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" \
     --unit-type "${unit_type:-syllable}" --bpe-vocab-size "${bpe_vocab_size:-500}" \
     --open-vocabulary "${open_vocabulary:-uniform}" --char-weight "${char_weight:-1.0}" \
-    --tone-sandhi "${tone_sandhi:-false}" --prune-homophones "${prune_homophones:-false}" \
+    --tone-sandhi "${tone_sandhi:-false}" --topology "${ctc_topology:-compact}" \
     || die "lang stage failed"
 fi
 

@@ -35,6 +35,7 @@ lm_order=3
 lm_cutoffs=""
 lm_prune=0
 open_vocabulary=uniform  # every CJK character is a word too (lexicon + LM); off: LM-text words only
+ctc_topology=compact     # T of TLG: compact (4x faster search, same dev CER) or standard (exact CTC)
 # stages 1, 2, 4-6 (see tools/asr_stages.sh)
 num_rirs=200
 heldout_rirs=0

@@ -60,6 +60,7 @@ lm_prune=1e-7
 open_vocabulary=freq     # every CJK character is a word too, weighted by its frequency in the
                          # transcripts: dev/test words often unseen in them (uniform: the embedded
                          # recipe's choice on its dev set, egs/synth_mandarin/RESULTS.md); off: closed
+ctc_topology=compact     # T of TLG: compact (4x faster search, same dev CER) or standard (exact CTC)
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'
 world_size=1             # training processes on this machine (GPUs); >1 runs torchrun

@@ -51,6 +51,7 @@ lm_order=3
 lm_cutoffs=""
 lm_prune=0
 open_vocabulary=uniform  # every CJK character is a word too (lexicon + LM); off: LM-text words only
+ctc_topology=compact     # T of TLG: compact (4x faster search, same dev CER) or standard (exact CTC)
 tone_sandhi=false        # true: the lexicon also holds words as said under 3-3 tone sandhi (RESULTS.md)
 model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
 model_overrides='{}'

@@ -10,6 +10,9 @@
 # Resumable: finished runs (tables/runs/<system>/seed<k>.json) are skipped, an interrupted
 # one continues from its last checkpoint. Commit tables/ after each session.
 # Every system gets the same data, epochs, schedule and options, chosen once on dev.
+# Each run records them (and the CTC topology of data/lang's TLG); a finished run made with
+# others stops the command. The committed runs in tables/runs/ decoded through the standard
+# topology: to add to them, build the lang dir with ./run.sh --stop-stage 3 --ctc-topology standard.
 
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -134,7 +134,9 @@ class WfstDecoder:
     def decode_aligned(self, log_probs) -> tuple[list[str], list[tuple[int, int]]]:
         """Words and the CTC alignment of the best path: (token id, frame) for every token
         it emits, the frame being where the token's run of frames starts (frames of
-        ``log_probs``, blank skipping undone)."""
+        ``log_probs``, blank skipping undone). On a graph with the compact CTC topology a
+        token that follows itself without a blank (which only that topology allows) shows
+        here as one token."""
         ids, frame_tokens, frames = self._search(log_probs)
         tokens = []
         prev = self.blank

@@ -6,7 +6,9 @@ written with kaldifst (OpenFst) and kaldilm (ARPA -> G); the graphs are decoded 
 
 One function per graph:
 
-    T    make_token_topology   the CTC topology (blank, collapsed repeats)
+    T    make_token_topology   the CTC topology (blank, collapsed repeats); exact, N^2 arcs
+         make_compact_token_topology  the compact one (O(N) arcs, shares G's states; the
+                               default: see its doc and build_tlg)
     L    make_lexicon_fst      tokens -> words, from lexicon.txt
     G    make_grammar_fst      the word n-gram LM (ARPA, kaldilm's arpa2fst)
     LG   compose_lg            determinized and minimized L o G
@@ -19,9 +21,10 @@ Label spaces (N = number of real tokens, blank included; D = number of disambigu
 symbols #0..#D-1):
 
     T input  (= TLG input)  token id + 1 (DecodableCtc reads column ilabel - 1; 0 = epsilon).
-                            While TLG is built, #k is N + 1 + k; these are turned into
-                            epsilon once TLG is determinized, so the final graph only has
-                            labels 0..N on its input side.
+                            While TLG is built, #k is N + 1 + k (and the compact T's
+                            "leave" arc N + 1 + D); these are turned into epsilon once TLG
+                            is determinized, so the final graph only has labels 0..N on
+                            its input side.
     T output (= L input)    token id (the blank is never output, so id 0 is free for epsilon);
                             #k is N + k.
     L output (= G, TLG out) word id from words.txt.
@@ -116,6 +119,52 @@ def make_token_topology(num_tokens: int, num_disambig: int = 0):
         for d in range(num_disambig):
             fst.add_arc(i, kaldifst.StdArc(num_tokens + 1 + d, num_tokens + d, 0.0, i))
     return fst
+
+
+def make_compact_token_topology(num_tokens: int, num_disambig: int = 0):
+    """The compact CTC topology (k2's "modified" ctc_topo) as a kaldifst.StdVectorFst.
+
+    O(N) arcs instead of N^2: state 0 (start) is "blank, or nothing yet" and state k is
+    "in a run of token k". Every state is final.
+
+      * state 0: blank (input 1) loops; token k (input k + 1) goes to state k, output k;
+        #d (input N + 1 + d) loops and outputs N + d, as in make_token_topology;
+      * state k: token k loops (a repeat, output nothing); a "leave" arc (input
+        N + 1 + num_disambig, output nothing) goes back to state 0.
+
+    The leave arc has its own input label, above the disambiguation symbols, so that
+    determinization keeps it as an arc (an epsilon would be removed, and with it the
+    sharing: every state after a token would get its own copy of all the arcs of state
+    0); compose_tlg turns it into epsilon with the #d labels. In TLG every token then
+    leads, through one epsilon, to the same state whatever the token was, where the
+    standard topology keeps one copy of the LM state per last token: the grammar's
+    fan-out (the unigram state's arc to every word) exists once.
+
+    It is not exactly CTC: a token can follow itself without a blank between (leave,
+    then the token again), so frames "a a" can also be read as two tokens a, at the
+    cost of the LM's word for the second. The standard topology forbids that.
+    """
+    import kaldifst
+
+    if num_tokens < 2:
+        raise ValueError(f"need at least the blank and one token, got num_tokens={num_tokens}")
+    fst = kaldifst.StdVectorFst()
+    for _ in range(num_tokens):
+        s = fst.add_state()
+        fst.set_final(s, 0.0)
+    fst.start = 0
+    leave = num_tokens + 1 + num_disambig
+    fst.add_arc(0, kaldifst.StdArc(1, 0, 0.0, 0))  # blank
+    for d in range(num_disambig):
+        fst.add_arc(0, kaldifst.StdArc(num_tokens + 1 + d, num_tokens + d, 0.0, 0))
+    for k in range(1, num_tokens):
+        fst.add_arc(0, kaldifst.StdArc(k + 1, k, 0.0, k))
+        fst.add_arc(k, kaldifst.StdArc(k + 1, 0, 0.0, k))
+        fst.add_arc(k, kaldifst.StdArc(leave, 0, 0.0, 0))
+    return fst
+
+
+TOPOLOGIES = {"standard": make_token_topology, "compact": make_compact_token_topology}
 
 
 def make_token_graph(tokens: Union[Mapping[str, int], int]):
@@ -347,50 +396,19 @@ def max_ilabel(fst) -> int:
     return best
 
 
-def dominated_homophones(lexicon: LexiconLike, arpa_path: Union[str, Path]) -> list[int]:
-    """Indices of lexicon entries that one-best decoding can never output.
-
-    A word of the LM that is in no n-gram above the unigrams (never a history, never
-    predicted in a context) is reached from every state only through the unigram
-    back-off, and leads to the same kind of state (one with only its back-off arc) as
-    every other such word. Two such words with the same pronunciation therefore have
-    the same acoustic cost and the same future on every path, and differ only in their
-    unigram probability: Viterbi search keeps the more probable one, always. So among
-    the entries of such words, grouped by pronunciation (and back-off weight), all but
-    the most probable (the first in lexicon order on a tie) can be left out of L without
-    changing any one-best output. With an open vocabulary these are the characters that
-    only the unigram floor gives mass (most of the ~20k CJK characters): each reading
-    keeps its best character. words.txt and G keep every word.
-    """
-    from speechmoe.lang.arpa import load_arpa
-
-    entries = _entries(lexicon)
-    lm = load_arpa(arpa_path)
-    probs, bows = lm.ngram_logprobs(), lm.backoff_weights()
-    unigram = {g[0]: (p, bows.get(g, 0.0)) for g, p in probs.items() if len(g) == 1}
-    in_context = {w for g in probs if len(g) > 1 for w in g}
-    groups: dict[tuple, list[int]] = {}
-    for i, (w, pron) in enumerate(entries):
-        if w in RESERVED_WORDS or w in in_context or w not in unigram:
-            continue
-        groups.setdefault((tuple(pron), unigram[w][1]), []).append(i)
-    drop = []
-    for idxs in groups.values():
-        best = max(idxs, key=lambda i: (unigram[entries[i][0]][0], -i))
-        drop += [i for i in idxs if i != best]
-    return sorted(drop)
-
-
 def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
               out_path: Union[str, Path, None] = None, order: int = 3,
-              minimize_tlg: bool = False, prune_homophones: bool = False) -> dict:
+              minimize_tlg: bool = False, topology: str = "compact") -> dict:
     """Build TLG.fst from lang_dir/{tokens,lexicon}.txt and an ARPA LM.
 
     Writes lang_dir/words.txt, lang_dir/L_disambig.fst, lang_dir/G.fst and ``out_path``
-    (default lang_dir/TLG.fst), each atomically. Returns sizes and timings. With
-    ``prune_homophones``, L leaves out the entries of dominated_homophones (the same
-    one-best output, a smaller graph).
+    (default lang_dir/TLG.fst), each atomically. Returns sizes and timings.
+    ``topology``: the CTC topology T, "compact" (make_compact_token_topology: about half
+    the arcs and a 4x faster search on the embedded recipe's graph, at the same dev CER)
+    or "standard" (make_token_topology: exact CTC).
     """
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"topology must be one of {sorted(TOPOLOGIES)}, got {topology!r}")
     lang_dir = Path(lang_dir)
     out_path = Path(out_path) if out_path is not None else lang_dir / "TLG.fst"
     t0 = time.perf_counter()
@@ -410,14 +428,7 @@ def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
                          f"{blank_words[:10]}")
 
     n = num_real_tokens(tokens)
-    words = make_words_table(lexicon)  # every word, pruned or not: G keeps them all
-    pruned = 0
-    if prune_homophones:
-        drop = set(dominated_homophones(lexicon, arpa_path))
-        pruned = len(drop)
-        lexicon = [e for i, e in enumerate(_entries(lexicon)) if i not in drop]
-        log.info("left %d dominated homophone entries out of L (unigram-only words that "
-                 "never win one-best decoding)", pruned)
+    words = make_words_table(lexicon)
     lex_disambig, max_disambig = add_disambig_symbols(lexicon)
     tokens_d = with_disambig_tokens(tokens, max_disambig)
     num_disambig = max_disambig + 1  # #0 .. #max
@@ -445,7 +456,7 @@ def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
     log.info("LG: %d states, %d arcs (%.2f s)", *sizes["LG"], time.perf_counter() - t1)
 
     t1 = time.perf_counter()
-    T = make_token_topology(n, num_disambig)
+    T = TOPOLOGIES[topology](n, num_disambig)
     sizes["T"] = _count(T)
     TLG = compose_tlg(T, LG, n, minimize=minimize_tlg)
     sizes["TLG"] = _count(TLG)
@@ -455,7 +466,7 @@ def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
              *sizes["TLG"], time.perf_counter() - t1, seconds, out_path)
     return {"sizes": sizes, "seconds": seconds, "num_tokens": n,
             "max_disambig": max_disambig, "tlg": str(out_path), "words": str(words_txt),
-            "pruned_homophones": pruned}
+            "topology": topology}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -468,12 +479,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--order", type=int, default=3,
                         help="use n-grams up to this order (-1: all); default 3")
     parser.add_argument("--out", type=Path, default=None, help="default LANG_DIR/TLG.fst")
+    parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="compact",
+                        help="CTC topology of T (default compact; standard: exact CTC)")
     parser.add_argument("--minimize-tlg", action="store_true",
                         help="also minimize TLG (slower; T o LG is normally minimal already)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_tlg(args.lang_dir, args.arpa, args.out, args.order, args.minimize_tlg)
+    build_tlg(args.lang_dir, args.arpa, args.out, args.order, args.minimize_tlg,
+              topology=args.topology)
 
 
 if __name__ == "__main__":
