@@ -77,6 +77,22 @@ def expert_counts(expert_index: torch.Tensor, num_experts: int) -> torch.Tensor:
     return counts.scatter_add_(0, expert_index + 1, ones)[1:]
 
 
+class _PermuteRows(torch.autograd.Function):
+    """x[perm] whose backward is the gather by the inverse permutation: index_select's own
+    backward scatters into a zero-filled tensor of x's size, a fill and a scatter where a
+    permutation needs one gather."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor):
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, perm)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
 class MoELayer(nn.Module):
     """A residual MoE feed-forward layer: o^l = o^{l-1} + p_i E_i(LN(o^{l-1})).
 
@@ -106,10 +122,12 @@ class MoELayer(nn.Module):
         x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
         (padding: their output is 0); gate: (N,).
 
-        The row indices are sorted by expert once and split into one block per
-        expert; each expert gathers its rows and adds its gated output back. The
-        block sizes are the only value read back from the device: one host sync
-        per layer (on CUDA), where a per-expert torch.where costs one per expert. Every expert
+        The rows are sorted by expert once (one gather, a permutation), the sorted
+        rows split into one contiguous block per expert (views), the experts' outputs
+        concatenated, gated and put back in the original order (the inverse
+        permutation); the backward pass is two gathers as well. The block sizes are
+        the only value read back from the device: one host sync per layer (on CUDA),
+        where a per-expert torch.where costs one per expert. Every expert
         runs, an idle one on an empty block, so the control flow is fixed and an
         idle expert gets an all-zero gradient rather than none, which is what DDP
         needs without find_unused_parameters. Under TorchScript and torch.export
@@ -120,16 +138,15 @@ class MoELayer(nn.Module):
             return self._dispatch_loop(x, expert_index, gate)
         n = self.num_experts
         order = torch.argsort(expert_index, stable=True)  # padding (-1) first
+        inverse = torch.empty_like(order).scatter_(
+            0, order, torch.arange(order.numel(), device=order.device))
         counts = expert_counts(expert_index, n)
         sizes: List[int] = torch.cat([(expert_index < 0).sum().reshape(1), counts]).tolist()
-        rows = order.split(sizes)  # rows[e + 1]: the rows of expert e (rows[0]: padding)
-        out = torch.zeros_like(x)
-        gate = gate.to(x.dtype)
-        for e, expert in enumerate(self.experts):
-            r = rows[e + 1]
-            y = expert(x.index_select(0, r)) * gate.index_select(0, r).unsqueeze(-1)
-            out.index_add_(0, r, y)
-        return out
+        blocks = _PermuteRows.apply(x, order, inverse).split(sizes)  # [0]: padding
+        outs = [x.new_zeros(sizes[0], x.shape[1])]  # padding rows: no expert, output 0
+        outs += [expert(blocks[e + 1]) for e, expert in enumerate(self.experts)]
+        y = torch.cat(outs) * gate.to(x.dtype).index_select(0, order).unsqueeze(-1)
+        return _PermuteRows.apply(y, inverse, order)
 
     def _dispatch_loop(self, x: torch.Tensor, expert_index: torch.Tensor,
                        gate: torch.Tensor) -> torch.Tensor:
