@@ -41,8 +41,10 @@ def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
          "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--threads", "1"],
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
     rows = {line.split()[0]: line.split() for line in out[2:4]}
-    assert set(rows) == {"b1", "moe"} and all(len(r) == 8 for r in rows.values())
+    assert set(rows) == {"b1", "moe"} and all(len(r) == 9 for r in rows.values())
     assert all(0 < float(r[-1].rstrip("%")) for r in rows.values())
+    assert all(0 < float(r[3]) < float(r[2]) for r in rows.values())  # update < step
+    assert out[-2].split("=")[0] == "forward_backward_ratio" and float(out[-2].split("=")[1]) > 0
     key, value = out[-1].split("=")
     assert key == "step_time_ratio" and float(value) > 0
 
