@@ -9,7 +9,8 @@ CMVN statistics (cmvn.pt), the feature options (features.json), the units (token
 lang.json) and, unless --no-graph, the lexicon, word table and decoding graph
 (lexicon.txt, words.txt, TLG.fst), the whole routed model as TorchScript
 (model.torchscript.pt) and ONNX (model.onnx, dynamic batch and length; what
-`speechmoe-transcribe --onnx` runs in onnxruntime), plus manifest.json: each file's size and SHA-256,
+`speechmoe-transcribe --onnx` runs in onnxruntime; model.int8.onnx, the same with int8
+weights, for --int8), plus manifest.json: each file's size and SHA-256,
 the checkpoints averaged, the acoustic scale the decoding stage chose on its tune set
 (when it ran), and the export time. The directory is built under a temporary name and
 renamed, so a half-written export is never used; everything in it loads with
@@ -42,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="leave out the lexicon and TLG (greedy decoding only)")
     p.add_argument("--no-torchscript", action="store_true", help="skip model.torchscript.pt")
     p.add_argument("--no-onnx", action="store_true", help="skip model.onnx")
+    p.add_argument("--no-int8", action="store_true",
+                   help="skip model.int8.onnx (model.onnx with int8 weights: "
+                        "speechmoe-transcribe --int8)")
     return p
 
 
@@ -80,7 +84,7 @@ def main(argv=None) -> int:
         shutil.copy(args.lang_dir / f, tmp / f)
     if not (args.no_torchscript and args.no_onnx):
         from speechmoe.inference import export_onnx, export_torchscript, \
-            load_model_for_inference
+            load_model_for_inference, quantize_onnx
 
         model, system = load_model_for_inference(tmp / "model.pt")
         if not args.no_torchscript:
@@ -89,6 +93,8 @@ def main(argv=None) -> int:
             t0 = time.time()
             export_onnx(model, tmp / "model.onnx", system.model.input_dim)
             log.info("ONNX export: %.0f s", time.time() - t0)
+            if not args.no_int8:
+                quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
     scale_file = args.exp_dir / "decode" / ckpt_path.stem / "wfst" / "acoustic_scale.json"
     manifest = {
         "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,

@@ -111,3 +111,31 @@ def export_onnx(model, path: Path, input_dim: int, opset: int = 18) -> Path:
                           output_names=["log_probs", "out_lengths"], external_data=False)
     tmp.replace(path)
     return Path(path)
+
+
+def quantize_onnx(src: Path, dst: Path) -> Path:
+    """int8 weights for an exported model: onnxruntime's dynamic quantization of every
+    MatMul (weights int8 per tensor, activations quantized per batch at run time).
+
+    The exporter's intermediate shape annotations (value_info) are dropped first: the
+    quantizer re-runs ONNX shape inference, which stops on them (an annotated bound of the
+    dynamic batch dimension against an inferred size); onnxruntime infers shapes itself.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    plain = dst.with_name(dst.name + ".plain.tmp")
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        onnx.save(model, str(plain))
+        del model
+        quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"])
+        tmp.replace(dst)
+    finally:
+        plain.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return dst

@@ -107,10 +107,11 @@ class Recognizer:
     def from_dir(cls, path: Union[str, Path], method: str = "auto", device: str = "auto",
                  beam: float = 16.0, max_active: int = 7000,
                  acoustic_scale: Optional[float] = None, onnx: bool = False,
-                 threads: int = 0) -> "Recognizer":
+                 threads: int = 0, int8: bool = False) -> "Recognizer":
         """Open a model directory. method: wfst, greedy, or auto (wfst when the directory
         has a graph). device: auto (CUDA when available), cpu or cuda. onnx: run the
-        network in onnxruntime (model.onnx). threads: intra-op threads (0: default)."""
+        network in onnxruntime (model.onnx); int8: in onnxruntime with int8 weights
+        (model.int8.onnx; implies onnx). threads: intra-op threads (0: default)."""
         import torch
 
         from speechmoe.features import FeatureConfig, GlobalCMVN
@@ -130,9 +131,11 @@ class Recognizer:
         model, system = load_model_for_inference(path / "model.pt")
         model.to(device)
         session = None
-        if onnx:
-            if not (path / "model.onnx").is_file():
-                raise ModelDirError(f"{path}: no model.onnx (export without --no-onnx)")
+        if onnx or int8:
+            name = "model.int8.onnx" if int8 else "model.onnx"
+            if not (path / name).is_file():
+                raise ModelDirError(f"{path}: no {name} (export without --no-onnx"
+                                    + (" and --no-int8)" if int8 else ")"))
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
@@ -140,7 +143,7 @@ class Recognizer:
                 opts.intra_op_num_threads = threads
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] \
                 if device == "cuda" else ["CPUExecutionProvider"]
-            session = ort.InferenceSession(str(path / "model.onnx"), opts, providers=providers)
+            session = ort.InferenceSession(str(path / name), opts, providers=providers)
         cmvn = GlobalCMVN.load(path / "cmvn.pt")
         feats = FeatureConfig.load(path / "features.json")
         tokens = {i: t for t, i in read_tokens(path / "tokens.txt").items()}

@@ -11,6 +11,7 @@ For every (test set, method) a directory with:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -108,3 +109,56 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
         raise EmptyScoreError(f"nothing to score{f' ({title})' if title else ''}: the "
                               f"{stats.utts} references are all empty")
     return stats
+
+
+def read_text_file(path: Path) -> dict[str, list[str]]:
+    """A Kaldi text file (``utt word word ...``) or speechmoe-transcribe's output
+    (``name<TAB>text``): {utterance: words}. A repeated utterance is an error."""
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, text = line.partition("\t") if "\t" in line else line.partition(" ")
+        if key in out:
+            raise ValueError(f"{path}:{n}: utterance {key!r} is there twice")
+        out[key] = text.split()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m speechmoe.scoring REF HYP [--metric CER|WER] [--out-dir DIR]"""
+    import argparse
+
+    from speechmoe.lang.tokenizer import scoring_tokens
+
+    p = argparse.ArgumentParser(
+        prog="python -m speechmoe.scoring",
+        description="Score hypotheses against references: both Kaldi text files "
+                    "('utt word word ...') or speechmoe-transcribe output ('name<TAB>text'). "
+                    "Every reference needs a hypothesis; extra hypotheses are an error too.")
+    p.add_argument("ref", type=Path)
+    p.add_argument("hyp", type=Path)
+    p.add_argument("--metric", choices=["CER", "WER"], default="CER",
+                   help="CER: a Chinese character or an English word is one token (default)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="also write recogs.txt, errs.txt, utt_errors.tsv and summary.txt")
+    args = p.parse_args(argv)
+    try:
+        refs, hyps = read_text_file(args.ref), read_text_file(args.hyp)
+        extra = sorted(set(hyps) - set(refs))
+        if extra:
+            raise ValueError(f"{args.hyp}: {len(extra)} utterances are not in {args.ref}, "
+                             f"e.g. {extra[:5]}")
+        stats = score({u: scoring_tokens(w, args.metric) for u, w in refs.items()},
+                      {u: scoring_tokens(w, args.metric) for u, w in hyps.items()},
+                      args.out_dir, title=f"{args.hyp} against {args.ref}")
+    except (OSError, ValueError) as exc:
+        print(f"python -m speechmoe.scoring: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.metric} {stats.rate:.2f}% [ {stats.errors} / {stats.ref_len}, {stats.ins} ins, "
+          f"{stats.dels} del, {stats.subs} sub ] over {stats.utts} utterances")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

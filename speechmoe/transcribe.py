@@ -13,7 +13,8 @@ when any failed (2 for a bad model directory or usage).
 
 MODEL_DIR is written by `local/export.py` (recipe stage 7). Options: --method
 wfst|greedy (default: wfst when the directory has a graph), --onnx (the network in
-onnxruntime), --device, --threads, --batch-seconds, --beam.
+onnxruntime), --int8 (in onnxruntime with int8 weights), --device, --threads,
+--batch-seconds, --beam.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def main(argv=None) -> int:
     p.add_argument("--beam", type=float, default=16.0)
     p.add_argument("--onnx", action="store_true",
                    help="run the network in onnxruntime (MODEL_DIR/model.onnx)")
+    p.add_argument("--int8", action="store_true",
+                   help="run the network in onnxruntime with int8 weights "
+                        "(MODEL_DIR/model.int8.onnx)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
     args = p.parse_args(argv)
 
@@ -80,7 +84,8 @@ def main(argv=None) -> int:
 
             torch.set_num_threads(args.threads)
         rec = Recognizer.from_dir(args.model_dir, method=args.method, device=args.device,
-                                  beam=args.beam, onnx=args.onnx, threads=args.threads)
+                                  beam=args.beam, onnx=args.onnx, threads=args.threads,
+                                  int8=args.int8)
     except (ModelDirError, ValueError, FileNotFoundError) as exc:
         print(f"speechmoe-transcribe: error: {exc}", file=sys.stderr)
         return 2
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
     flush()
     bar.close()
     wall = time.perf_counter() - t0
-    runtime = "onnxruntime" if args.onnx else rec.device
+    runtime = "onnxruntime, int8" if args.int8 else "onnxruntime" if args.onnx else rec.device
     summary = (f"speechmoe-transcribe: {done} of {len(items)} recordings transcribed "
                f"({rec.method}, {runtime})")
     if done:

@@ -71,9 +71,9 @@ def test_inference_benchmark_prints_its_ratio_last(tmp_path):
         [sys.executable, "-m", "speechmoe.bench.inference", *map(str, tiny_configs(tmp_path)),
          "--seconds", "2", "--repeats", "2"],
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
-    rows = [line.split() for line in out[2:-1]]
+    rows = [line.split() for line in out[2:-2]]
     assert {(r[0], r[4]) for r in rows} == {(s, k) for s in ("b1", "moe")
-                                            for k in ("torch", "onnxruntime")}
+                                            for k in ("torch", "onnxruntime", "ort-int8")}
     assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in rows)
     key, value = out[-1].split("=")
     assert key == "moe_vs_b1_rtf_ratio" and float(value) > 0

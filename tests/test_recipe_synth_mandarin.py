@@ -203,7 +203,8 @@ def transcribe_cli(*args, stdin=None):
 def test_export_stage_writes_a_checked_model_directory(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     for f in ("model.pt", "cmvn.pt", "features.json", "tokens.txt", "lang.json",
-              "lexicon.txt", "words.txt", "TLG.fst", "model.torchscript.pt", "model.onnx"):
+              "lexicon.txt", "words.txt", "TLG.fst", "model.torchscript.pt", "model.onnx",
+              "model.int8.onnx"):
         assert f in manifest["files"] and (exported / f).is_file(), f
     assert manifest["acoustic_scale"] in (0.7, 1.0)  # the one the decoding stage chose
 
@@ -242,6 +243,10 @@ def test_transcribe_a_wav_file_from_the_command_line(recipe, exported, tmp_path)
     r = transcribe_cli(exported, wav, "--onnx")  # the network in onnxruntime
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().split("\t")[1] == texts[0] and "onnxruntime" in r.stderr
+    r = transcribe_cli(exported, wav, "--int8")  # int8 weights: the text may differ a little
+    assert r.returncode == 0 and "onnxruntime, int8" in r.stderr, r.stderr
+    text = r.stdout.strip().split("\t")[1]
+    assert text and all(ord(c) >= 0x4E00 for c in text), text
 
 
 def test_transcribe_reports_bad_files_and_goes_on(recipe, exported, tmp_path):

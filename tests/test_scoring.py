@@ -49,3 +49,23 @@ def test_cer_counts_a_chinese_character_and_an_english_word_as_one_token():
     hyp = scoring_tokens(["听", "BEAD", "IT"], "CER")
     stats = score({"u": ref}, {"u": hyp})
     assert (stats.subs, stats.ref_len) == (1, 3)  # one wrong word is one error, not two
+
+
+def test_the_command_line_scores_text_files(tmp_path, capsys):
+    from speechmoe.scoring import main
+
+    ref = tmp_path / "text"
+    ref.write_text("u1 今天 天气 很 好\nu2 hello 世界\n", encoding="utf-8")
+    hyp = tmp_path / "hyp.tsv"  # speechmoe-transcribe's output
+    hyp.write_text("u1\t今天天汽很好\nu2\thello 世界 啊\n", encoding="utf-8")
+    assert main([str(ref), str(hyp), "--out-dir", str(tmp_path / "score")]) == 0
+    out = capsys.readouterr().out
+    # u1: 6 characters, 1 substitution; u2: hello + 世 + 界, 1 insertion
+    assert out.strip() == "CER 22.22% [ 2 / 9, 1 ins, 0 del, 1 sub ] over 2 utterances"
+    assert (tmp_path / "score" / "utt_errors.tsv").read_text() == "u1\t1\t6\nu2\t1\t3\n"
+    hyp.write_text("u1\t今天天气很好\n", encoding="utf-8")
+    assert main([str(ref), str(hyp)]) == 2
+    assert "no hypothesis" in capsys.readouterr().err
+    hyp.write_text("u1\t今天\nu2\t世界\nu3\t多\n", encoding="utf-8")
+    assert main([str(ref), str(hyp)]) == 2
+    assert "1 utterances are not in" in capsys.readouterr().err

@@ -6,7 +6,8 @@ Default systems: the paper-scale B1 and MoE-8e (egs/aishell2/conf/model/). Each 
 one utterance of --seconds of audio (random input: the cost depends on the routing only,
 which a random input spreads over the experts), in torch (eager, inference mode) and in
 onnxruntime (the model exported by speechmoe.inference.export_onnx), --threads threads
-each, the runs of all four interleaved and the medians of --repeats compared.
+each, and in onnxruntime with int8 weights (speechmoe.inference.quantize_onnx; ort-int8),
+the runs of all six interleaved and the medians of --repeats compared.
 
 The limit: the model's multiply-accumulates per second of audio (measured as
 speechmoe-info does, only the routed expert counted) over the rate of a matrix product
@@ -42,12 +43,12 @@ def gemm_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
 
 
 def run(configs, seconds: float = 10.0, threads: int = 1, repeats: int = 10,
-        num_classes: int = 1585, onnx: bool = True) -> list[dict]:
+        num_classes: int = 1585, onnx: bool = True, int8: bool = True) -> list[dict]:
     import numpy as np
     import torch
 
     from speechmoe.config import load_config
-    from speechmoe.inference import export_onnx, inference_module
+    from speechmoe.inference import export_onnx, inference_module, quantize_onnx
     from speechmoe.info import FRAMES_PER_SECOND, measure_cost
     from speechmoe.model import build_model
 
@@ -75,6 +76,11 @@ def run(configs, seconds: float = 10.0, threads: int = 1, repeats: int = 10,
                                         providers=["CPUExecutionProvider"])
             feed = {"features": x.numpy(), "lengths": lengths.numpy().astype(np.int64)}
             runners["onnxruntime"] = lambda s=sess, f=feed: s.run(None, f)
+            if int8:
+                q_path = quantize_onnx(onnx_path, onnx_path.with_suffix(".int8.onnx"))
+                q_sess = ort.InferenceSession(str(q_path), opts,
+                                              providers=["CPUExecutionProvider"])
+                runners["ort-int8"] = lambda s=q_sess, f=feed: s.run(None, f)
         macs = measure_cost(model)["macs_per_second"]
         rate = gemm_rate(frames, cfg.model.d_model, cfg.model.ffn_dim)
         systems.append({"name": cfg.name, "runners": runners, "macs": macs, "rate": rate,
@@ -105,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--no-int8", action="store_true",
+                   help="leave out onnxruntime with int8 weights (ort-int8)")
     args = p.parse_args(argv)
     if len(args.configs) != 2:
         p.error("give two configs (B1 first)")
     import torch
 
-    rows = run(args.configs, args.seconds, args.threads, args.repeats, onnx=not args.no_onnx)
+    rows = run(args.configs, args.seconds, args.threads, args.repeats, onnx=not args.no_onnx,
+               int8=not args.no_int8)
     print(f"torch {torch.__version__}, fp32, {args.threads} thread(s), one utterance of "
           f"{args.seconds:.0f} s, median of {args.repeats} interleaved runs")
     print(f"{'system':<10} {'GMAC/s':>7} {'GEMM GFLOP/s':>13} {'limit RTF':>10} "
@@ -120,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['system']:<10} {r['macs_per_second'] / 1e9:7.2f} "
                   f"{r['gemm_gflops']:13.1f} {r['limit_rtf']:10.4f} {k:<12} {v:7.4f} "
                   f"{r['vs_limit'][k]:8.2f}")
+    if "ort-int8" in rows[0]["rtf"]:
+        print("(ort-int8: int8 weights; its 'x limit' is against the fp32 GEMM rate)")
     best = [min(r["rtf"].values()) for r in rows]
     print(f"moe_vs_b1_rtf_ratio={best[1] / best[0]:.3f}")
     return 0
