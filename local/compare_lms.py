@@ -8,11 +8,10 @@
 Each config is ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+standard]
 (local/prepare_lang.py's --order, --prune, --open-vocabulary and --char-weight;
 +standard: --topology standard, the exact CTC topology, instead of the compact default);
-each gets its own lang dir
-under --out-dir (kept, so a rerun
-only decodes). The trained model's log-posteriors of --set are computed once; every
-graph then decodes them on ONE thread at each of --acoustic-scales, and the best scale
-on that set is reported with its CER. RTF = seconds / seconds of audio: "search" is
+each gets its own lang dir under --out-dir (kept, so a rerun only decodes). The
+trained model's log-posteriors of --set are computed once; every graph then decodes
+them on ONE thread at each of --acoustic-scales, and the best scale on that set is
+reported with its CER. RTF = seconds / seconds of audio: "search" is
 the WFST search alone, "network" the model on one thread. Writes <out-dir>/results.json
 and results.md (a table). Choose on a dev set, never on a test set.
 """
@@ -37,7 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", type=Path, required=True)
     p.add_argument("--cuts-dir", type=Path, required=True)
     p.add_argument("--set", default="dev")
-    p.add_argument("--configs", nargs="+", required=True, help="ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+standard]")
+    p.add_argument("--configs", nargs="+", required=True,
+                   help="ORDER:PRUNE[:OPEN_VOCABULARY[:CHAR_WEIGHT]][+standard]")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, default=0)
     p.add_argument("--avg", type=int, default=2)

@@ -34,7 +34,8 @@ Build recipe (Kaldi's mkgraph.sh with the CTC topology in place of H o C):
     LG  = minimize_encoded(determinize_star(L_disambig o G))
     TLG = determinize_star(T o LG), then #k input labels -> epsilon (see compose_tlg)
 
-T carries #k:#k self-loops on every state, so the disambiguation symbols of LG survive
+T carries #k:#k self-loops (the standard T on every state, the compact one on its shared
+state, which every token's run leaves to), so the disambiguation symbols of LG survive
 into TLG's input side during determinization (homophones stay distinguishable and the
 graph stays functional); they are removed afterwards, as Kaldi removes them from HCLG.
 (icefall's prepare_lang_fst.py puts epsilon:#k loops on H instead, which removes them
@@ -122,7 +123,7 @@ def make_token_topology(num_tokens: int, num_disambig: int = 0):
 
 
 def make_compact_token_topology(num_tokens: int, num_disambig: int = 0):
-    """The compact CTC topology (k2's "modified" ctc_topo) as a kaldifst.StdVectorFst.
+    """The compact CTC topology (EESEN's and WeNet's token FST) as a kaldifst.StdVectorFst.
 
     O(N) arcs instead of N^2: state 0 (start) is "blank, or nothing yet" and state k is
     "in a run of token k". Every state is final.
