@@ -88,6 +88,20 @@ def _input_labels(fst) -> set[int]:
     return labels
 
 
+def _token_states(num_tokens: int):
+    """The states both CTC topologies share: one per token (0: the blank, the start),
+    every one final; no arcs yet."""
+    import kaldifst
+
+    if num_tokens < 2:
+        raise ValueError(f"need at least the blank and one token, got num_tokens={num_tokens}")
+    fst = kaldifst.StdVectorFst()
+    for _ in range(num_tokens):
+        fst.set_final(fst.add_state(), 0.0)
+    fst.start = 0
+    return fst
+
+
 def make_token_topology(num_tokens: int, num_disambig: int = 0):
     """The standard CTC topology T as a kaldifst.StdVectorFst.
 
@@ -106,13 +120,7 @@ def make_token_topology(num_tokens: int, num_disambig: int = 0):
     """
     import kaldifst
 
-    if num_tokens < 2:
-        raise ValueError(f"need at least the blank and one token, got num_tokens={num_tokens}")
-    fst = kaldifst.StdVectorFst()
-    for _ in range(num_tokens):
-        s = fst.add_state()
-        fst.set_final(s, 0.0)
-    fst.start = 0
+    fst = _token_states(num_tokens)
     for i in range(num_tokens):
         fst.add_arc(i, kaldifst.StdArc(1, 0, 0.0, 0))  # blank
         for k in range(1, num_tokens):
@@ -147,13 +155,7 @@ def make_compact_token_topology(num_tokens: int, num_disambig: int = 0):
     """
     import kaldifst
 
-    if num_tokens < 2:
-        raise ValueError(f"need at least the blank and one token, got num_tokens={num_tokens}")
-    fst = kaldifst.StdVectorFst()
-    for _ in range(num_tokens):
-        s = fst.add_state()
-        fst.set_final(s, 0.0)
-    fst.start = 0
+    fst = _token_states(num_tokens)
     leave = num_tokens + 1 + num_disambig
     fst.add_arc(0, kaldifst.StdArc(1, 0, 0.0, 0))  # blank
     for d in range(num_disambig):
