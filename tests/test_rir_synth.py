@@ -47,3 +47,7 @@ def test_synthesis_writes_16k_mono(tmp_path):
     # a failing job is reported by id, never half-written
     assert set(failures) <= {"u2"}
     assert not list(tmp_path.glob("*.tmp.wav"))
+    # the same job gives the same bytes (sox's dither is seeded per call unless -R)
+    again = SynthJob("u1", "ni3 hao3 zhong1 guo2", "f2", 170, 50, tmp_path / "again" / "u1.wav")
+    assert not synthesize([again], num_jobs=1)
+    assert again.wav.read_bytes() == (tmp_path / "u1.wav").read_bytes()

@@ -4,7 +4,9 @@ The voice is ``cmn-latn-pinyin`` (with variants such as ``+f2``): it reads
 toned pinyin, so the audio says exactly the syllables of our lexicon (with
 espeak-ng's own tone sandhi). The plain ``cmn`` voice reads most text as
 English-spelled pinyin and is not used. Output is resampled to 16 kHz mono
-16-bit with sox.
+16-bit with sox, in its repeatable mode (``-R``): the dither of the requantization
+is otherwise seeded afresh on every call, and the same corpus came out different
+on every synthesis.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def synthesize_one(job: SynthJob, sample_rate: int = 16000) -> Optional[str]:
         if r.returncode != 0:
             return f"espeak-ng failed ({r.returncode}): {r.stderr.strip()[:200]}"
         tmp_out = job.wav.with_suffix(".tmp.wav")
-        r = subprocess.run(["sox", "-V1", raw.name, "-r", str(sample_rate), "-c", "1", "-b", "16",
-                            str(tmp_out)], capture_output=True, text=True)
+        r = subprocess.run(["sox", "-R", "-V1", raw.name, "-r", str(sample_rate), "-c", "1",
+                            "-b", "16", str(tmp_out)], capture_output=True, text=True)
         if r.returncode != 0:
             tmp_out.unlink(missing_ok=True)
             return f"sox failed ({r.returncode}): {r.stderr.strip()[:200]}"
