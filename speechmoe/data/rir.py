@@ -264,9 +264,14 @@ def noise_dir_recordings(dirs: list[Path], sample_rate: int = 16000) -> list:
 
 def rir_bank(out_dir: Path, num: int, seed: int, cfg: RoomConfig = RoomConfig(),
              sample_rate: int = 16000, log=None) -> tuple[list, list[dict]]:
-    """Simulate `num` RIRs into out_dir/wav; return (recordings, descriptions)."""
+    """Simulate `num` RIRs into out_dir/wav; return (recordings, descriptions). The same
+    seed gives the same RIRs (the ray tracer's own generator is seeded too)."""
+    import pyroomacoustics as pra
     from tqdm import tqdm
 
+    # The rooms come from rng; the ray tracer draws from pyroomacoustics' global generators,
+    # seeded from the OS unless set: without this, every run simulated different RIRs.
+    pra.random.seed(seed)
     rng = np.random.default_rng(seed)
     recs, infos = [], []
     for i in tqdm(range(num), desc="simulate RIRs", mininterval=2.0):
