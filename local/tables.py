@@ -220,8 +220,11 @@ def collect(args, system: str, seed: int, run_dir: Path,
     ckpt = checkpoint_for_decoding(run_dir, 0, args.avg)
     model, sysconf = load_model_for_inference(ckpt)
     cost = measure_cost(model)
+    # "resumed": continued from a mid-epoch checkpoint; "partial" when its seconds cover only
+    # the part after the resume (the report leaves those out of the training time)
     epochs = [{"epoch": r["epoch"], "train_seconds": r["seconds"], "dev_ctc": r["dev_ctc"],
-               "dev_greedy_ter": r["dev_greedy_ter"], "step": r["step"]}
+               "dev_greedy_ter": r["dev_greedy_ter"], "step": r["step"],
+               **({"resumed": r["resumed"]} if r.get("resumed") else {})}
               for r in last_per_epoch(run_dir / "log" / "epochs.jsonl")]
     if len(epochs) != args.num_epochs:
         raise ValueError(f"{run_dir}: {len(epochs)} epochs logged, {args.num_epochs} asked")

@@ -197,6 +197,8 @@ def _validate_summary(run: Any, path: Path, system: str | None, seed: int | None
               path, f"epochs[{i}] needs 'epoch', 'train_seconds' and 'dev_ctc'")
         _need(all(_is_number(ep[k]) for k in ("epoch", "train_seconds", "dev_ctc")), path,
               f"epochs[{i}]: 'epoch', 'train_seconds' and 'dev_ctc' must be finite numbers")
+        _need(ep.get("resumed") in (None, "carried", "partial"), path,
+              f"epochs[{i}]: 'resumed' must be 'carried' or 'partial', not {ep.get('resumed')!r}")
     _need(isinstance(run["routing"], list), path, "'routing' must be a list ([] for a static model)")
     for i, rec in enumerate(run["routing"]):
         _need(isinstance(rec, dict) and "step" in rec and isinstance(rec.get("layers"), list), path,
@@ -572,15 +574,17 @@ def _wfst_rtf(decode: Mapping[str, Any]) -> float | None:
 def system_costs(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
     """Params, MACs per second of audio, the median training seconds per epoch (over every
     epoch of every seed: one epoch slowed by something else on the machine does not move
-    it) and mean network / WFST real-time factors (over seeds) of one system."""
+    it; an epoch resumed from a checkpoint that did not carry its time, ``"resumed":
+    "partial"``, is left out: its seconds cover only the part after the resume) and mean network / WFST real-time factors (over seeds) of one system."""
     if not runs_of_system:
         raise NoRunsError("no runs")
     rs = list(runs_of_system.values())
     return {
         "params": _same_or_range([r["params"] for r in rs]),
         "macs_per_second": _same_or_range([r["macs_per_second"] for r in rs]),
-        "train_seconds_per_epoch": _median_or_none(ep["train_seconds"] for r in rs
-                                                   for ep in r["epochs"]),
+        "train_seconds_per_epoch": _median_or_none(
+            ep["train_seconds"] for r in rs for ep in r["epochs"]
+            if ep.get("resumed") != "partial"),
         "epochs": [len(r["epochs"]) for r in rs],
         "network_rtf": _mean_or_none(r["decode"].get("network_rtf") for r in rs),
         "wfst_rtf": _mean_or_none(_wfst_rtf(r["decode"]) for r in rs),
@@ -868,7 +872,9 @@ def render_markdown(report: Mapping[str, Any], figures: Sequence[str] = ()) -> s
         "FlopCounterMode on the model (only the routed expert of each frame), training seconds "
         "per epoch (wall; the median over every epoch of every seed), and over the test sets' audio the network's wall time (RTF network) "
         "and the whole decoding stage's (network, CTC greedy and WFST search in parallel "
-        "processes: RTF decoding).")
+        "processes: RTF decoding)."
+        + (f" Known disturbances of these wall times: `{meta['timing_notes']}`."
+           if meta.get("timing_notes") else ""))
     add("")
     if meta["missing_runs"] or meta["systems_without_runs"]:
         add("## Missing runs")
@@ -1022,6 +1028,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+TIMING_NOTES = "TIMING_NOTES.md"
+
+
 def write_tables(tables_dir: str | Path, out_md: str | Path | None = None,
                  out_json: str | Path | None = None, systems: Sequence[str] = SYSTEMS,
                  seeds: Sequence[int] | None = (1, 2, 3),
@@ -1035,11 +1044,15 @@ def write_tables(tables_dir: str | Path, out_md: str | Path | None = None,
     ``set_names`` maps our test sets to the paper's columns (default :data:`DEFAULT_SET_NAMES`;
     a list of set names looks the columns up there). ``seeds=None`` takes every seed found.
     ``runs`` skips loading (already from :func:`load_runs`). ``figures`` are linked at the end.
+    A ``runs/TIMING_NOTES.md`` (what disturbed the runs' wall times) is linked from the costs.
     """
     tables_dir = Path(tables_dir)
     if runs is None:
         runs = load_runs(tables_dir, systems, seeds)
     report = build_report(runs, systems, seeds, set_names, n_bootstrap, bootstrap_seed)
+    notes = tables_dir / "runs" / TIMING_NOTES
+    if notes.is_file():  # written by hand beside the runs: what disturbed their wall times
+        report["meta"]["timing_notes"] = f"runs/{TIMING_NOTES}"
     out_md = Path(out_md) if out_md is not None else tables_dir / "TABLES.md"
     out_json = Path(out_json) if out_json is not None else tables_dir / "tables.json"
     out_md.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ is reported clearly and that nothing already written is lost.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,15 @@ def step_losses(exp: Path) -> dict[int, float]:
     return out
 
 
+def last_epochs(exp: Path) -> list[dict]:
+    """epochs.jsonl, the last record of each epoch."""
+    out = {}
+    for line in (exp / "log" / "epochs.jsonl").read_text().splitlines():
+        x = json.loads(line)
+        out[x["epoch"]] = x
+    return [out[k] for k in sorted(out)]
+
+
 @pytest.fixture
 def reference_run(train_params, tmp_path):
     import dataclasses
@@ -217,6 +227,20 @@ def test_killed_run_resumes_and_reproduces_the_losses(reference_run, tmp_path, k
     for step, loss in ref.items():
         assert got[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
     assert not list(exp.glob(".*.tmp"))
+    # An epoch continued from a mid-epoch checkpoint reports its whole audio and time, those
+    # of the killed process included (the checkpoint carries them), and says it was resumed.
+    epochs = last_epochs(exp)
+    ref_epochs = last_epochs(Path(params.exp_dir))
+    assert [e["hours"] for e in epochs] == [e["hours"] for e in ref_epochs]
+    # (6 steps an epoch, a checkpoint every 3: killed at step 7 it resumes from epoch-1.pt;
+    # killed saving checkpoint-6 or epoch-1, from checkpoint-3 or -6, inside epoch 1)
+    resumed = [e["resumed"] for e in epochs if "resumed" in e]
+    assert resumed == ([] if kill_at == "step:7" else ["carried"]), epochs
+    if resumed:
+        done = re.search(r"step \d+, ([0-9.]+) s of the epoch done\)",
+                         (exp / "log" / "train.log").read_text())
+        assert done and epochs[0]["seconds"] >= float(done.group(1)) > 0
+    assert all("resumed" not in e for e in ref_epochs)
 
 
 # ----------------------------------------------------------------------------- half-done stages

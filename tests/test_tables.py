@@ -269,6 +269,17 @@ def test_tables_written_with_paper_numbers(full):
     # greedy lives in its own section with its own metric name
     assert "toned-syllable ER" in md.split("## Greedy CTC")[1]
     assert "toned-syllable ER" not in md.split("## Greedy CTC")[0]
+    assert "TIMING_NOTES" not in md and "timing_notes" not in js["meta"]
+
+
+def test_timing_notes_beside_the_runs_are_linked(tmp_path):
+    small(tmp_path, "b1", 1, [1, 2], [10, 10])
+    (tmp_path / "runs" / "TIMING_NOTES.md").write_text("b1/seed1: epoch 2 ran beside a test\n")
+    T.write_tables(tmp_path, systems=("b1",), seeds=(1,), n_bootstrap=10)
+    md = (tmp_path / "TABLES.md").read_text(encoding="utf-8")
+    assert "Known disturbances of these wall times: `runs/TIMING_NOTES.md`" in md
+    assert json.loads((tmp_path / "tables.json").read_text())["meta"]["timing_notes"] == \
+        "runs/TIMING_NOTES.md"
 
 
 def test_orderings_section(full):

@@ -213,6 +213,12 @@ class Trainer:
         self.amp_dtype = AMP_DTYPES[params.amp]
         self.scaler = torch.amp.GradScaler(self.dist.device.type) \
             if params.amp == "fp16" else None
+        # The current epoch's wall seconds and hours of audio done by earlier processes:
+        # carried through a mid-epoch checkpoint, so that a resumed epoch reports its whole
+        # time. `epoch_resumed`: None, "carried", or "partial" (an older checkpoint without
+        # them: the epoch's numbers then cover only the part after the resume).
+        self.epoch_carried, self.epoch_hours, self.epoch_resumed = 0.0, 0.0, None
+        self.epoch_t0 = time.time()
         self.start_epoch, self.step, sampler_state = self._restore()
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -293,16 +299,28 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["grad_scaler"])
         epoch_done = ckpt.get("epoch_done", True)
         start_epoch = int(ckpt["epoch"]) + (1 if epoch_done else 0)
-        self.log.info("resuming from %s (epoch %d, step %d)", resume, start_epoch, ckpt["step"])
+        if not epoch_done:
+            self.epoch_resumed = "carried" if "epoch_seconds" in ckpt else "partial"
+            self.epoch_carried = float(ckpt.get("epoch_seconds", 0.0))
+            self.epoch_hours = float(ckpt.get("epoch_hours", 0.0))
+        self.log.info("resuming from %s (epoch %d, step %d%s)", resume, start_epoch, ckpt["step"],
+                      {None: "", "carried": f", {self.epoch_carried:.1f} s of the epoch done",
+                       "partial": ", the epoch's time so far not recorded"}[self.epoch_resumed])
         return start_epoch, int(ckpt["step"]), None if epoch_done else ckpt["sampler"]
 
     def state(self, epoch: int, epoch_done: bool) -> dict:
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                     scheduler=self.scheduler.state_dict(), sampler=self.sampler.state_dict(),
                     epoch=epoch, epoch_done=epoch_done, step=self.step,
+                    epoch_seconds=0.0 if epoch_done else self.epoch_elapsed(),
+                    epoch_hours=0.0 if epoch_done else self.epoch_hours,
                     params=self.params.to_dict(), model_config=self.system.to_dict(),
                     torch_rng=torch.get_rng_state(),
                     grad_scaler=self.scaler.state_dict() if self.scaler is not None else {})
+
+    def epoch_elapsed(self) -> float:
+        """Wall seconds of the current epoch, those of earlier processes included."""
+        return self.epoch_carried + time.time() - self.epoch_t0
 
     def save(self, name: str, epoch: int, epoch_done: bool) -> Path:
         path = self.exp_dir / name
@@ -434,7 +452,7 @@ class Trainer:
                 # number of batches to fast-forward is the same on every rank.
                 self.sampler.load_state_dict(self.sampler_state)
                 self.sampler_state = None
-            t0, seen_hours = time.time(), 0.0
+            self.epoch_t0 = time.time()
             bar = tqdm(self.loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch",
                        disable=not self.dist.is_main)
             for batches in accumulate(bar, p.accum_grad):
@@ -446,7 +464,7 @@ class Trainer:
                     self.batches_log.write(json.dumps({"step": self.step, "cut_ids": [
                         c for b in batches for c in b["cut_ids"]]}) + "\n")
                     self.batches_log.flush()
-                seen_hours += sum(float(b["lengths"].sum()) for b in batches) * 0.03 / 3600
+                self.epoch_hours += sum(float(b["lengths"].sum()) for b in batches) * 0.03 / 3600
                 if self.dist.is_main:
                     self.losses_log.write(json.dumps(
                         {"epoch": epoch, "step": self.step, "loss": loss,
@@ -461,21 +479,25 @@ class Trainer:
                     if self.dist.is_main:
                         prune_step_checkpoints(self.exp_dir, p.keep_last_n)
             bar.close()
+            seen_hours, resumed = self.epoch_hours, self.epoch_resumed
             if self.dist.is_main:
                 valid = validate(self.model, self.dev_loader, self.system, self.dist.device)
+                seconds = self.epoch_elapsed()
                 self.log.info("epoch %d done in %.0f s (%.2f h of %.2f h seen by rank 0): dev "
-                              "ctc %.4f, dev greedy TER %.2f%%", epoch, time.time() - t0,
+                              "ctc %.4f, dev greedy TER %.2f%%", epoch, seconds,
                               seen_hours, self.total_hours, valid["ctc"], valid["ter"])
                 dev_routing = valid["routing"].log(self.log, self.writer, self.step,
                                                    prefix="dev")
                 append_jsonl(self.epochs_log, {
-                    "epoch": epoch, "step": self.step, "seconds": round(time.time() - t0, 1),
+                    "epoch": epoch, "step": self.step, "seconds": round(seconds, 1),
                     "hours": round(seen_hours, 3), "dev_ctc": valid["ctc"],
-                    "dev_greedy_ter": valid["ter"], "dev_routing": dev_routing})
+                    "dev_greedy_ter": valid["ter"], "dev_routing": dev_routing,
+                    **({"resumed": resumed} if resumed else {})})
                 self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
                 self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
                 self.save(f"epoch-{epoch}.pt", epoch, True)
                 prune_step_checkpoints(self.exp_dir, 0)  # the epoch checkpoint supersedes them
+            self.epoch_carried, self.epoch_hours, self.epoch_resumed = 0.0, 0.0, None
             barrier(self.dist)
         if self.dist.is_main:
             self.writer.close()
