@@ -1096,8 +1096,10 @@ def _band(values: list[float]) -> tuple[float, float, float] | None:
 
 def plot_dev_loss(runs: Mapping[str, Mapping[int, dict]], out_png: str | Path,
                   systems: Sequence[str] = DEV_LOSS_SYSTEMS) -> Path:
-    """Figure 2: dev CTC loss per epoch (left) and against cumulative training hours (right),
-    mean over seeds with a band of ± one seed std (min..max for two seeds, none for one).
+    """Figure 2: dev CTC loss per epoch (left) and against training hours (right), mean over
+    seeds with a band of ± one seed std (min..max for two seeds, none for one). The hours of
+    epoch k are k times the system's median seconds per epoch (the tables' column): a
+    disturbed epoch or run on a shared machine does not move them.
 
     Systems without runs are skipped and named on the figure; raises :class:`NoRunsError` if
     none of ``systems`` has a run with epochs.
@@ -1109,16 +1111,13 @@ def plot_dev_loss(runs: Mapping[str, Mapping[int, dict]], out_png: str | Path,
     ax_ep, ax_t = fig.subplots(1, 2)
     for s in present:
         per_epoch: dict[float, list[float]] = {}
-        per_epoch_t: dict[float, list[float]] = {}
         for run in runs[s].values():
-            t = 0.0
-            for ep in sorted(run["epochs"], key=lambda e: e["epoch"]):
-                t += ep["train_seconds"]
+            for ep in run["epochs"]:
                 per_epoch.setdefault(ep["epoch"], []).append(ep["dev_ctc"])
-                per_epoch_t.setdefault(ep["epoch"], []).append(t / 3600.0)
         xs = sorted(per_epoch)
         means = [sum(per_epoch[x]) / len(per_epoch[x]) for x in xs]
-        hours = [sum(per_epoch_t[x]) / len(per_epoch_t[x]) for x in xs]
+        epoch_seconds = system_costs(runs[s])["train_seconds_per_epoch"] or 0.0
+        hours = [x * epoch_seconds / 3600.0 for x in xs]
         label = f"{paper_name(s, 'table3')} (n={len(runs[s])})"
         (line,) = ax_ep.plot(xs, means, marker="o", ms=3, label=label)
         ax_t.plot(hours, means, marker="o", ms=3, color=line.get_color(), label=label)
@@ -1130,7 +1129,7 @@ def plot_dev_loss(runs: Mapping[str, Mapping[int, dict]], out_png: str | Path,
             ax_ep.fill_between([x for x, _, _ in keep], lo, hi, color=line.get_color(), alpha=0.2)
             ax_t.fill_between([h for _, h, _ in keep], lo, hi, color=line.get_color(), alpha=0.2)
     ax_ep.set_xlabel("epoch")
-    ax_t.set_xlabel("training time (hours, mean over seeds)")
+    ax_t.set_xlabel("training time (hours: epochs x median seconds per epoch)")
     for ax in (ax_ep, ax_t):
         ax.set_ylabel("dev CTC loss")
         ax.grid(alpha=0.3)
