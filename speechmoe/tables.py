@@ -575,7 +575,8 @@ def system_costs(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
     """Params, MACs per second of audio, the median training seconds per epoch (over every
     epoch of every seed: one epoch slowed by something else on the machine does not move
     it; an epoch resumed from a checkpoint that did not carry its time, ``"resumed":
-    "partial"``, is left out: its seconds cover only the part after the resume) and mean network / WFST real-time factors (over seeds) of one system."""
+    "partial"``, is left out: its seconds cover only the part after the resume) and mean
+    network / WFST real-time factors (over seeds) of one system."""
     if not runs_of_system:
         raise NoRunsError("no runs")
     rs = list(runs_of_system.values())

@@ -218,6 +218,17 @@ def test_costs_and_the_decode_rtf_spelling(tmp_path):
     runs["b1"][1]["epochs"][0]["train_seconds"] = 5000.0  # one epoch slowed by another job
     assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
     assert c["params"]["value"] == 1_000_000
+    # an epoch resumed without its earlier time counts only its tail: left out
+    runs["b1"][2]["epochs"][0].update(train_seconds=3.0, resumed="partial")
+    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(331.0)
+    runs["b1"][2]["epochs"][0]["resumed"] = "carried"  # a whole epoch: counted
+    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
+    path = tmp_path / "runs" / "b1" / "seed2.json"
+    run = json.loads(path.read_text())
+    run["epochs"][0]["resumed"] = "yes"
+    path.write_text(json.dumps(run))
+    with pytest.raises(T.TablesError, match="'resumed' must be"):
+        T.load_runs(tmp_path)
 
 
 def test_missing_runs_and_normalization(tmp_path):
