@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,15 +188,6 @@ def step_losses(exp: Path) -> dict[int, float]:
     return out
 
 
-def last_epochs(exp: Path) -> list[dict]:
-    """epochs.jsonl, the last record of each epoch."""
-    out = {}
-    for line in (exp / "log" / "epochs.jsonl").read_text().splitlines():
-        x = json.loads(line)
-        out[x["epoch"]] = x
-    return [out[k] for k in sorted(out)]
-
-
 @pytest.fixture
 def reference_run(train_params, tmp_path):
     import dataclasses
@@ -229,8 +221,9 @@ def test_killed_run_resumes_and_reproduces_the_losses(reference_run, tmp_path, k
     assert not list(exp.glob(".*.tmp"))
     # An epoch continued from a mid-epoch checkpoint reports its whole audio and time, those
     # of the killed process included (the checkpoint carries them), and says it was resumed.
-    epochs = last_epochs(exp)
-    ref_epochs = last_epochs(Path(params.exp_dir))
+    last_per_epoch = load_script("tables").last_per_epoch  # as the tables read them
+    epochs = last_per_epoch(exp / "log" / "epochs.jsonl")
+    ref_epochs = last_per_epoch(Path(params.exp_dir) / "log" / "epochs.jsonl")
     assert [e["hours"] for e in epochs] == [e["hours"] for e in ref_epochs]
     # (6 steps an epoch, a checkpoint every 3: killed at step 7 it resumes from epoch-1.pt;
     # killed saving checkpoint-6 or epoch-1, from checkpoint-3 or -6, inside epoch 1)
