@@ -2,11 +2,12 @@
 """Decoding stage: CTC greedy and WFST (TLG) beam search of every test set.
 
     local/decode.py --exp-dir exp/moe_4e --lang-dir data/lang --cmvn data/fbank/cmvn.pt \
-        --cuts-dir data/fbank --sets test_read test_chat --tune-set dev
+        --cuts-dir data/fbank --sets test_read test_chat --tune-set dev dev_spon
 
 The model is the average of the last --avg epoch checkpoints up to --epoch
 (0: the last). WFST decoding's acoustic scale is chosen on --tune-set among
---acoustic-scales (the test sets are never used for it). Hypotheses are written to
+--acoustic-scales (the test sets are never used for it): the scale with the fewest errors
+over all the tuning sets together (their errors and reference tokens summed). Hypotheses are written to
 <exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"), where
 <method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
 local/score.py.
@@ -44,7 +45,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuts-dir", type=Path, required=True,
                    help="dir with cuts_<set>.jsonl.gz (with features)")
     p.add_argument("--sets", nargs="+", required=True)
-    p.add_argument("--tune-set", default="dev", help="set used to choose the acoustic scale")
+    p.add_argument("--tune-set", "--tune-sets", dest="tune_sets", nargs="+", default=["dev"],
+                   help="sets the acoustic scale is chosen on (errors pooled over them)")
     p.add_argument("--epoch", type=int, default=0, help="last epoch to use (0: the last)")
     p.add_argument("--avg", type=int, default=3, help="number of epoch checkpoints averaged")
     p.add_argument("--methods", nargs="+", default=["ctc_greedy", "wfst"],
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         source_fingerprint
     from speechmoe.lang.graph import read_tokens
     from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
-    from speechmoe.scoring import score
+    from speechmoe.scoring import ErrorStats, score
 
     log = setup_logger(args.exp_dir / "log" / "decode.log")
     torch.set_num_threads(2)
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     # what the hypotheses depend on besides the model: the graph and the options
     inputs = {"graph": source_fingerprint(args.lang_dir / "TLG.fst")
               if (args.lang_dir / "TLG.fst").is_file() else None,
-              "sets": args.sets, "methods": args.methods, "beam": args.beam,
+              "sets": args.sets, "tune_sets": args.tune_sets, "methods": args.methods, "beam": args.beam,
               "max_active": args.max_active, "acoustic_scales": args.acoustic_scales}
     done = out_root / ".done"
     if done.is_file() and not args.force:
@@ -194,18 +196,29 @@ def main(argv=None) -> int:
     scales = [float(s) for s in args.acoustic_scales.split(",")]
     best_scale = scales[0]
     if pool is not None and len(scales) > 1:
-        tuned = run(args.tune_set, scales)
         metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
-        refs = {u: scoring_tokens(w, metric) for u, w in tuned["refs"].items()}
-        rates = {s: score(refs, {u: scoring_tokens(w, metric) for u, w in
-                                 tuned["wfst"][s].items()}).rate for s in scales}
-        best_scale = min(scales, key=lambda s: rates[s])
-        log.info("acoustic scale on %s: %s %s -> %.2f", args.tune_set, metric,
-                 {s: round(c, 2) for s, c in rates.items()}, best_scale)
+        per_set = {}
+        for name in dict.fromkeys(args.tune_sets):
+            tuned = run(name, scales)
+            refs = {u: scoring_tokens(w, metric) for u, w in tuned["refs"].items()}
+            per_set[name] = {s: score(refs, {u: scoring_tokens(w, metric) for u, w in
+                                             tuned["wfst"][s].items()}) for s in scales}
+            log.info("acoustic scale on %s: %s %s", name, metric,
+                     {s: round(st.rate, 2) for s, st in per_set[name].items()})
+        pooled = {s: sum((st[s] for st in per_set.values()), ErrorStats()) for s in scales}
+        best_scale = min(scales, key=lambda s: pooled[s].rate)
+        log.info("acoustic scale on %s: %s %s -> %.2f", " + ".join(per_set), metric,
+                 {s: round(st.rate, 2) for s, st in pooled.items()}, best_scale)
+
+        def rates(stats: dict) -> dict:
+            first = next(iter(stats.values()))
+            return {metric.lower(): {s: st.rate for s, st in stats.items()},
+                    "utterances": first.utts, "ref_tokens": first.ref_len}
+
         (out_root / "wfst").mkdir(parents=True, exist_ok=True)
         (out_root / "wfst" / "acoustic_scale.json").write_text(json.dumps(
-            {"tune_set": args.tune_set, metric.lower(): rates, "best": best_scale,
-             "utterances": len(refs)}, indent=1))
+            {"tune_set": " + ".join(per_set), **rates(pooled), "best": best_scale,
+             "per_set": {name: rates(sts) for name, sts in per_set.items()}}, indent=1))
 
     for name in args.sets:
         result = run(name, [best_scale])

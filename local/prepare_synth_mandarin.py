@@ -14,6 +14,9 @@ are dropped. Unique sentences are split into disjoint sets:
   test_spon  both,    held-out voices,  fast speech; written as test_spon_dry, the
              RIR stage makes test_spon from it with held-out RIRs and noise
   dev        both,    training voices
+  dev_spon   dev's sentences and voices at test_spon's speeds; written as dev_spon_dry,
+             the RIR stage makes dev_spon from it with training RIRs and noise (a
+             development set in test_spon's conditions, made of training material)
   train      both,    training voices
   lm_text    every sentence not in dev or a test set (train transcripts included)
 
@@ -42,7 +45,15 @@ TRAIN_VOICES = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", 
                 "klatt2", "klatt3"]
 HELDOUT_VOICES = ["m7", "f5", "klatt4", "m8"]
 SETS = ("train", "dev", "test_read", "test_chat", "test_spon")
-DEGRADED_LATER = {"test_spon"}  # the RIR stage adds reverberation and noise
+DEGRADED_LATER = {"test_spon", "dev_spon"}  # the RIR stage adds reverberation and noise
+# voices, speaking rate (espeak-ng words per minute) and pitch range of each set
+CONDITIONS = {
+    "train": (TRAIN_VOICES, (140, 200), (30, 70)),
+    "dev": (TRAIN_VOICES, (140, 200), (30, 70)),
+    "test_read": (TRAIN_VOICES, (150, 190), (35, 65)),
+    "test_chat": (HELDOUT_VOICES, (150, 190), (35, 65)),
+    "test_spon": (HELDOUT_VOICES, (220, 270), (30, 70)),
+}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -163,13 +174,7 @@ def main(argv=None) -> int:
 
         text_dir.mkdir(parents=True, exist_ok=True)
         for name in SETS:
-            voices, speed, pitch = {
-                "train": (TRAIN_VOICES, (140, 200), (30, 70)),
-                "dev": (TRAIN_VOICES, (140, 200), (30, 70)),
-                "test_read": (TRAIN_VOICES, (150, 190), (35, 65)),
-                "test_chat": (HELDOUT_VOICES, (150, 190), (35, 65)),
-                "test_spon": (HELDOUT_VOICES, (220, 270), (30, 70)),
-            }[name]
+            voices, speed, pitch = CONDITIONS[name]
             with (text_dir / f"{name}.tsv").open("w", encoding="utf-8") as f:
                 for i, (words, pinyin, domain) in enumerate(take[name]):
                     f.write("\t".join([f"{name}-{i:06d}", words, pinyin, rng.choice(voices),
@@ -183,9 +188,25 @@ def main(argv=None) -> int:
         (text_dir / ".done").touch()
         log.info("text sets: %s", {name: len(take[name]) for name in SETS})
 
-    for name in SETS:
+    if not (text_dir / "dev_spon.tsv").is_file():
+        write_fast_copy(text_dir / "dev.tsv", text_dir / "dev_spon.tsv", "dev_spon",
+                        CONDITIONS["test_spon"][1], args.seed)
+    for name in SETS + ("dev_spon",):
         make_set(out, name, args.num_jobs, log)
     return 0
+
+
+def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], seed: int) -> None:
+    """`src`'s sentences, voices and pitches at a speaking rate drawn from `speed` (a
+    file of its own random draws: the other sets do not change when it is added)."""
+    rng = random.Random(seed + 1)
+    rows = read_tsv(src)
+    tmp = dst.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for i, r in enumerate(rows):
+            f.write("\t".join([f"{name}-{i:06d}", r[1], r[2], r[3], str(rng.randint(*speed)),
+                               *r[5:]]) + "\n")
+    tmp.replace(dst)
 
 
 def read_tsv(path: Path) -> list[list[str]]:

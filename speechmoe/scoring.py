@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -44,6 +44,10 @@ class ErrorStats:
             raise EmptyScoreError(f"an error rate over {self.utts} utterances and "
                                   f"{self.ref_len} reference tokens is undefined")
         return 100.0 * self.errors / self.ref_len
+
+    def __add__(self, other: "ErrorStats") -> "ErrorStats":
+        """The counts of two scorings together (a set made of both)."""
+        return ErrorStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "errors": self.errors,

@@ -56,11 +56,13 @@ def test_every_artifact_exists(recipe):
     expected = [
         d / "text" / "lm_text.txt",
         *[d / "manifests" / f"{k}_{s}.jsonl.gz" for k in ("recordings", "supervisions", "cuts")
-          for s in ("train", "dev", "test_read", "test_chat", "test_spon_dry")],
+          for s in ("train", "dev", "test_read", "test_chat", "test_spon_dry", "dev_spon_dry")],
         d / "manifests" / "cuts_train_aug.jsonl.gz", d / "manifests" / "cuts_test_spon.jsonl.gz",
+        d / "manifests" / "cuts_dev_spon.jsonl.gz",
         d / "rir" / "rirs_train.jsonl.gz", d / "rir" / "rirs_heldout.jsonl.gz",
         d / "rir" / "noise.jsonl.gz", d / "rir" / "noise_train.jsonl.gz",
-        *[d / "fbank" / f"cuts_{s}.jsonl.gz" for s in ("train", "train_aug", "dev") + SETS],
+        *[d / "fbank" / f"cuts_{s}.jsonl.gz"
+          for s in ("train", "train_aug", "dev", "dev_spon") + SETS],
         d / "fbank" / "cmvn.pt", d / "fbank" / "features.json",
         *[d / "lang" / f for f in ("tokens.txt", "lexicon.txt", "words.txt", "lm.arpa",
                                    "G.fst", "L_disambig.fst", "TLG.fst")],
@@ -126,8 +128,44 @@ def test_no_held_out_room_or_noise_reaches_training(recipe):
     spon = [used(c) for c in CutSet.from_file(d / "manifests" / "cuts_test_spon.jsonl.gz")]
     assert set().union(*(r for r, _ in spon)) <= held_rirs
     assert {n.split("-")[1] for _, ns in spon for n in ns} <= set(HELDOUT_NOISE_KINDS)
+    # dev_spon: every cut reverberated and noisy, with training RIRs and noise kinds only
+    dev_spon = [used(c) for c in CutSet.from_file(d / "manifests" / "cuts_dev_spon.jsonl.gz")]
+    assert dev_spon and all(r and n for r, n in dev_spon)
+    assert set().union(*(r for r, _ in dev_spon)) <= train_rirs
+    assert not {n.split("-")[1] for _, ns in dev_spon for n in ns} & set(HELDOUT_NOISE_KINDS)
     assert FeatureConfig.for_cmvn(d / "fbank" / "cmvn.pt").pitch
     assert "features: " in (recipe / "exp" / "moe_4e" / "log" / "train.log").read_text()
+
+
+def test_dev_spon_is_dev_read_at_test_spon_speeds(recipe):
+    text = recipe / "data" / "text"
+
+    def rows(name):
+        return [line.split("\t") for line in (text / f"{name}.tsv").read_text(
+            encoding="utf-8").splitlines()]
+
+    dev, fast = rows("dev"), rows("dev_spon")
+    assert len(fast) == len(dev) > 0
+    for d, f in zip(dev, fast):
+        assert f[0].startswith("dev_spon-") and (f[1:4], f[5:]) == (d[1:4], d[5:])
+        assert 220 <= int(f[4]) <= 270 and 140 <= int(d[4]) <= 200
+
+
+def test_acoustic_scale_is_chosen_on_dev_and_dev_spon_pooled(recipe):
+    """decode.py tunes on both sets: the pooled rate is their errors over their reference
+    characters together, and the chosen scale has the fewest."""
+    e = recipe / "exp" / "moe_4e"
+    scale = json.loads(next((e / "decode").glob("*/wfst/acoustic_scale.json")).read_text())
+    assert scale["tune_set"] == "dev + dev_spon"
+    per = scale["per_set"]
+    assert set(per) == {"dev", "dev_spon"} and per["dev"]["ref_tokens"] > 0
+    assert scale["utterances"] == per["dev"]["utterances"] + per["dev_spon"]["utterances"]
+    assert scale["ref_tokens"] == per["dev"]["ref_tokens"] + per["dev_spon"]["ref_tokens"]
+    for s, rate in scale["cer"].items():
+        errors = sum(p["cer"][s] * p["ref_tokens"] / 100 for p in per.values())
+        assert abs(rate - 100 * errors / scale["ref_tokens"]) < 1e-6
+    assert scale["cer"][str(scale["best"])] == min(scale["cer"].values())
+    assert "acoustic scale on dev + dev_spon" in (e / "log" / "decode.log").read_text()
 
 
 def test_results_and_trained_beats_untrained(recipe):

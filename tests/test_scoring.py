@@ -41,6 +41,17 @@ def test_a_rate_over_nothing_is_an_error_not_zero(tmp_path):
         ErrorStats().rate
 
 
+def test_two_sets_scored_together_equal_the_sum_of_their_scorings():
+    """The acoustic scale is tuned on the errors of several sets pooled (decode.py)."""
+    a = score({"u1": list("中国人民"), "u2": list("你好")}, {"u1": list("中人民们"), "u2": list("你")})
+    b = score({"v1": list("天气")}, {"v1": list("天汽")})
+    both = score({"u1": list("中国人民"), "u2": list("你好"), "v1": list("天气")},
+                 {"u1": list("中人民们"), "u2": list("你"), "v1": list("天汽")})
+    assert a + b == both
+    assert (both.errors, both.ref_len, both.utts, both.utts_with_errors) == (4, 8, 3, 3)
+    assert abs((a + b).rate - 50.0) < 1e-9 and ErrorStats() + a == a
+
+
 def test_cer_counts_a_chinese_character_and_an_english_word_as_one_token():
     assert scoring_tokens(["我们", "听", "BEAT", "IT", "T恤"], "CER") == \
         ["我", "们", "听", "BEAT", "IT", "T", "恤"]

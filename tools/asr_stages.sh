@@ -8,12 +8,13 @@
 #      and held-out noise; a reverberant copy of $train_set ($train_set_rvb, --rvb-fraction
 #      of it); training noise and the augmented copy ($train_set_aug: speed perturbation,
 #      RIRs, noise, drawn per cut); the sets in $degrade_sets made from <set>_dry with
-#      held-out RIRs + held-out noise kinds
+#      held-out RIRs + held-out noise kinds; the sets in $dev_degrade_sets likewise, with
+#      training RIRs + training noise (a development set in the degraded sets' conditions)
 #   2  features: 40-dim fbank (+ pitch) for every set, global CMVN from the training sets
 #   3  lang: the fixed units, lexicon (open vocabulary: every CJK character is a word),
 #      Kneser-Ney LM ($lm_order, pruned at $lm_prune), G, TLG
 #   4  training of conf/model/$model.yaml
-#   5  decoding: CTC greedy and WFST, acoustic scale tuned on $dev_set
+#   5  decoding: CTC greedy and WFST, acoustic scale tuned on $tune_sets (errors pooled)
 #   6  scoring: per-utterance alignments, summaries, $exp_dir/results.json
 #   7  export (optional, not in 0-6): $exp_dir/export/, a self-contained model directory
 #      for speechmoe-transcribe and speechmoe.recognizer.Recognizer
@@ -52,6 +53,10 @@
 #                   (babble, music, hum, blue, band-pass: never test_spon's white / pink /
 #                   brown) or, with noise_dir ["", e.g. "/data/musan/noise /data/musan/music"],
 #                   the recordings under those directories
+#   tune_sets [$dev_set]: the sets WFST decoding's acoustic scale is chosen on (stage 5),
+#                   their errors pooled; every one gets features in stage 2
+#   dev_degrade_sets [""]: sets made in stage 1 from <set>_dry with training RIRs and
+#                   training noise at 5-20 dB (the recipe's stage 0 writes <set>_dry)
 #   spec_augment [false]: SpecAugment masks on the training batches; sizes spec_freq_masks,
 #                   spec_freq_width, spec_time_masks, spec_time_width, spec_time_fraction
 #                   (train.py's defaults unless set)
@@ -65,7 +70,20 @@ exp_dir=$exp/$model
 train_sets="$train_set"
 [ "$rvb_fraction" != 0 ] && train_sets="$train_sets ${train_set}_rvb"
 [ "${aug_copies:-0}" != 0 ] && train_sets="$train_sets ${train_set}_aug"
-all_sets="$train_sets $dev_set $test_sets"
+tune_sets=${tune_sets:-$dev_set}
+all_sets=$(echo $train_sets $dev_set $tune_sets $test_sets | tr ' ' '\n' | awk '!seen[$0]++' | xargs)
+
+# The training noise (synthetic kinds, or the recordings under $noise_dir), made once.
+make_train_noise() {
+  if [ ! -f "$data/rir/noise_train.jsonl.gz" ] || \
+     [ "$(cat "$data/rir/.noise_train.opts" 2>/dev/null)" != "${noise_dir:-}" ]; then
+    # shellcheck disable=SC2086
+    python "$local_dir/simulate_rir.py" train-noise --out-dir "$data/rir" \
+      --speech "$data/manifests/cuts_${train_set}.jsonl.gz" \
+      ${noise_dir:+--noise-dir $noise_dir} || die "training noise failed"
+    echo "${noise_dir:-}" > "$data/rir/.noise_train.opts"
+  fi
+}
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: RIR simulation and reverberant / noisy copies"
@@ -84,14 +102,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     [ "${tempo_perturb:-1.0}" != 1.0 ] && aug_opts="$aug_opts tempos=$tempo_perturb"
     # redo the copy (and its features) when its options change
     if [ ! -f "$aug_out" ] || [ "$(cat "$data/manifests/.${train_set}_aug.opts" 2>/dev/null)" != "$aug_opts" ]; then
-      if [ ! -f "$data/rir/noise_train.jsonl.gz" ] || \
-         [ "$(cat "$data/rir/.noise_train.opts" 2>/dev/null)" != "${noise_dir:-}" ]; then
-        # shellcheck disable=SC2086
-        python "$local_dir/simulate_rir.py" train-noise --out-dir "$data/rir" \
-          --speech "$data/manifests/cuts_${train_set}.jsonl.gz" \
-          ${noise_dir:+--noise-dir $noise_dir} || die "training noise failed"
-        echo "${noise_dir:-}" > "$data/rir/.noise_train.opts"
-      fi
+      make_train_noise
       python "$local_dir/simulate_rir.py" augment --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
         --cuts-out "$aug_out" --copies "$aug_copies" --speeds "${speed_perturb:-0.9,1.0,1.1}" \
         --tempos "${tempo_perturb:-1.0}" --audio-dir "$data/wav/${train_set}_aug_tempo" \
@@ -106,6 +117,14 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
     python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_heldout.jsonl.gz" \
       --noise "$data/rir/noise.jsonl.gz" --snr 5,20 --keep-ids --seed 1 \
+      --cuts-in "$data/manifests/cuts_${s}_dry.jsonl.gz" \
+      --cuts-out "$data/manifests/cuts_$s.jsonl.gz" || die "degrading $s failed"
+  done
+  for s in ${dev_degrade_sets:-}; do
+    [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
+    make_train_noise
+    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
+      --noise "$data/rir/noise_train.jsonl.gz" --snr 5,20 --keep-ids --seed 2 \
       --cuts-in "$data/manifests/cuts_${s}_dry.jsonl.gz" \
       --cuts-out "$data/manifests/cuts_$s.jsonl.gz" || die "degrading $s failed"
   done
@@ -159,7 +178,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # shellcheck disable=SC2086
   python "$local_dir/decode.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
     --cmvn "$data/fbank/cmvn.pt" --cuts-dir "$data/fbank" --sets $test_sets \
-    --tune-set "$dev_set" --avg "$avg" --beam "$beam" --max-active "$max_active" \
+    --tune-set $tune_sets --avg "$avg" --beam "$beam" --max-active "$max_active" \
     --acoustic-scales "$acoustic_scales" --num-jobs "$nj" \
     || die "decoding failed (log: $exp_dir/log/decode.log)"
 fi

@@ -18,6 +18,10 @@
 #   test_chat  review text, held-out voices, clean                      (Chat)
 #   test_spon  mixed text, held-out voices, fast speech, held-out RIRs and
 #              noise at 5-20 dB SNR                                     (Spon)
+# Development sets (stage 4 validates on dev; stage 5 tunes the WFST acoustic scale on both):
+#   dev        mixed text, training voices, clean
+#   dev_spon   dev's sentences and voices at test_spon's speeds, training RIRs and
+#              noise at 5-20 dB SNR: test_spon's conditions from training material only
 #
 # Stage 0 (here) prepares the corpus; stages 1-6 are tools/asr_stages.sh.
 
@@ -65,7 +69,9 @@ accum_grad=1             # batches accumulated into one update
 avg=2
 beam=16
 max_active=7000
-acoustic_scales=0.7,1.0,1.4,2.0,2.8   # WFST acoustic scale candidates, chosen on dev
+acoustic_scales=0.7,1.0,1.4,2.0,2.8   # WFST acoustic scale candidates, chosen on tune_sets
+tune_sets="dev dev_spon"  # errors pooled over clean dev and dev_spon (dev in test_spon's
+                          # conditions, training material only: RESULTS.md); "dev": dev alone
 # data-parallel training (stage 4): processes on this machine, and multi-node torchrun flags
 world_size=1
 torchrun_args=""
@@ -99,6 +105,7 @@ train_set=train
 dev_set=dev
 test_sets="test_read test_chat test_spon"
 degrade_sets="test_spon"
+dev_degrade_sets="dev_spon"
 lm_text=$data/text/lm_text.txt
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
