@@ -3,6 +3,8 @@
 #   make test      install if needed, then run the default test suite
 #   make bench     the MoE-layer benchmark (prints moe_vs_dense_ratio=...)
 #   make info      params and cost of the paper's systems
+#   make gpu-check the CUDA tests, the B1 / MoE-8e step benchmark and a short bf16 MoE-8e
+#                  training under torchrun (NCCL), on a machine with a GPU (tools/gpu_check.sh)
 
 PYTHON_SYS ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speechmoe-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all bench info clean-venv
+.PHONY: install test test-all bench info gpu-check clean-venv
 
 install: $(STAMP)
 
@@ -35,6 +37,9 @@ bench: install
 
 info: install
 	$(VENV)/bin/speechmoe-info egs/aishell2/conf/model/*.yaml
+
+gpu-check: install
+	tools/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV)
