@@ -7,9 +7,9 @@
 The model is the average of the last --avg epoch checkpoints up to --epoch
 (0: the last). WFST decoding's acoustic scale is chosen on --tune-set among
 --acoustic-scales (the test sets are never used for it): the scale with the fewest errors
-over all the tuning sets together (their errors and reference tokens summed). Hypotheses are written to
-<exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"), where
-<method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
+over all the tuning sets together (their errors and reference tokens summed). Hypotheses
+are written to <exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"),
+where <method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
 local/score.py.
 
 Memory stays bounded whatever the size of a set: the network's log-posteriors are
@@ -120,8 +120,9 @@ def main(argv=None) -> int:
     # what the hypotheses depend on besides the model: the graph and the options
     inputs = {"graph": source_fingerprint(args.lang_dir / "TLG.fst")
               if (args.lang_dir / "TLG.fst").is_file() else None,
-              "sets": args.sets, "tune_sets": args.tune_sets, "methods": args.methods, "beam": args.beam,
-              "max_active": args.max_active, "acoustic_scales": args.acoustic_scales}
+              "sets": args.sets, "tune_sets": args.tune_sets, "methods": args.methods,
+              "beam": args.beam, "max_active": args.max_active,
+              "acoustic_scales": args.acoustic_scales}
     done = out_root / ".done"
     if done.is_file() and not args.force:
         try:

@@ -185,10 +185,11 @@ def main(argv=None) -> int:
                 f.write(words + "\n")
         (text_dir / "stats.json").write_text(json.dumps(
             {name: len(take[name]) for name in SETS} | {"lm_text": len(lm_text)}, indent=1))
+        (text_dir / "dev_spon.tsv").unlink(missing_ok=True)  # made from this dev.tsv below
         (text_dir / ".done").touch()
         log.info("text sets: %s", {name: len(take[name]) for name in SETS})
 
-    if not (text_dir / "dev_spon.tsv").is_file():
+    if not (text_dir / "dev_spon.tsv").is_file():  # also for a corpus made before dev_spon
         write_fast_copy(text_dir / "dev.tsv", text_dir / "dev_spon.tsv", "dev_spon",
                         CONDITIONS["test_spon"][1], args.seed)
     for name in SETS + ("dev_spon",):
