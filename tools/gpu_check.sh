@@ -8,7 +8,9 @@
 #   3  a short training of the paper-scale MoE-8e (egs/aishell2/conf/model/moe_8e.yaml)
 #      under torchrun, one process per GPU (NCCL), on the embedded corpus at toy size
 #      (stages 0-3 of `egs/synth_mandarin/run.sh --tiny true`, in a scratch copy); it
-#      checks that every loss is finite and that the loss falls
+#      checks that every loss is finite and that the loss falls. With one GPU, torchrun
+#      starts one process, which trains without a process group: NCCL is exercised on
+#      machines with 2 or more GPUs.
 #
 #   tools/gpu_check.sh [--out DIR] [--amp bf16|fp16|none] [--epochs N] [--device cuda|cpu]
 #                      [--model-overrides JSON]
@@ -97,6 +99,8 @@ d=$work/egs/synth_mandarin/data
   --max-duration 120 --lr 0.001 --warmup-steps 20 --amp "$amp" --device "$device" \
   --log-interval 5 --model-overrides "$overrides") > "$out/3_train.log" 2>&1 \
   || { echo "gpu_check.sh: training failed: $out/3_train.log" >&2; exit 1; }
+if [ "$ngpu" -gt 1 ] && [ "$device" = cuda ]; then say "torchrun: $ngpu processes, NCCL"
+else say "torchrun: 1 process, no process group (NCCL needs 2 or more GPUs)"; fi
 "$py" - "$exp/log/losses.jsonl" <<'EOF' | tee -a "$summary"
 import json, math, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
