@@ -1,6 +1,7 @@
 """Data-parallel training on CPU with gloo: 2 processes launched by torchrun."""
 
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -183,6 +184,7 @@ def test_idle_experts_need_no_find_unused_parameters(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
+    ddp = None
     try:
         torch.manual_seed(0)
         layer = MoELayer(8, 16, num_experts=4)
@@ -201,4 +203,8 @@ def test_idle_experts_need_no_find_unused_parameters(monkeypatch):
                 for p in expert.parameters():
                     assert p.grad is not None and bool(p.grad.abs().sum() > 0) == (e == 0)
     finally:
+        # DDP's reducer holds the process group: release it first. Destroying the group
+        # while the reducer still held it once hung a CI run in ~ProcessGroupGloo.
+        del ddp
+        gc.collect()
         dist.destroy_process_group()
