@@ -85,6 +85,14 @@ make_train_noise() {
   fi
 }
 
+# cuts_<set> from cuts_<set>_dry: every cut reverberated and mixed with noise at 5-20 dB
+degrade() {  # set rirs noise seed
+  [ -f "$data/manifests/cuts_$1.jsonl.gz" ] && return 0
+  python "$local_dir/simulate_rir.py" apply --rirs "$2" --noise "$3" --snr 5,20 --keep-ids \
+    --seed "$4" --cuts-in "$data/manifests/cuts_${1}_dry.jsonl.gz" \
+    --cuts-out "$data/manifests/cuts_$1.jsonl.gz" || die "degrading $1 failed"
+}
+
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: RIR simulation and reverberant / noisy copies"
   if [ ! -f "$data/rir/noise.jsonl.gz" ]; then
@@ -114,19 +122,11 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     fi
   fi
   for s in $degrade_sets; do
-    [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
-    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_heldout.jsonl.gz" \
-      --noise "$data/rir/noise.jsonl.gz" --snr 5,20 --keep-ids --seed 1 \
-      --cuts-in "$data/manifests/cuts_${s}_dry.jsonl.gz" \
-      --cuts-out "$data/manifests/cuts_$s.jsonl.gz" || die "degrading $s failed"
+    degrade "$s" "$data/rir/rirs_heldout.jsonl.gz" "$data/rir/noise.jsonl.gz" 1
   done
   for s in ${dev_degrade_sets:-}; do
-    [ -f "$data/manifests/cuts_$s.jsonl.gz" ] && continue
-    make_train_noise
-    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
-      --noise "$data/rir/noise_train.jsonl.gz" --snr 5,20 --keep-ids --seed 2 \
-      --cuts-in "$data/manifests/cuts_${s}_dry.jsonl.gz" \
-      --cuts-out "$data/manifests/cuts_$s.jsonl.gz" || die "degrading $s failed"
+    [ -f "$data/manifests/cuts_$s.jsonl.gz" ] || make_train_noise
+    degrade "$s" "$data/rir/rirs_train.jsonl.gz" "$data/rir/noise_train.jsonl.gz" 2
   done
 fi
 
