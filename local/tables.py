@@ -5,8 +5,7 @@ small results kept, then TABLES.md, tables.json and the figures (speechmoe.table
     local/tables.py --tables-dir tables --exp-dir exp/tables --conf-dir conf/model \\
         --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \\
         --train-sets train train_aug --dev-set dev --test-sets test_read test_chat test_spon \\
-        --systems b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e --seeds 1 2 3 \\
-        --train-utts 2000 --num-epochs 4 --normalization utterance
+        --seeds 1 2 3 --train-utts 2000 --num-epochs 4 --normalization utterance
 
 Each (system, seed) run: the system's config (<conf-dir>/<system>.yaml, with
 --model-overrides and loss.normalization) trained with local/train.py on the same data
@@ -37,8 +36,8 @@ import time
 from pathlib import Path
 
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.tables.paper import SYSTEMS
 
-SYSTEMS = ["b1", "b2", "moe_l1", "moe_emb", "moe_4e", "moe_2e", "moe_8e"]
 LOCAL = Path(__file__).resolve().parent
 
 
@@ -58,8 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-sets", nargs="+", required=True)
     p.add_argument("--paper-columns", default="",
                    help='JSON: our test set -> the paper\'s column, e.g. \'{"test_read": '
-                        '"Read"}\' (default: speechmoe.tables\' own)')
-    p.add_argument("--systems", nargs="+", default=SYSTEMS)
+                        '"Read"}\' (default: DEFAULT_SET_NAMES of speechmoe/tables/paper.py)')
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS),
+                   help="default: the paper's 7 (speechmoe/tables/paper.py)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--train-utts", type=int, default=0,
                    help="utterances of the first training set (and their copies in the "
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
                      system, seed, time.time() - t0,
                      ", ".join(f"{e['train_seconds']:.0f} s" for e in record["epochs"]),
                      {s: record["results"][s]["wfst"]["rate"] for s in args.test_sets}, out)
-    from speechmoe import tables
+    from speechmoe.tables.cli import main as report_main
 
     report = ["--tables-dir", str(args.tables_dir), "--systems", *args.systems,
               "--seeds", *map(str, args.seeds), "--sets", *args.test_sets,
@@ -341,7 +341,7 @@ def main(argv=None) -> int:
     if args.paper_columns:
         report += ["--paper-columns", args.paper_columns]
     os.environ.setdefault("MPLBACKEND", "Agg")
-    return tables.main(report)
+    return report_main(report)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,32 @@ import zlib
 import numpy as np
 import pytest
 
-from speechmoe import tables as T
+from speechmoe.tables.cli import get_parser, main
+from speechmoe.tables.figures import plot_dev_loss, plot_routing, routing_series
+from speechmoe.tables.paper import (
+    PAPER_PRINTED_REL_CHANGE,
+    PAPER_RESULTS,
+    SYSTEMS,
+    paper_relative_change,
+)
+from speechmoe.tables.report import system_costs, write_tables
+from speechmoe.tables.runs import (
+    NoRunsError,
+    RunFileError,
+    TablesError,
+    UtteranceMismatchError,
+    load_runs,
+    missing_runs,
+    normalization,
+)
+from speechmoe.tables.stats import (
+    compare,
+    exceeds_seed_noise,
+    paired_bootstrap,
+    pooled_counts,
+    rate_stats,
+    seed_stats,
+)
 
 SETS = ("test_read", "test_chat", "test_spon")
 
@@ -60,7 +85,7 @@ def write_run(tables_dir, system, seed, arrays, *, normalization="frame", n_laye
         json.dump(utts, f)
 
 
-def fabricate(tables_dir, systems=T.SYSTEMS, seeds=(1, 2, 3), n_utt=200, sets=SETS, p_err=None,
+def fabricate(tables_dir, systems=SYSTEMS, seeds=(1, 2, 3), n_utt=200, sets=SETS, p_err=None,
               **kw):
     """Runs for systems x seeds with binomial error counts (same refs for every run)."""
     p_err = p_err or P_ERR
@@ -87,20 +112,20 @@ def small(tables_dir, system, seed, errors, ref, ids=None, sets=("test_read",), 
 def full(tmp_path_factory):
     d = tmp_path_factory.mktemp("tables")
     fabricate(d)
-    report = T.write_tables(d, n_bootstrap=200)
+    report = write_tables(d, n_bootstrap=200)
     return d, report
 
 
 # ------------------------------------------------------------------ statistics
 
 def test_mean_and_std_by_hand(tmp_path):
-    st = T.seed_stats([10.0, 12.0, 14.0])
+    st = seed_stats([10.0, 12.0, 14.0])
     assert st == {"mean": 12.0, "std": 2.0, "n": 3}
     ref = [10, 10, 10, 10]
     for seed, errs in ((1, [1, 1, 1, 1]), (2, [2, 1, 1, 1]), (3, [3, 1, 1, 1])):
         small(tmp_path, "b1", seed, errs, ref)
-    runs = T.load_runs(tmp_path)
-    st = T.rate_stats(runs, "b1", "test_read")
+    runs = load_runs(tmp_path)
+    st = rate_stats(runs, "b1", "test_read")
     # rates 10, 12.5, 15 -> mean 12.5, sample std 2.5
     assert st["n"] == 3 and st["mean"] == pytest.approx(12.5)
     assert st["std"] == pytest.approx(2.5)
@@ -108,20 +133,20 @@ def test_mean_and_std_by_hand(tmp_path):
 
 
 def test_std_of_one_seed_is_none_and_zero_seeds_raise(tmp_path):
-    assert T.seed_stats([7.5]) == {"mean": 7.5, "std": None, "n": 1}
-    with pytest.raises(T.NoRunsError, match="zero seeds"):
-        T.seed_stats([])
+    assert seed_stats([7.5]) == {"mean": 7.5, "std": None, "n": 1}
+    with pytest.raises(NoRunsError, match="zero seeds"):
+        seed_stats([])
     small(tmp_path, "b1", 1, [1, 2], [10, 10])
-    runs = T.load_runs(tmp_path)
-    assert T.rate_stats(runs, "b1", "test_read")["std"] is None
-    with pytest.raises(T.NoRunsError, match="moe_2e"):
-        T.rate_stats(runs, "moe_2e", "test_read")
-    with pytest.raises(T.NoRunsError):
-        T.rate_stats(runs, "b1", "test_nowhere")
+    runs = load_runs(tmp_path)
+    assert rate_stats(runs, "b1", "test_read")["std"] is None
+    with pytest.raises(NoRunsError, match="moe_2e"):
+        rate_stats(runs, "moe_2e", "test_read")
+    with pytest.raises(NoRunsError):
+        rate_stats(runs, "b1", "test_nowhere")
     # one seed each: the seed-noise criterion is n/a, not False
     small(tmp_path, "moe_8e", 1, [0, 1], [10, 10])
-    runs = T.load_runs(tmp_path)
-    assert T.compare(runs, "moe_8e", "b1", "test_read", n_boot=50)["exceeds_seed_noise"] is None
+    runs = load_runs(tmp_path)
+    assert compare(runs, "moe_8e", "b1", "test_read", n_boot=50)["exceeds_seed_noise"] is None
 
 
 def test_pooled_relative_change_by_hand(tmp_path):
@@ -130,8 +155,8 @@ def test_pooled_relative_change_by_hand(tmp_path):
     small(tmp_path, "b1", 2, [3, 3, 3, 3], ref)   # 12 errors -> pooled 20/80 = 25%
     small(tmp_path, "moe_8e", 1, [1, 1, 1, 1], ref)  # 4
     small(tmp_path, "moe_8e", 2, [2, 1, 2, 1], ref)  # 6 -> pooled 10/80 = 12.5%
-    runs = T.load_runs(tmp_path)
-    c = T.compare(runs, "moe_8e", "b1", "test_read", n_boot=200, seed=0)
+    runs = load_runs(tmp_path)
+    c = compare(runs, "moe_8e", "b1", "test_read", n_boot=200, seed=0)
     assert c["pooled_rate"] == pytest.approx(12.5) and c["pooled_rate_ref"] == pytest.approx(25.0)
     assert c["rel_change"] == pytest.approx(-0.5)
     # seed means 12.5 vs 25, stds 3.54 and 7.07: |diff| 12.5 > 7.07
@@ -142,9 +167,9 @@ def test_pooled_relative_change_by_hand(tmp_path):
 
 def test_seed_noise_criterion():
     a = {"mean": 10.0, "std": 0.5}
-    assert T.exceeds_seed_noise(a, {"mean": 11.0, "std": 0.9}) is True
-    assert T.exceeds_seed_noise(a, {"mean": 11.0, "std": 1.5}) is False
-    assert T.exceeds_seed_noise(a, {"mean": 11.0, "std": None}) is None
+    assert exceeds_seed_noise(a, {"mean": 11.0, "std": 0.9}) is True
+    assert exceeds_seed_noise(a, {"mean": 11.0, "std": 1.5}) is False
+    assert exceeds_seed_noise(a, {"mean": 11.0, "std": None}) is None
 
 
 def test_bootstrap_ci_contains_estimate_and_is_deterministic():
@@ -152,32 +177,32 @@ def test_bootstrap_ci_contains_estimate_and_is_deterministic():
     ref = rng.integers(5, 20, size=300)
     e_ref = rng.binomial(ref, 0.2)
     e_sys = rng.binomial(ref, 0.15)
-    a = T.paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=7)
-    b = T.paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=7)
-    c = T.paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=8)
+    a = paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=7)
+    b = paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=7)
+    c = paired_bootstrap(e_sys, ref, e_ref, ref, n_boot=500, seed=8)
     assert a == b
     assert (a["ci_low"], a["ci_high"]) != (c["ci_low"], c["ci_high"])
     assert a["ci_low"] <= a["rel_change"] <= a["ci_high"]
     assert a["rel_change"] == pytest.approx((e_sys.sum() - e_ref.sum()) / e_ref.sum())
     assert a["ci_excludes_zero"] == (a["ci_high"] < 0 or a["ci_low"] > 0)
     # identical systems: CI straddles (touches) zero
-    same = T.paired_bootstrap(e_ref, ref, e_ref, ref, n_boot=100, seed=0)
+    same = paired_bootstrap(e_ref, ref, e_ref, ref, n_boot=100, seed=0)
     assert same["rel_change"] == 0 and same["ci_excludes_zero"] is False
 
 
 def test_mismatched_utterance_ids_raise(tmp_path):
     small(tmp_path, "b1", 1, [1, 2, 3], [10, 10, 10], ids=["a", "b", "c"])
     small(tmp_path, "moe_8e", 1, [1, 2, 3], [10, 10, 10], ids=["a", "b", "d"])
-    runs = T.load_runs(tmp_path)
-    with pytest.raises(T.UtteranceMismatchError, match=r"moe_8e and b1 .*'d'"):
-        T.compare(runs, "moe_8e", "b1", "test_read", n_boot=10)
-    with pytest.raises(T.UtteranceMismatchError):
-        T.write_tables(tmp_path, n_bootstrap=10, set_names={"test_read": "Read"})
+    runs = load_runs(tmp_path)
+    with pytest.raises(UtteranceMismatchError, match=r"moe_8e and b1 .*'d'"):
+        compare(runs, "moe_8e", "b1", "test_read", n_boot=10)
+    with pytest.raises(UtteranceMismatchError):
+        write_tables(tmp_path, n_bootstrap=10, set_names={"test_read": "Read"})
     # two seeds of one system on different utterances
     small(tmp_path, "b1", 2, [1, 2], [10, 10], ids=["a", "b"])
-    runs = T.load_runs(tmp_path)
-    with pytest.raises(T.UtteranceMismatchError, match="seed2 and seed1"):
-        T.pooled_counts(runs, "b1", "test_read")
+    runs = load_runs(tmp_path)
+    with pytest.raises(UtteranceMismatchError, match="seed2 and seed1"):
+        pooled_counts(runs, "b1", "test_read")
 
 
 # ------------------------------------------------------------------ loading
@@ -188,70 +213,70 @@ def test_load_errors_name_the_file(tmp_path):
     run = json.loads(path.read_text())
     del run["macs_per_second"]
     path.write_text(json.dumps(run))
-    with pytest.raises(T.RunFileError, match=r"seed1\.json: missing key\(s\) 'macs_per_second'"):
-        T.load_runs(tmp_path)
+    with pytest.raises(RunFileError, match=r"seed1\.json: missing key\(s\) 'macs_per_second'"):
+        load_runs(tmp_path)
     path.write_text("{not json")
-    with pytest.raises(T.RunFileError, match=r"seed1\.json: not a readable JSON"):
-        T.load_runs(tmp_path)
+    with pytest.raises(RunFileError, match=r"seed1\.json: not a readable JSON"):
+        load_runs(tmp_path)
     small(tmp_path, "b1", 1, [1, 2], [10, 10])
     (tmp_path / "runs" / "b1" / "seed1.utts.json.gz").unlink()
-    with pytest.raises(T.RunFileError, match=r"seed1\.utts\.json\.gz: missing"):
-        T.load_runs(tmp_path)
+    with pytest.raises(RunFileError, match=r"seed1\.utts\.json\.gz: missing"):
+        load_runs(tmp_path)
     small(tmp_path, "b1", 1, [1, 2], [10, 10])
     run = json.loads(path.read_text())
     run["results"]["test_read"]["wfst"]["rate"] = 99.0
     path.write_text(json.dumps(run))
-    with pytest.raises(T.RunFileError, match=r"seed1\.utts\.json\.gz: .*seed1\.json says rate 99"):
-        T.load_runs(tmp_path)
-    with pytest.raises(T.TablesError, match="no such directory"):
-        T.load_runs(tmp_path / "nowhere")
+    with pytest.raises(RunFileError, match=r"seed1\.utts\.json\.gz: .*seed1\.json says rate 99"):
+        load_runs(tmp_path)
+    with pytest.raises(TablesError, match="no such directory"):
+        load_runs(tmp_path / "nowhere")
 
 
 def test_costs_and_the_decode_rtf_spelling(tmp_path):
     small(tmp_path, "b1", 1, [1], [10], decode={"network_rtf": 0.01, "decode_rtf": 0.03})
     small(tmp_path, "b1", 2, [1], [10], decode={"network_rtf": 0.03, "wfst_rtf": 0.05})
-    c = T.system_costs(T.load_runs(tmp_path)["b1"])
+    c = system_costs(load_runs(tmp_path)["b1"])
     assert c["network_rtf"] == pytest.approx(0.02) and c["wfst_rtf"] == pytest.approx(0.04)
     # epochs 1..3 of seeds 1 and 2: the median
     assert c["train_seconds_per_epoch"] == pytest.approx(321.5)
-    runs = T.load_runs(tmp_path)
+    runs = load_runs(tmp_path)
     runs["b1"][1]["epochs"][0]["train_seconds"] = 5000.0  # one epoch slowed by another job
-    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
+    assert system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
     assert c["params"]["value"] == 1_000_000
     # an epoch resumed without its earlier time counts only its tail: left out
     runs["b1"][2]["epochs"][0].update(train_seconds=3.0, resumed="partial")
-    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(331.0)
+    assert system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(331.0)
     runs["b1"][2]["epochs"][0]["resumed"] = "carried"  # a whole epoch: counted
-    assert T.system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
+    assert system_costs(runs["b1"])["train_seconds_per_epoch"] == pytest.approx(326.5)
     path = tmp_path / "runs" / "b1" / "seed2.json"
     run = json.loads(path.read_text())
     run["epochs"][0]["resumed"] = "yes"
     path.write_text(json.dumps(run))
-    with pytest.raises(T.TablesError, match="'resumed' must be"):
-        T.load_runs(tmp_path)
+    with pytest.raises(TablesError, match="'resumed' must be"):
+        load_runs(tmp_path)
 
 
 def test_missing_runs_and_normalization(tmp_path):
     small(tmp_path, "b1", 1, [1], [10])
     small(tmp_path, "b1", 3, [1], [10])
     small(tmp_path, "moe_8e", 2, [1], [10])
-    runs = T.load_runs(tmp_path)
+    runs = load_runs(tmp_path)
     assert sorted(runs) == ["b1", "moe_8e"] and list(runs["b1"]) == [1, 3]
-    assert T.missing_runs(runs, ["b1", "moe_8e", "moe_2e"], [1, 2, 3]) == [
+    assert missing_runs(runs, ["b1", "moe_8e", "moe_2e"], [1, 2, 3]) == [
         ("b1", 2), ("moe_8e", 1), ("moe_8e", 3), ("moe_2e", 1), ("moe_2e", 2), ("moe_2e", 3)]
-    assert T.normalization(runs) == "frame"
+    assert normalization(runs) == "frame"
     small(tmp_path, "moe_8e", 2, [1], [10], normalization="utterance")
-    with pytest.raises(T.TablesError, match="disagree.*moe_8e/seed2"):
-        T.normalization(T.load_runs(tmp_path))
+    with pytest.raises(TablesError, match="disagree.*moe_8e/seed2"):
+        normalization(load_runs(tmp_path))
 
 
 def test_paper_numbers_and_their_relative_changes():
-    assert T.PAPER_RESULTS["b1"]["cer"]["Chat"] == 22.92
-    assert T.PAPER_RESULTS["moe_8e"]["params"] == 297e6
-    for col, printed in T.PAPER_PRINTED_REL_CHANGE["moe_8e"].items():
-        assert 100 * T.paper_relative_change("moe_8e", "b1", col) == pytest.approx(printed, abs=0.05)
-    assert T.paper_relative_change("b1", "b1", "Read") == 0
-    assert T.paper_relative_change("b1", "b2", None) is None
+    assert PAPER_RESULTS["b1"]["cer"]["Chat"] == 22.92
+    assert PAPER_RESULTS["moe_8e"]["params"] == 297e6
+    for col, printed in PAPER_PRINTED_REL_CHANGE["moe_8e"].items():
+        assert 100 * paper_relative_change("moe_8e", "b1", col) == pytest.approx(printed, abs=0.05)
+    assert paper_relative_change("b1", "b1", "Read") == 0
+    assert paper_relative_change("b1", "b2", None) is None
 
 
 # ------------------------------------------------------------------ tables
@@ -286,7 +311,7 @@ def test_tables_written_with_paper_numbers(full):
 def test_timing_notes_beside_the_runs_are_linked(tmp_path):
     small(tmp_path, "b1", 1, [1, 2], [10, 10])
     (tmp_path / "runs" / "TIMING_NOTES.md").write_text("b1/seed1: epoch 2 ran beside a test\n")
-    T.write_tables(tmp_path, systems=("b1",), seeds=(1,), n_bootstrap=10)
+    write_tables(tmp_path, systems=("b1",), seeds=(1,), n_bootstrap=10)
     md = (tmp_path / "TABLES.md").read_text(encoding="utf-8")
     assert "Known disturbances of these wall times: `runs/TIMING_NOTES.md`" in md
     assert json.loads((tmp_path / "tables.json").read_text())["meta"]["timing_notes"] == \
@@ -320,8 +345,8 @@ def test_missing_system_and_seed_are_marked_not_zero(tmp_path):
     small_dir = tmp_path / "runs" / "moe_8e"
     for f in small_dir.glob("seed2.*"):
         f.unlink()
-    report = T.write_tables(tmp_path, systems=("b1", "moe_4e", "moe_2e", "moe_8e"), seeds=(1, 2),
-                            set_names={"test_read": "Read"}, n_bootstrap=50)
+    report = write_tables(tmp_path, systems=("b1", "moe_4e", "moe_2e", "moe_8e"), seeds=(1, 2),
+                          set_names={"test_read": "Read"}, n_bootstrap=50)
     assert report["meta"]["systems_without_runs"] == ["moe_2e"]
     assert ["moe_8e", 2] in report["meta"]["missing_runs"]
     md = (tmp_path / "TABLES.md").read_text(encoding="utf-8")
@@ -336,8 +361,8 @@ def test_missing_system_and_seed_are_marked_not_zero(tmp_path):
     assert "1.62" in cer_rows[0]  # the paper's number is still shown
     # one seed of MoE-8e: std n/a
     assert "± n/a (n=1)" in md
-    with pytest.raises(T.NoRunsError):
-        T.write_tables(tmp_path, systems=("moe_2e",), seeds=(1,), n_bootstrap=10)
+    with pytest.raises(NoRunsError):
+        write_tables(tmp_path, systems=("moe_2e",), seeds=(1,), n_bootstrap=10)
 
 
 # ------------------------------------------------------------------ figures and CLI
@@ -347,28 +372,28 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def test_figures(full, tmp_path):
     d, _ = full
-    runs = T.load_runs(d, systems=("b1", "moe_2e", "moe_4e", "moe_8e"))
-    a = T.plot_dev_loss(runs, tmp_path / "fig2.png")
-    b = T.plot_routing(runs, tmp_path / "routing.png", system="moe_8e")
+    runs = load_runs(d, systems=("b1", "moe_2e", "moe_4e", "moe_8e"))
+    a = plot_dev_loss(runs, tmp_path / "fig2.png")
+    b = plot_routing(runs, tmp_path / "routing.png", system="moe_8e")
     for p in (a, b):
         data = p.read_bytes()
         assert len(data) > 1000 and data[:8] == PNG
-    series = T.routing_series(runs, "moe_8e")
+    series = routing_series(runs, "moe_8e")
     assert list(series) == [0, 1] and len(series[0]["fraction"][0]) == 8
     assert series[0]["steps"] == [50, 100, 150]
-    with pytest.raises(T.TablesError, match="no routing records"):
-        T.plot_routing(runs, tmp_path / "x.png", system="b1")
-    with pytest.raises(T.NoRunsError, match="moe_emb: no runs"):
-        T.plot_routing(runs, tmp_path / "x.png", system="moe_emb")
-    with pytest.raises(T.NoRunsError):
-        T.plot_dev_loss({}, tmp_path / "y.png")
+    with pytest.raises(TablesError, match="no routing records"):
+        plot_routing(runs, tmp_path / "x.png", system="b1")
+    with pytest.raises(NoRunsError, match="moe_emb: no runs"):
+        plot_routing(runs, tmp_path / "x.png", system="moe_emb")
+    with pytest.raises(NoRunsError):
+        plot_dev_loss({}, tmp_path / "y.png")
 
 
 def test_cli_writes_everything_and_reports_missing(tmp_path, capsys):
     fabricate(tmp_path, systems=("b1", "b2", "moe_2e", "moe_8e"), seeds=(1, 2), n_utt=40,
               sets=("test_ios",), n_layers=5)
-    rc = T.main(["--tables-dir", str(tmp_path), "--seeds", "1", "2", "3",
-                 "--paper-columns", '{"test_ios": "AISHELL"}', "--bootstrap", "50"])
+    rc = main(["--tables-dir", str(tmp_path), "--seeds", "1", "2", "3",
+               "--paper-columns", '{"test_ios": "AISHELL"}', "--bootstrap", "50"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "MISSING: moe_l1 has no runs" in err and "MISSING: b1 seed 3" in err
@@ -377,8 +402,8 @@ def test_cli_writes_everything_and_reports_missing(tmp_path, capsys):
     assert (tmp_path / "routing_moe_8e.png").read_bytes()[:8] == PNG
     md = (tmp_path / "TABLES.md").read_text(encoding="utf-8")
     assert "paper column: AISHELL" in md and "4.52" in md
-    assert T.main(["--tables-dir", str(tmp_path), "--seeds", "1", "2", "3", "--strict",
-                   "--paper-columns", '{"test_ios": "AISHELL"}', "--bootstrap", "10"]) == 1
+    assert main(["--tables-dir", str(tmp_path), "--seeds", "1", "2", "3", "--strict",
+                 "--paper-columns", '{"test_ios": "AISHELL"}', "--bootstrap", "10"]) == 1
 
 
 def test_a_run_decoded_through_another_graph_topology_is_not_mixed_in(tmp_path):
@@ -404,3 +429,14 @@ def test_a_run_decoded_through_another_graph_topology_is_not_mixed_in(tmp_path):
     with pytest.raises(ValueError, match=r"seed1\.json.*ctc_topology: 'standard' there, "
                                          r"'compact' now"):
         script.check_finished_runs(args)
+
+
+def test_one_list_of_the_papers_systems():
+    """local/tables.py's --systems default is the paper's 7 (speechmoe/tables/paper.py), as is
+    the report's."""
+    from helpers import load_script
+
+    args = load_script("tables").get_parser().parse_args(
+        ["--tables-dir", "t", "--exp-dir", "e", "--test-sets", "test_read"])
+    assert args.systems == list(SYSTEMS) and len(SYSTEMS) == 7
+    assert get_parser().parse_args(["--tables-dir", "t"]).systems == list(SYSTEMS)

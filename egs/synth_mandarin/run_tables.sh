@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
 
-systems="b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e"
+systems=""               # empty: local/tables.py's default, the paper's 7 (speechmoe/tables/)
 seeds="1 2 3"
 tiny=false
 report_only=false
@@ -55,13 +55,16 @@ fi
 
 report=""
 $report_only && report="--report-only"
+# none in a fresh clone, where --report-only needs no data
+train_sets=$(ls data/fbank/cuts_train.jsonl.gz data/fbank/cuts_train_aug.jsonl.gz 2>/dev/null \
+             | sed 's|.*/cuts_||; s|\.jsonl\.gz||' || true)
 # shellcheck disable=SC2086
 python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-dir conf/model \
   --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \
-  --train-sets $(ls data/fbank/cuts_train.jsonl.gz data/fbank/cuts_train_aug.jsonl.gz 2>/dev/null \
-                 | sed 's|.*/cuts_||; s|\.jsonl\.gz||') \
+  ${train_sets:+--train-sets $train_sets} \
   --dev-set dev --test-sets test_read test_chat test_spon \
-  --systems $systems --seeds $seeds --train-utts "$train_utts" --normalization "$normalization" \
+  ${systems:+--systems $systems} --seeds $seeds --train-utts "$train_utts" \
+  --normalization "$normalization" \
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
   --lr "$lr" --warmup-steps "$warmup_steps" --avg "$avg" --acoustic-scales "$acoustic_scales" \
   --beam "$beam" --max-active "$max_active" --nj "$nj" --routing-system "$routing_system" \
