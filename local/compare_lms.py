@@ -20,11 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+from lhotse import CutSet
+
+from speechmoe.checkpoint import checkpoint_for_decoding
+from speechmoe.data.dataset import cut_words
+from speechmoe.decode.posteriors import posteriors
+from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT, choose_scale, parse_scales
+from speechmoe.decode.wfst import WfstDecoder
+from speechmoe.features import FeatureConfig, GlobalCMVN
+from speechmoe.inference import load_model_for_inference
+from speechmoe.lang.symbols import read_words
 from speechmoe.logs import cli_main, setup_logger
+
+PREPARE_LANG = Path(__file__).resolve().with_name("prepare_lang.py")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,7 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, default=0)
     p.add_argument("--avg", type=int, default=2)
-    p.add_argument("--acoustic-scales", default="1.0,1.4,2.0")
+    p.add_argument("--acoustic-scales", default=DEFAULT_SCALES_TEXT)
     p.add_argument("--beam", type=float, default=16.0)
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--blank-skip-threshold", type=float, default=0.99)
@@ -70,6 +84,16 @@ def parse_config(text: str) -> dict:
     return cfg
 
 
+def build_lang(args, cfg: dict, lang: Path) -> None:
+    """The lang dir of one config, by the lang stage's own script (it skips a finished one)."""
+    cmd = [sys.executable, str(PREPARE_LANG), "--lm-text", str(args.lm_text),
+           "--out-dir", str(lang), "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
+           "--open-vocabulary", cfg["open_vocabulary"], "--char-weight", str(cfg["char_weight"]),
+           "--topology", cfg["topology"]]
+    if subprocess.run(cmd).returncode:
+        raise RuntimeError(f"local/prepare_lang.py failed for {cfg['name']}: {' '.join(cmd)}")
+
+
 def arpa_counts(path: Path) -> list[int]:
     counts = []
     with path.open(encoding="utf-8") as f:
@@ -83,21 +107,7 @@ def arpa_counts(path: Path) -> list[int]:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    import torch
-    from lhotse import CutSet
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import prepare_lang
-
-    from speechmoe.data.dataset import cut_words
-    from speechmoe.decode.posteriors import posteriors
-    from speechmoe.decode.wfst import WfstDecoder
-    from speechmoe.features import FeatureConfig, GlobalCMVN
-    from speechmoe.lang.graph import read_words
-    from speechmoe.lang.tokenizer import scoring_tokens
-    from speechmoe.scoring import score
-    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
-
+    scales = parse_scales(args.acoustic_scales)
     configs = [parse_config(c) for c in args.configs]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     log = setup_logger(args.out_dir / "compare_lms.log")
@@ -110,7 +120,7 @@ def main(argv=None) -> int:
     if len(cuts) == 0:
         raise ValueError(f"{cuts_path}: no utterances")
     audio = sum(c.duration for c in cuts)
-    refs = {c.id: scoring_tokens(cut_words(c), "CER") for c in cuts}
+    refs = {c.id: cut_words(c) for c in cuts}
     lm_words = {w for line in args.lm_text.read_text(encoding="utf-8").splitlines()
                 for w in line.split()}
     ref_words = [w for c in cuts for w in cut_words(c)]
@@ -131,18 +141,11 @@ def main(argv=None) -> int:
              audio, t_net, t_net / audio, len(oov), len(ref_words),
              100 * len(oov) / len(ref_words))
 
-    scales = [float(s) for s in args.acoustic_scales.split(",")]
     rows = []
     for cfg in configs:
         lang = args.out_dir / cfg["name"]
         t1 = time.perf_counter()
-        rc = prepare_lang.main(["--lm-text", str(args.lm_text), "--out-dir", str(lang),
-                                "--order", str(cfg["order"]), "--prune", str(cfg["prune"]),
-                                "--open-vocabulary", cfg["open_vocabulary"],
-                                "--char-weight", str(cfg["char_weight"]),
-                                "--topology", cfg["topology"]])
-        if rc:
-            raise RuntimeError(f"prepare_lang failed for {cfg['name']}")
+        build_lang(args, cfg, lang)
         build_s = time.perf_counter() - t1
         graph = json.loads((lang / "graph.json").read_text())
         words = {i: w for w, i in read_words(lang / "words.txt").items()}
@@ -151,17 +154,17 @@ def main(argv=None) -> int:
                               blank_skip_threshold=args.blank_skip_threshold or None)
         for u in list(lps)[:30]:  # warm-up: the first pass over a graph faults it in
             decoder.decode(lps[u])
-        per_scale = {}
-        for scale in scales:
-            decoder.acoustic_scale = scale
+        hyps, per_scale = {}, {}
+        for scale in scales:  # scale by scale, to time each search alone
             t2 = time.perf_counter()
-            hyps = {u: decoder.decode(lp) for u, lp in lps.items()}
-            t_search = time.perf_counter() - t2
-            cer = score(refs, {u: scoring_tokens(h, "CER") for u, h in hyps.items()}).rate
-            per_scale[scale] = {"cer": round(cer, 2), "search_rtf": round(t_search / audio, 4)}
-            log.info("%s @ %.2f: CER %.2f%%, search RTF %.4f", cfg["name"], scale, cer,
-                     t_search / audio)
-        best = min(scales, key=lambda s: per_scale[s]["cer"])
+            hyps[scale] = {u: decoder.decode(lp, acoustic_scale=scale) for u, lp in lps.items()}
+            per_scale[scale] = {"search_rtf": round((time.perf_counter() - t2) / audio, 4)}
+        choice = choose_scale({args.set: refs}, {args.set: hyps}, "CER")
+        for scale in scales:
+            per_scale[scale] = {"cer": round(choice.pooled[scale].rate, 2), **per_scale[scale]}
+            log.info("%s @ %.2f: CER %.2f%%, search RTF %.4f", cfg["name"], scale,
+                     choice.pooled[scale].rate, per_scale[scale]["search_rtf"])
+        best = choice.best
         row = {**cfg, "ngrams": arpa_counts(lang / "lm.arpa"),
                "tlg_states": graph["sizes"]["TLG"][0], "tlg_arcs": graph["sizes"]["TLG"][1],
                "tlg_mb": round((lang / "TLG.fst").stat().st_size / 2**20, 1),

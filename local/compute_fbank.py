@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from speechmoe.data.fbank import SpeechMoEFbankConfig, compute_fbank
+from speechmoe.data.fbank import compute_fbank
 from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN, add_deltas
 from speechmoe.logs import cli_main, setup_logger
@@ -70,7 +70,6 @@ def main(argv=None) -> int:
                 marker.unlink()
             (out / "cmvn.pt").unlink(missing_ok=True)
     cfg.save(stored)
-    extractor_cfg = SpeechMoEFbankConfig.from_feature_config(cfg)
     for name in args.sets:
         target = out / f"cuts_{name}.jsonl.gz"
         if (out / f".{name}.done").is_file() and target.is_file():
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
             log.error("%s: not found (run the data preparation / RIR stages first)", src)
             return 1
         source = CutSet.from_file(src)
-        cuts, bad = compute_fbank(source, out, name, args.num_jobs, extractor_cfg)
+        cuts, bad = compute_fbank(source, out, name, args.num_jobs, cfg)
         report_excluded(log, name, [Excluded(*b) for b in bad], len(source),
                         out / f"bad_audio_{name}.txt")
         tmp = out / f"cuts_{name}.tmp.jsonl.gz"

@@ -7,9 +7,10 @@
 The model is the average of the last --avg epoch checkpoints up to --epoch
 (0: the last). WFST decoding's acoustic scale is chosen on --tune-set among
 --acoustic-scales (the test sets are never used for it): the scale with the fewest errors
-over all the tuning sets together (their errors and reference tokens summed). Hypotheses
-are written to <exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"),
-where <method> is ctc_greedy (token sequence) or wfst (word sequence); scoring is
+over all the tuning sets together (speechmoe/decode/tuning.py). Hypotheses are written to
+<exp-dir>/decode/<model>/<method>/<set>/hyp.txt ("utt_id<TAB>tokens"), where <method> is
+ctc_greedy (token sequence) or wfst (word sequence), and the choice of scale to
+<exp-dir>/decode/<model>/wfst/acoustic_scale.json (speechmoe/expdir.py); scoring is
 local/score.py.
 
 Memory stays bounded whatever the size of a set: the network's log-posteriors are
@@ -26,14 +27,30 @@ import collections
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Optional
 
 import torch
+from lhotse import CutSet
 
+from speechmoe.checkpoint import checkpoint_for_decoding, source_fingerprint
+from speechmoe.data.dataset import cut_words
+from speechmoe.decode.greedy import ctc_greedy
+from speechmoe.decode.posteriors import posteriors
+from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT, choose_scale, decode_at_scales, \
+    parse_scales
+from speechmoe.decode.wfst import WfstDecoder
+from speechmoe.expdir import DecodeDir, ExpDir
+from speechmoe.features import FeatureConfig, GlobalCMVN
+from speechmoe.inference import load_model_for_inference
+from speechmoe.lang.symbols import read_tokens
+from speechmoe.lang.tokenizer import read_lang_info
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.utils import resolve_device
 
-_DECODER = None
+METHODS = ("ctc_greedy", "wfst")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,11 +66,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="sets the acoustic scale is chosen on (errors pooled over them)")
     p.add_argument("--epoch", type=int, default=0, help="last epoch to use (0: the last)")
     p.add_argument("--avg", type=int, default=3, help="number of epoch checkpoints averaged")
-    p.add_argument("--methods", nargs="+", default=["ctc_greedy", "wfst"],
-                   choices=["ctc_greedy", "wfst"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--beam", type=float, default=16.0)
     p.add_argument("--max-active", type=int, default=7000)
-    p.add_argument("--acoustic-scales", default="0.5,0.7,1.0,1.4",
+    p.add_argument("--acoustic-scales", default=DEFAULT_SCALES_TEXT,
                    help="comma-separated candidates tuned on --tune-set")
     p.add_argument("--blank-skip-threshold", type=float, default=0.99,
                    help="collapse runs of frames with p(blank) above this (0: off)")
@@ -66,22 +82,20 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _init_decoder(graph: str, words: str, beam: float, max_active: int, skip) -> None:
-    global _DECODER
-    from speechmoe.decode.wfst import WfstDecoder
+# One WfstDecoder per worker process, built once by the pool's initializer (the graph
+# is loaded once per process, not once per utterance).
+_WORKER_DECODER: Optional[WfstDecoder] = None
 
+
+def _init_worker(graph: str, words: str, beam: float, max_active: int, skip) -> None:
+    global _WORKER_DECODER
     torch.set_num_threads(1)
-    _DECODER = WfstDecoder(graph, words, beam=beam, max_active=max_active,
-                           blank_skip_threshold=skip)
+    _WORKER_DECODER = WfstDecoder(graph, words, beam=beam, max_active=max_active,
+                                  blank_skip_threshold=skip)
 
 
-def _decode_scales(log_probs, scales: list[float]) -> list[list[str]]:
-    """One utterance at every acoustic scale (its posteriors are sent once)."""
-    out = []
-    for scale in scales:
-        _DECODER.acoustic_scale = scale
-        out.append(_DECODER.decode(log_probs))
-    return out
+def _decode_in_worker(log_probs, scales: list[float]) -> list[list[str]]:
+    return decode_at_scales(_WORKER_DECODER, log_probs, scales)
 
 
 def write_hyps(path: Path, hyps: dict[str, list[str]]) -> None:
@@ -92,147 +106,160 @@ def write_hyps(path: Path, hyps: dict[str, list[str]]) -> None:
     tmp.replace(path)
 
 
-def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    from lhotse import CutSet
+def decoding_inputs(args) -> dict:
+    """What the hypotheses depend on besides the model: the graph and the options."""
+    graph = args.lang_dir / "TLG.fst"
+    return {"graph": source_fingerprint(graph) if graph.is_file() else None,
+            "sets": args.sets, "tune_sets": args.tune_sets, "methods": args.methods,
+            "beam": args.beam, "max_active": args.max_active,
+            "acoustic_scales": args.acoustic_scales}
 
-    from speechmoe.data.dataset import cut_words
-    from speechmoe.decode.greedy import ctc_greedy
-    from speechmoe.decode.posteriors import posteriors
-    from speechmoe.features import FeatureConfig, GlobalCMVN
-    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference, \
-        source_fingerprint
-    from speechmoe.lang.graph import read_tokens
-    from speechmoe.lang.tokenizer import read_lang_info, scoring_tokens
-    from speechmoe.scoring import ErrorStats, score
 
-    log = setup_logger(args.exp_dir / "log" / "decode.log")
-    torch.set_num_threads(2)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
-    model, system = load_model_for_inference(ckpt)
-    model.to(device)
-    id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
-    cmvn = GlobalCMVN.load(args.cmvn)
-    feat_cfg = FeatureConfig.for_cmvn(args.cmvn)
-    out_root = args.exp_dir / "decode" / ckpt.stem
-    # what the hypotheses depend on besides the model: the graph and the options
-    inputs = {"graph": source_fingerprint(args.lang_dir / "TLG.fst")
-              if (args.lang_dir / "TLG.fst").is_file() else None,
-              "sets": args.sets, "tune_sets": args.tune_sets, "methods": args.methods,
-              "beam": args.beam, "max_active": args.max_active,
-              "acoustic_scales": args.acoustic_scales}
-    done = out_root / ".done"
-    if done.is_file() and not args.force:
-        try:
-            same = json.loads(done.read_text() or "{}") == inputs
-        except json.JSONDecodeError:
-            same = False
-        if same:
-            log.info("%s: already decoded (use --force to redo)", out_root)
-            return 0
+def already_decoded(ddir: DecodeDir, inputs: dict, log) -> bool:
+    """True when ddir was decoded with the same inputs (its .done records them)."""
+    if not ddir.done.is_file():
+        return False
+    try:
+        same = json.loads(ddir.done.read_text() or "{}") == inputs
+    except json.JSONDecodeError:
+        same = False
+    if not same:
         log.info("%s: the graph or the decoding options changed since it was decoded: "
-                 "decoding again", out_root)
-    log.info("decoding with %s (%s) on %s -> %s", ckpt, system.name, device, out_root)
+                 "decoding again", ddir.root)
+    return same
 
-    pool = None
-    if "wfst" in args.methods:
-        graph = args.lang_dir / "TLG.fst"
-        if not graph.is_file():
-            log.error("%s: not found (run the lang stage first)", graph)
-            return 1
-        skip = args.blank_skip_threshold or None
-        pool = get_context("fork").Pool(
-            args.num_jobs, initializer=_init_decoder,
-            initargs=(str(graph), str(args.lang_dir / "words.txt"), args.beam, args.max_active,
-                      skip))
 
-    def run(name: str, scales: list[float]) -> dict:
-        """Greedy and WFST (at each of scales) hypotheses of one set, streamed."""
-        path = args.cuts_dir / f"cuts_{name}.jsonl.gz"
+@dataclass
+class SetResult:
+    greedy: dict                       # utterance -> tokens
+    wfst: dict                         # scale -> {utterance -> words}
+    refs: dict                         # utterance -> reference words
+    timing: dict = field(default_factory=dict)
+
+
+class SetDecoder:
+    """Decodes whole sets: the network batch by batch in this process, the WFST search
+    in a pool of worker processes fed as the posteriors come."""
+
+    def __init__(self, args, model, device, log):
+        self.args, self.model, self.device, self.log = args, model, device, log
+        self.cmvn = GlobalCMVN.load(args.cmvn)
+        self.feature_config = FeatureConfig.for_cmvn(args.cmvn)
+        self.id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
+        self.pool = None
+        if "wfst" in args.methods:
+            graph = args.lang_dir / "TLG.fst"
+            if not graph.is_file():
+                raise FileNotFoundError(f"{graph}: not found (run the lang stage first)")
+            self.pool = get_context("fork").Pool(
+                args.num_jobs, initializer=_init_worker,
+                initargs=(str(graph), str(args.lang_dir / "words.txt"), args.beam,
+                          args.max_active, args.blank_skip_threshold or None))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+    def load_cuts(self, name: str) -> CutSet:
+        path = self.args.cuts_dir / f"cuts_{name}.jsonl.gz"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (run the feature stage first)")
-        cuts = CutSet.from_file(path).to_eager()
+        return CutSet.from_file(path).to_eager()
+
+    def decode(self, name: str, scales: list[float]) -> SetResult:
+        """Greedy and WFST (at each of scales) hypotheses of one set, streamed."""
+        args = self.args
+        cuts = self.load_cuts(name)
         t0 = time.time()
-        greedy: dict = {}
-        wfst: dict = {s: {} for s in scales} if pool is not None else {}
+        result = SetResult(greedy={}, wfst={s: {} for s in scales} if self.pool else {},
+                           refs={c.id: cut_words(c) for c in cuts})
         pending: collections.deque = collections.deque()
 
-        def collect(block: bool) -> None:
-            while pending and (block or pending[0][1].ready()):
+        def collect(until: int) -> None:
+            """Take finished searches in order; wait while more than ``until`` remain."""
+            while pending and (len(pending) > until or pending[0][1].ready()):
                 cut_id, job = pending.popleft()
                 for scale, words in zip(scales, job.get()):
-                    wfst[scale][cut_id] = words
+                    result.wfst[scale][cut_id] = words
 
-        t_nn = 0.0
-        t_batch = time.time()
-        for cut_id, lp in posteriors(model, cuts, cmvn, args.max_duration, device, feat_cfg):
+        t_nn, t_batch = 0.0, time.time()
+        for cut_id, lp in posteriors(self.model, cuts, self.cmvn, args.max_duration,
+                                     self.device, self.feature_config):
             t_nn += time.time() - t_batch
             if "ctc_greedy" in args.methods:
-                greedy[cut_id] = [id2tok[t] for t in ctc_greedy(lp)[0]]
-            if pool is not None:
-                pending.append((cut_id, pool.apply_async(_decode_scales, (lp, scales))))
-                collect(block=False)
-                while len(pending) > args.max_pending:  # bounded: wait for the oldest
-                    cut_id0, job = pending.popleft()
-                    for scale, words in zip(scales, job.get()):
-                        wfst[scale][cut_id0] = words
+                result.greedy[cut_id] = [self.id2tok[t] for t in ctc_greedy(lp)[0]]
+            if self.pool is not None:
+                pending.append((cut_id, self.pool.apply_async(_decode_in_worker,
+                                                              (lp, scales))))
+                collect(until=args.max_pending)  # bounded: wait for the oldest
             t_batch = time.time()
-        collect(block=True)
+        collect(until=0)
         audio = sum(c.duration for c in cuts)
-        log.info("%s: %d utterances, %.0f s of audio: network %.1f s (RTF %.3f), all "
-                 "decoding %.1f s (%d WFST processes, %d acoustic scales)", name, len(cuts),
-                 audio, t_nn, t_nn / max(audio, 1e-9), time.time() - t0,
-                 args.num_jobs if pool is not None else 0, len(scales))
-        refs = {c.id: cut_words(c) for c in cuts}
-        timing[name] = {"utterances": len(cuts), "audio_seconds": round(audio, 2),
-                        "network_seconds": round(t_nn, 2),
-                        "decoding_seconds": round(time.time() - t0, 2),
-                        "wfst_processes": args.num_jobs if pool is not None else 0,
-                        "acoustic_scales": len(scales)}
-        return {"greedy": greedy, "wfst": wfst, "refs": refs}
+        workers = args.num_jobs if self.pool is not None else 0
+        self.log.info("%s: %d utterances, %.0f s of audio: network %.1f s (RTF %.3f), all "
+                      "decoding %.1f s (%d WFST processes, %d acoustic scales)", name,
+                      len(cuts), audio, t_nn, t_nn / max(audio, 1e-9), time.time() - t0,
+                      workers, len(scales))
+        result.timing = {"utterances": len(cuts), "audio_seconds": round(audio, 2),
+                         "network_seconds": round(t_nn, 2),
+                         "decoding_seconds": round(time.time() - t0, 2),
+                         "wfst_processes": workers, "acoustic_scales": len(scales)}
+        return result
 
+
+def tune_scale(decoder: SetDecoder, args, ddir: DecodeDir, scales: list[float], log,
+               timing: dict) -> float:
+    """Decode the tuning sets at every candidate, choose, and record the choice."""
+    metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
+    refs, hyps = {}, {}
+    for name in dict.fromkeys(args.tune_sets):
+        tuned = decoder.decode(name, scales)
+        timing[name] = tuned.timing
+        refs[name], hyps[name] = tuned.refs, tuned.wfst
+    choice = choose_scale(refs, hyps, metric)
+    for name, stats in choice.per_set.items():
+        log.info("acoustic scale on %s: %s %s", name, metric,
+                 {s: round(st.rate, 2) for s, st in stats.items()})
+    log.info("acoustic scale on %s: %s %s -> %.2f", " + ".join(choice.per_set), metric,
+             {s: round(st.rate, 2) for s, st in choice.pooled.items()}, choice.best)
+    ddir.write_scale_choice(choice.to_json())
+    return choice.best
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    scales = parse_scales(args.acoustic_scales)
+    exp = ExpDir(args.exp_dir)
+    log = setup_logger(exp.log_file("decode"))
+    torch.set_num_threads(2)
+    device = resolve_device(args.device)
+    ckpt = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
+    ddir = exp.decode_dir(ckpt)
+    inputs = decoding_inputs(args)
+    if not args.force and already_decoded(ddir, inputs, log):
+        log.info("%s: already decoded (use --force to redo)", ddir.root)
+        return 0
+    model, system = load_model_for_inference(ckpt)
+    model.to(device)
+    log.info("decoding with %s (%s) on %s -> %s", ckpt, system.name, device, ddir.root)
+
+    decoder = SetDecoder(args, model, device, log)
     timing: dict = {}
-    scales = [float(s) for s in args.acoustic_scales.split(",")]
-    best_scale = scales[0]
-    if pool is not None and len(scales) > 1:
-        metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
-        per_set = {}
-        for name in dict.fromkeys(args.tune_sets):
-            tuned = run(name, scales)
-            refs = {u: scoring_tokens(w, metric) for u, w in tuned["refs"].items()}
-            per_set[name] = {s: score(refs, {u: scoring_tokens(w, metric) for u, w in
-                                             tuned["wfst"][s].items()}) for s in scales}
-            log.info("acoustic scale on %s: %s %s", name, metric,
-                     {s: round(st.rate, 2) for s, st in per_set[name].items()})
-        pooled = {s: sum((st[s] for st in per_set.values()), ErrorStats()) for s in scales}
-        best_scale = min(scales, key=lambda s: pooled[s].rate)
-        log.info("acoustic scale on %s: %s %s -> %.2f", " + ".join(per_set), metric,
-                 {s: round(st.rate, 2) for s, st in pooled.items()}, best_scale)
-
-        def rates(stats: dict) -> dict:
-            first = next(iter(stats.values()))
-            return {metric.lower(): {s: st.rate for s, st in stats.items()},
-                    "utterances": first.utts, "ref_tokens": first.ref_len}
-
-        (out_root / "wfst").mkdir(parents=True, exist_ok=True)
-        (out_root / "wfst" / "acoustic_scale.json").write_text(json.dumps(
-            {"tune_set": " + ".join(per_set), **rates(pooled), "best": best_scale,
-             "per_set": {name: rates(sts) for name, sts in per_set.items()}}, indent=1))
-
+    best = scales[0]
+    if decoder.pool is not None and len(scales) > 1:
+        best = tune_scale(decoder, args, ddir, scales, log, timing)
     for name in args.sets:
-        result = run(name, [best_scale])
+        result = decoder.decode(name, [best])
+        timing[name] = result.timing
         if "ctc_greedy" in args.methods:
-            write_hyps(out_root / "ctc_greedy" / name / "hyp.txt", result["greedy"])
-        if pool is not None:
-            write_hyps(out_root / "wfst" / name / "hyp.txt", result["wfst"][best_scale])
-    if pool is not None:
-        pool.close()
-        pool.join()
+            write_hyps(ddir.hyps("ctc_greedy", name), result.greedy)
+        if decoder.pool is not None:
+            write_hyps(ddir.hyps("wfst", name), result.wfst[best])
+    decoder.close()
     # wall times per set (network: the model's share, on this process's threads)
-    (out_root / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
-    done.write_text(json.dumps(inputs) + "\n")
+    ddir.timing.write_text(json.dumps(timing, indent=1) + "\n")
+    ddir.done.write_text(json.dumps(inputs) + "\n")
     return 0
 
 

@@ -11,8 +11,12 @@ lang.json) and, unless --no-graph, the lexicon, word table and decoding graph
 (model.torchscript.pt) and ONNX (model.onnx, dynamic batch and length; what
 `speechmoe-transcribe --onnx` runs in onnxruntime; model.int8.onnx, the same with int8
 weights, for --int8), plus manifest.json: each file's size and SHA-256,
-the checkpoints averaged, the acoustic scale the decoding stage chose on its tune set
-(when it ran), and the export time. The directory is built under a temporary name and
+the checkpoints averaged, the WFST acoustic scale and the export time.
+
+The acoustic scale is the one the decoding stage chose for the same averaged model
+(<exp-dir>/decode/avg-<epoch>-<avg>/wfst/acoustic_scale.json), or --acoustic-scale. With a
+graph and neither, export stops: a model exported with an untuned scale decodes worse
+without saying so. The directory is built under a temporary name and
 renamed, so a half-written export is never used; everything in it loads with
 torch.load(weights_only=True).
 """
@@ -26,7 +30,14 @@ import sys
 import time
 from pathlib import Path
 
+from speechmoe.checkpoint import checkpoint_for_decoding, load_checkpoint, save_checkpoint
+from speechmoe.expdir import ExpDir
+from speechmoe.features import FeatureConfig, GlobalCMVN
+from speechmoe.inference import export_onnx, export_torchscript, load_model_for_inference, \
+    quantize_onnx
+from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -38,6 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", type=Path, required=True)
     p.add_argument("--epoch", type=int, default=0, help="last epoch averaged (0: the last)")
     p.add_argument("--avg", type=int, default=2, help="epoch checkpoints averaged")
+    p.add_argument("--acoustic-scale", type=float, default=None,
+                   help="WFST acoustic scale written into the export (default: the one the "
+                        "decoding stage chose for this --epoch / --avg)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp-dir>/export")
     p.add_argument("--no-graph", action="store_true",
                    help="leave out the lexicon and TLG (greedy decoding only)")
@@ -51,23 +65,18 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    from speechmoe.features import FeatureConfig, GlobalCMVN
-    from speechmoe.inference import checkpoint_for_decoding
-    from speechmoe.lang.graph import read_tokens
-    from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
-    from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
-
-    out = args.out_dir or args.exp_dir / "export"
-    log = setup_logger(args.exp_dir / "log" / "export.log")
+    exp = ExpDir(args.exp_dir)
+    out = args.out_dir or exp.export_dir
+    log = setup_logger(exp.log_file("export"))
     ckpt_path = checkpoint_for_decoding(args.exp_dir, args.epoch, args.avg)
+    scale = acoustic_scale(args, exp, ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     GlobalCMVN.load(args.cmvn)  # a clear error now rather than at recognition time
     files = ["tokens.txt", "lang.json"] + ([] if args.no_graph else list(GRAPH))
     missing = [f for f in files if not (args.lang_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{args.lang_dir}: missing {missing} (run the lang stage)")
-    classes = len([t for t in read_tokens(args.lang_dir / "tokens.txt") if not
-                   t.startswith("#")])
+    classes = num_real_tokens(read_tokens(args.lang_dir / "tokens.txt"))
     if ckpt["model_config"]["model"]["num_classes"] != classes:
         raise ValueError(f"{ckpt_path} has {ckpt['model_config']['model']['num_classes']} "
                          f"outputs but {args.lang_dir}/tokens.txt {classes} units: not the "
@@ -83,9 +92,6 @@ def main(argv=None) -> int:
     for f in files:
         shutil.copy(args.lang_dir / f, tmp / f)
     if not (args.no_torchscript and args.no_onnx):
-        from speechmoe.inference import export_onnx, export_torchscript, \
-            load_model_for_inference, quantize_onnx
-
         model, system = load_model_for_inference(tmp / "model.pt")
         if not args.no_torchscript:
             export_torchscript(model, tmp / "model.torchscript.pt")
@@ -95,12 +101,10 @@ def main(argv=None) -> int:
             log.info("ONNX export: %.0f s", time.time() - t0)
             if not args.no_int8:
                 quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
-    scale_file = args.exp_dir / "decode" / ckpt_path.stem / "wfst" / "acoustic_scale.json"
     manifest = {
         "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,
         "averaged": ckpt.get("averaged", []), "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "acoustic_scale": json.loads(scale_file.read_text())["best"]
-        if scale_file.is_file() else 1.0,
+        "acoustic_scale": scale,
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
                   for f in sorted(tmp.iterdir())}}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -112,6 +116,25 @@ def main(argv=None) -> int:
     log.info("exported %s (%s, acoustic scale %s) to %s: %d files, %.1f MB", ckpt_path.name,
              manifest["model"], manifest["acoustic_scale"], out, len(manifest["files"]), size)
     return 0
+
+
+def acoustic_scale(args, exp: ExpDir, ckpt_path: Path) -> float | None:
+    """--acoustic-scale, else the decoding stage's choice for this averaged model; None
+    for an export without a graph (greedy decoding has no scale)."""
+    if args.acoustic_scale is not None:
+        if args.acoustic_scale <= 0:
+            raise ValueError(f"--acoustic-scale {args.acoustic_scale}: must be > 0")
+        return args.acoustic_scale
+    if args.no_graph:
+        return None
+    decode_dir = exp.decode_dir(ckpt_path)
+    tuned = decode_dir.tuned_scale()
+    if tuned is None:
+        raise FileNotFoundError(
+            f"{decode_dir.acoustic_scale_file}: no tuned acoustic scale for {ckpt_path.name} "
+            f"(the decoding stage chooses one for the same --epoch / --avg, over several "
+            f"--acoustic-scales): decode first, or pass --acoustic-scale")
+    return tuned
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def character_frequencies(sentences, characters) -> dict[str, int]:
 def check_fixed_tokens(path: Path) -> None:
     """A syllable lang dir's tokens.txt must be the fixed inventory (older speechmoe
     versions built it from the corpus)."""
-    from speechmoe.lang.graph import read_tokens
+    from speechmoe.lang.symbols import read_tokens
     from speechmoe.lang.units import fixed_units
 
     tokens = read_tokens(path)
@@ -155,8 +155,9 @@ def write_json(path: Path, obj) -> None:
 
 def build_lm(sentences, out: Path, settings: dict, log) -> None:
     """lm.arpa from the sentences whose every word is in the lexicon."""
-    from speechmoe.lang.graph import read_lexicon
-    from speechmoe.lang.ngram import estimate_kneser_ney, load_arpa
+    from speechmoe.lang.arpa import load_arpa
+    from speechmoe.lang.kneser_ney import estimate_kneser_ney
+    from speechmoe.lang.symbols import read_lexicon
 
     lexicon = read_lexicon(out / "lexicon.txt")
     known = {w for w, _ in lexicon}
@@ -191,7 +192,8 @@ def build_lm(sentences, out: Path, settings: dict, log) -> None:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    from speechmoe.lang.graph import build_tlg, write_lexicon, write_tokens
+    from speechmoe.lang.graph import build_tlg
+    from speechmoe.lang.symbols import write_lexicon, write_tokens
     from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
     from speechmoe.lang.units import fixed_units
 

@@ -35,7 +35,13 @@ import re
 import sys
 from pathlib import Path
 
+from lhotse import CutSet
+
+from speechmoe.data.dataset import cut_words
+from speechmoe.expdir import DecodeDir, ExpDir
+from speechmoe.lang.tokenizer import OOVError, make_tokenizer, read_lang_info, scoring_tokens
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.scoring import MissingHypothesisError, score
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -73,29 +79,22 @@ class ScoringError(ValueError):
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    from lhotse import CutSet
-
-    from speechmoe.data.dataset import cut_words
-    from speechmoe.lang.tokenizer import OOVError, make_tokenizer, read_lang_info, \
-        scoring_tokens
-    from speechmoe.scoring import MissingHypothesisError, score
-
-    log = setup_logger(args.exp_dir / "log" / "score.log")
-    decode_root = args.exp_dir / "decode"
-    models = sorted(decode_root.glob("*/.done"), key=lambda p: p.stat().st_mtime)
+    exp = ExpDir(args.exp_dir)
+    log = setup_logger(exp.log_file("score"))
+    finished = exp.finished_decodes()
     if args.model:
-        model_dir = decode_root / args.model
-    elif models:
-        model_dir = models[-1].parent
+        decode_dir = DecodeDir(exp.decode_root / args.model)
+    elif finished:
+        decode_dir = finished[-1]
     else:
-        log.error("%s: no finished decoding (run local/decode.py first)", decode_root)
+        log.error("%s: no finished decoding (run local/decode.py first)", exp.decode_root)
         return 1
     tok = make_tokenizer(args.lang_dir)
     lang_metric = read_lang_info(args.lang_dir)["metric"]
     syllables = not hasattr(tok, "words_from_units")  # BPE pieces join back into words
     kind = "syllable" if syllables else "piece"
 
-    results, detail = {}, {"model": model_dir.name}
+    results, detail = {}, {"model": decode_dir.model}
     lines = [f"{'test set':<12} {'method':<11} {'metric':<18} {'rate':>7} "
              + (f"{'toned SER':>10} {'toneless':>9} utts" if syllables else
                 f"{'piece ER':>10} utts")]
@@ -115,13 +114,13 @@ def main(argv=None) -> int:
                 raise ScoringError(f"{name}: utterance {utt}: the reference has no {kind} "
                                    f"form ({exc}); it cannot be scored") from None
         for method in METHODS:
-            hyp_path = model_dir / method / name / "hyp.txt"
+            hyp_path = decode_dir.hyps(method, name)
             if not hyp_path.is_file():
                 raise ScoringError(f"{hyp_path}: not found: {name} was not decoded by "
                                    f"{method} (run the decoding stage)")
             hyps = read_hyps(hyp_path)
             out_dir = hyp_path.parent
-            title = f"{model_dir.name} {method} {name}"
+            title = f"{decode_dir.model} {method} {name}"
             try:
                 if method == "ctc_greedy" and syllables:
                     hyp_units = hyps
@@ -157,19 +156,16 @@ def main(argv=None) -> int:
                 "toneless_syllable_er": round(tl.rate, 2), "counts": main_stats.to_dict()}
             lines.append(f"{name:<12} {method:<11} {metric:<18} {main_stats.rate:>6.2f}% "
                          f"{toned.rate:>9.2f}% {tl.rate:>8.2f}% {main_stats.utts}")
-    (args.exp_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.exp_dir / "results_detail.json").write_text(json.dumps(detail, indent=1,
-                                                                 ensure_ascii=False) + "\n")
+    exp.results.write_text(json.dumps(results, indent=1) + "\n")
+    exp.results_detail.write_text(json.dumps(detail, indent=1, ensure_ascii=False) + "\n")
     table = "\n".join(lines)
-    (model_dir / "summary.txt").write_text(table + "\n", encoding="utf-8")
-    log.info("results of %s:\n%s", model_dir.name, table)
+    decode_dir.summary.write_text(table + "\n", encoding="utf-8")
+    log.info("results of %s:\n%s", decode_dir.model, table)
     return 0
 
 
 def hyp_unit_form(tok, words: list[str]) -> list[str]:
     """A WFST hypothesis (lexicon words) as units: its words' first pronunciations."""
-    from speechmoe.lang.tokenizer import OOVError
-
     try:
         return tok.units(words)
     except OOVError:

@@ -35,7 +35,17 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+from lhotse import CutSet
+
+from speechmoe.checkpoint import checkpoint_for_decoding
+from speechmoe.config import load_config
+from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT
+from speechmoe.expdir import ExpDir
+from speechmoe.inference import load_model_for_inference
+from speechmoe.info import measure_cost
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.paper import SYSTEMS
 
 LOCAL = Path(__file__).resolve().parent
@@ -78,7 +88,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="command that starts training, e.g. 'torchrun --nproc-per-node 8' "
                         "(default: this Python)")
     p.add_argument("--avg", type=int, default=2)
-    p.add_argument("--acoustic-scales", default="0.7,1.0,1.4")
+    p.add_argument("--acoustic-scales", default=DEFAULT_SCALES_TEXT)
     p.add_argument("--beam", type=float, default=16.0)
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--nj", type=int, default=2, help="WFST decoding processes")
@@ -115,7 +125,6 @@ def train_subset(args, log) -> list[Path]:
             raise FileNotFoundError(f"{path}: not found (run the recipe's stages 0-3 first)")
     if args.train_utts <= 0:
         return paths
-    from lhotse import CutSet
 
     out_dir = args.exp_dir / "train_subset"
     spec = {"train_sets": args.train_sets, "train_utts": args.train_utts}
@@ -144,10 +153,6 @@ def train_subset(args, log) -> list[Path]:
 def system_config(args, system: str, run_dir: Path) -> Path:
     """<run-dir>/model.yaml: the system's config with --model-overrides and the loss
     normalisation (the trainer sets num_classes and input_dim from the data)."""
-    import yaml
-
-    from speechmoe.config import load_config
-
     src = args.conf_dir / f"{system}.yaml"
     cfg = load_config(src, overrides={"model": json.loads(args.model_overrides),
                                       "loss": {"normalization": args.normalization}})
@@ -214,9 +219,6 @@ def check_finished_runs(args) -> None:
 def collect(args, system: str, seed: int, run_dir: Path,
             train_hours: float) -> tuple[dict, dict]:
     """The run's small results (seed<k>.json) and per-utterance errors (.utts.json.gz)."""
-    from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
-    from speechmoe.info import measure_cost
-
     ckpt = checkpoint_for_decoding(run_dir, 0, args.avg)
     model, sysconf = load_model_for_inference(ckpt)
     cost = measure_cost(model)
@@ -239,24 +241,24 @@ def collect(args, system: str, seed: int, run_dir: Path,
                     {"layer": x["layer"], "fraction": x["fraction"],
                      "entropy": round(x["entropy"], 5)} for x in rec["layers"]]}
         routing = [seen[s] for s in sorted(seen)]
-    decode_dir = run_dir / "decode" / ckpt.stem
-    timing = json.loads((decode_dir / "timing.json").read_text())
+    exp = ExpDir(run_dir)
+    decode_dir = exp.decode_dir(ckpt)
+    timing = json.loads(decode_dir.timing.read_text())
     tests = [timing[s] for s in args.test_sets]
     audio = sum(t["audio_seconds"] for t in tests)
-    scale = json.loads((decode_dir / "wfst" / "acoustic_scale.json").read_text())["best"] \
-        if (decode_dir / "wfst" / "acoustic_scale.json").is_file() else None
-    results = json.loads((run_dir / "results.json").read_text())
+    scale = decode_dir.tuned_scale()
+    results = json.loads(exp.results.read_text())
     utts: dict = {}
     for name in args.test_sets:
         for method in ("wfst", "ctc_greedy"):
-            rows = [line.split("\t") for line in (decode_dir / method / name /
-                                                   "utt_errors.tsv").read_text().splitlines()]
+            scored = decode_dir.set_dir(method, name) / "utt_errors.tsv"
+            rows = [line.split("\t") for line in scored.read_text().splitlines()]
             rows.sort()
             utts.setdefault(name, {})[method] = {"ids": [r[0] for r in rows],
                                                  "errors": [int(r[1]) for r in rows],
                                                  "ref": [int(r[2]) for r in rows]}
             if len(rows) != results[name][method]["utterances"]:
-                raise ValueError(f"{decode_dir}/{method}/{name}: {len(rows)} utterances, "
+                raise ValueError(f"{scored.parent}: {len(rows)} utterances, "
                                  f"results.json says {results[name][method]['utterances']}")
     record = {
         "system": system, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
@@ -297,8 +299,7 @@ def main(argv=None) -> int:
     if not args.report_only:
         check_finished_runs(args)
         train_cuts = train_subset(args, log)
-        from lhotse import CutSet
-
+    
         train_hours = sum(c.duration for p in train_cuts for c in CutSet.from_file(p)) / 3600
         py = sys.executable
         launcher = args.launcher.split() if args.launcher else [py]
@@ -333,8 +334,6 @@ def main(argv=None) -> int:
                      system, seed, time.time() - t0,
                      ", ".join(f"{e['train_seconds']:.0f} s" for e in record["epochs"]),
                      {s: record["results"][s]["wfst"]["rate"] for s in args.test_sets}, out)
-    from speechmoe.tables.cli import main as report_main
-
     report = ["--tables-dir", str(args.tables_dir), "--systems", *args.systems,
               "--seeds", *map(str, args.seeds), "--sets", *args.test_sets,
               "--bootstrap", str(args.bootstrap), "--routing-system", args.routing_system]

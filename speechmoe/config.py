@@ -35,9 +35,12 @@ def _need(cond: bool, where: str, msg: str) -> None:
 class ModelConfig:
     """Sizes of the acoustic model (paper section 4.3; defaults are MoE-4e)."""
 
-    # Input layer: 40 fbank + deltas + double deltas = 120 dims, 8 frames stacked.
+    # The data decide these two: training sets them from the stored features
+    # (FeatureConfig.model_dim) and the lang dir's tokens.txt, so the model YAMLs leave
+    # them out. The defaults are what speechmoe-info and the benchmarks assume:
+    # input 40 fbank + deltas + double deltas = 120 dims, 8 frames stacked;
+    # output 1394 toned syllables + 39 English phones + blank.
     input_dim: int = 960
-    # Output softmax: 1394 toned syllables + 39 English phones + blank.
     num_classes: int = 1434
     d_model: int = 512
     # Backbone: num_layers x (MoE layer + memory layer), one self-attention

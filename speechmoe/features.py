@@ -31,6 +31,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from speechmoe.utils import atomic_torch_save, atomic_write_text, safe_torch_load
+
 Audio = Union[np.ndarray, torch.Tensor]
 
 
@@ -77,8 +79,6 @@ class FeatureConfig:
 
     def save(self, path: str | Path) -> None:
         import json
-
-        from speechmoe.utils import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
@@ -373,14 +373,10 @@ class GlobalCMVN:
         return {"sum": self.sum, "sum_sq": self.sum_sq, "count": torch.tensor(self.count)}
 
     def save(self, path: str | Path) -> None:
-        from speechmoe.utils import atomic_torch_save
-
         atomic_torch_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "GlobalCMVN":
-        from speechmoe.utils import safe_torch_load
-
         state = safe_torch_load(path, what="CMVN statistics")
         try:
             cmvn = cls(state["sum"].numel())

@@ -1,60 +1,23 @@
-"""Using a trained model: the averaged checkpoint that decoding uses, and the model in
-eval mode (the decoding stage, the LM comparison and the tests load models here; the
-training loop is speechmoe.train.trainer)."""
+"""Using a trained model: the model in eval mode (the decoding stage, the LM comparison,
+the recognizer and the tests load models here), and its TorchScript and ONNX exports.
+The checkpoint files themselves (averaging included) are speechmoe.checkpoint."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-log = logging.getLogger("speechmoe")
+from speechmoe.checkpoint import load_checkpoint
+from speechmoe.config import config_from_dict
+from speechmoe.model import build_model
 
 
 def load_model_for_inference(path: str | Path):
     """(model in eval mode, SystemConfig) from a checkpoint or an averaged model file."""
-    from speechmoe.config import config_from_dict
-    from speechmoe.model import build_model
-    from speechmoe.train.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     system = config_from_dict(ckpt["model_config"], where=str(path))
     model = build_model(system.model)
     model.load_state_dict(ckpt["model"])
     return model.eval(), system
-
-
-def checkpoint_for_decoding(exp_dir: Path, epoch: int, avg: int) -> Path:
-    """Average epochs epoch-avg+1 .. epoch into exp_dir/avg-<epoch>-<avg>.pt (once)."""
-    from speechmoe.train.checkpoint import (average_checkpoints, epoch_checkpoints,
-                                            load_checkpoint, save_checkpoint)
-
-    epochs = epoch_checkpoints(exp_dir)
-    if not epochs:
-        raise FileNotFoundError(f"{exp_dir}: no epoch-N.pt checkpoints (train first)")
-    epoch = epoch if epoch > 0 else max(epochs)
-    if epoch not in epochs:
-        raise FileNotFoundError(f"{exp_dir}/epoch-{epoch}.pt not found; have {sorted(epochs)}")
-    chosen = [epochs[e] for e in range(max(1, epoch - avg + 1), epoch + 1) if e in epochs]
-    out = exp_dir / f"avg-{epoch}-{len(chosen)}.pt"
-    sources = [source_fingerprint(p) for p in chosen]
-    if out.is_file():
-        if load_checkpoint(out, mmap=True).get("sources") == sources:
-            return out
-        log.info("%s: its epoch checkpoints changed since it was averaged (retrained?): "
-                 "averaging again", out)
-    last = load_checkpoint(chosen[-1])
-    save_checkpoint(out, model=average_checkpoints(chosen), epoch=last["epoch"],
-                    step=last["step"], params=last["params"],
-                    model_config=last["model_config"],
-                    averaged=[p.name for p in chosen], sources=sources)
-    return out
-
-
-def source_fingerprint(path: Path) -> list:
-    """[name, size, mtime in ns] of a checkpoint: a rewritten file changes it."""
-    st = Path(path).stat()
-    return [Path(path).name, st.st_size, st.st_mtime_ns]
-
 
 
 def inference_module(model):

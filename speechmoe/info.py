@@ -25,6 +25,8 @@ import json
 import sys
 from pathlib import Path
 
+from speechmoe.config import ConfigError, load_config
+
 FRAMES_PER_SECOND = 100 / 3  # 10 ms fbank frames, subsampled by 3
 
 
@@ -54,10 +56,9 @@ def measure_cost(model, seconds: float = 3.0, seed: int = 0) -> dict:
 
 
 def describe(config_path: str | Path) -> dict:
-    import torch
+    import torch  # here, not at the top: `speechmoe-info --help` and the config checks
 
-    from speechmoe.config import load_config
-    from speechmoe.model import build_model
+    from speechmoe.model import build_model  # stay light (no torch) until a model is built
 
     cfg = load_config(config_path)
     torch.manual_seed(0)
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true",
                         help="print JSON (an object for one config, a list for several)")
     args = parser.parse_args(argv)
-
-    from speechmoe.config import ConfigError
 
     try:
         rows = [describe(c) for c in args.configs]

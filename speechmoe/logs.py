@@ -6,6 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
+from speechmoe.config import ConfigError
+from speechmoe.errors import NonFiniteLossError
+
 
 def setup_logger(log_file: str | Path | None = None, name: str = "speechmoe",
                  level: int = logging.INFO) -> logging.Logger:
@@ -35,10 +38,6 @@ def cli_main(main, argv=None) -> int:
     traceback (a bug); SPEECHMOE_DEBUG=1 keeps it for every error.
     """
     import os
-
-    from speechmoe.config import ConfigError
-
-    from speechmoe.errors import NonFiniteLossError
 
     known: tuple = (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError)
     try:

@@ -31,6 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+import torch
+
+from speechmoe.decode.greedy import ctc_greedy
+from speechmoe.decode.wfst import WfstDecoder
+from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
+from speechmoe.inference import load_model_for_inference
+from speechmoe.lang.bpe import pieces_to_words
+from speechmoe.lang.symbols import read_tokens
+from speechmoe.utils import resolve_device
+
 MANIFEST = "manifest.json"
 REQUIRED = ("model.pt", "cmvn.pt", "features.json", "tokens.txt", "lang.json")
 GRAPH = ("lexicon.txt", "words.txt", "TLG.fst")
@@ -112,12 +122,6 @@ class Recognizer:
         has a graph). device: auto (CUDA when available), cpu or cuda. onnx: run the
         network in onnxruntime (model.onnx); int8: in onnxruntime with int8 weights
         (model.int8.onnx; implies onnx). threads: intra-op threads (0: default)."""
-        import torch
-
-        from speechmoe.features import FeatureConfig, GlobalCMVN
-        from speechmoe.inference import load_model_for_inference
-        from speechmoe.lang.graph import read_tokens
-
         path = Path(path)
         manifest = verify_model_dir(path)
         has_graph = all((path / f).is_file() for f in GRAPH)
@@ -126,8 +130,7 @@ class Recognizer:
         if method == "wfst" and not has_graph:
             raise ModelDirError(f"{path}: no decoding graph ({', '.join(GRAPH)}); use "
                                 "method greedy or export with the graph")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         model, system = load_model_for_inference(path / "model.pt")
         model.to(device)
         session = None
@@ -142,7 +145,7 @@ class Recognizer:
             if threads:
                 opts.intra_op_num_threads = threads
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] \
-                if device == "cuda" else ["CPUExecutionProvider"]
+                if device.type == "cuda" else ["CPUExecutionProvider"]
             session = ort.InferenceSession(str(path / name), opts, providers=providers)
         cmvn = GlobalCMVN.load(path / "cmvn.pt")
         feats = FeatureConfig.load(path / "features.json")
@@ -150,8 +153,6 @@ class Recognizer:
         info = json.loads((path / "lang.json").read_text())
         decoder = None
         if method == "wfst":
-            from speechmoe.decode.wfst import WfstDecoder
-
             scale = acoustic_scale if acoustic_scale is not None else \
                 manifest.get("acoustic_scale", 1.0)
             decoder = WfstDecoder(path / "TLG.fst", path / "words.txt", beam=beam,
@@ -208,11 +209,6 @@ class Recognizer:
         return samples, len(samples) / self.features.sample_rate
 
     def _run(self, items: Sequence[tuple], out: dict) -> None:
-        import torch
-
-        from speechmoe.decode.greedy import ctc_greedy
-        from speechmoe.features import compute_features
-
         feats = [compute_features(s, self.features.sample_rate, self.features, self.cmvn)
                  for _, s, _ in items]
         lengths = torch.tensor([f.shape[0] for f in feats])
@@ -234,8 +230,6 @@ class Recognizer:
                            if t != 0 and (f == 0 or ids[f - 1] != t)]
                 words = [self.tokens[t] for t in ctc_greedy(lp)[0]]
             if self.decoder is None and self.lang_info.get("unit_type") == "bpe":
-                from speechmoe.lang.bpe import pieces_to_words
-
                 words = pieces_to_words(words)
             out[name] = Transcript(
                 name=name, text=self.join(words), words=words,

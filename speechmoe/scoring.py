@@ -16,6 +16,8 @@ from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from speechmoe.lang.tokenizer import scoring_tokens
+
 EPS = "*"
 
 
@@ -132,8 +134,6 @@ def read_text_file(path: Path) -> dict[str, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """python -m speechmoe.scoring REF HYP [--metric CER|WER] [--out-dir DIR]"""
     import argparse
-
-    from speechmoe.lang.tokenizer import scoring_tokens
 
     p = argparse.ArgumentParser(
         prog="python -m speechmoe.scoring",

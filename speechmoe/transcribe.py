@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from speechmoe.recognizer import AudioError, ModelDirError, Recognizer, read_audio
+
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph"}
 
 
@@ -74,8 +76,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from tqdm import tqdm
-
-    from speechmoe.recognizer import AudioError, ModelDirError, Recognizer, read_audio
 
     try:
         items = expand_inputs(args.inputs)

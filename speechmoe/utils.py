@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes and safe loading of torch files."""
+"""Small shared helpers: atomic writes, safe loading of torch files, the device to run on."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from speechmoe.faults import maybe_kill
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -25,8 +27,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_umask())  # mkstemp creates 0600
-        from speechmoe.faults import maybe_kill
-
         maybe_kill("save", path.name)
         os.replace(tmp, path)
     except BaseException:
@@ -89,3 +89,16 @@ def safe_torch_load(path: str | Path, what: str = "file", mmap: bool = False) ->
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: cannot load {what} safely (weights_only=True): {first}. "
                          "The file is truncated, corrupt, or not written by speechmoe.") from exc
+
+
+def resolve_device(device: str = "auto"):
+    """The torch.device a ``--device`` option names: "auto" is CUDA when there is a GPU,
+    else the CPU; asking for CUDA without one is an error, not a silent fallback."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was asked for, but CUDA is not available")
+    return dev

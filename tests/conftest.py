@@ -69,8 +69,9 @@ def tiny_corpus(tmp_path_factory):
 
     from speechmoe.data.fbank import compute_fbank
     from speechmoe.features import GlobalCMVN, add_deltas
-    from speechmoe.lang.graph import build_tlg, write_lexicon, write_tokens
-    from speechmoe.lang.ngram import estimate_kneser_ney
+    from speechmoe.lang.graph import build_tlg
+    from speechmoe.lang.kneser_ney import estimate_kneser_ney
+    from speechmoe.lang.symbols import write_lexicon, write_tokens
     from speechmoe.lang.units import build_lexicon, fixed_units
 
     root = tmp_path_factory.mktemp("tiny_corpus")

@@ -24,7 +24,7 @@ def bpe_lang(tmp_path_factory):
 
 
 def test_lang_dir_files(bpe_lang):
-    from speechmoe.lang.graph import read_lexicon, read_tokens
+    from speechmoe.lang.symbols import read_lexicon, read_tokens
 
     for f in ("bpe.model", "tokens.txt", "lexicon.txt", "lm.arpa", "words.txt", "TLG.fst",
               "lang.json"):

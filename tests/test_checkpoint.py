@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from speechmoe.train.checkpoint import average_checkpoints, latest_checkpoint, load_checkpoint, \
+from speechmoe.checkpoint import average_checkpoints, latest_checkpoint, load_checkpoint, \
     prune_step_checkpoints, save_checkpoint
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.decode.wfst import WfstDecoder, skip_blank_frames
-from speechmoe.lang import graph
+from speechmoe.lang import graph, symbols
 
 TOKENS = "<blk> 0\na 1\nb 2\nc 3\nd 4\ne 5\n"
 LEXICON = """ab a b
@@ -103,18 +103,18 @@ def test_disambiguation_symbols_follow_kaldi():
     lex = [("ab", ["a", "b"]), ("abc", ["a", "b", "c"]), ("ba", ["b", "a"]),
            ("bah", ["b", "a"]), ("baa", ["b", "a"]), ("cd", ["c", "d"]),
            ("cd", ["c", "d"]), ("x", ["a"])]
-    out, max_d = graph.add_disambig_symbols(lex)
+    out, max_d = symbols.add_disambig_symbols(lex)
     assert out == [("ab", ["a", "b", "#1"]), ("abc", ["a", "b", "c"]),
                    ("ba", ["b", "a", "#1"]), ("bah", ["b", "a", "#2"]),
                    ("baa", ["b", "a", "#3"]), ("cd", ["c", "d"]),  # exact duplicate dropped
                    ("x", ["a", "#1"])]  # prefix of ab / abc
     assert max_d == 3
-    assert graph.add_disambig_symbols({"a": ["a"], "b": ["b"]}) == ([("a", ["a"]), ("b", ["b"])], 0)
+    assert symbols.add_disambig_symbols({"a": ["a"], "b": ["b"]}) == ([("a", ["a"]), ("b", ["b"])], 0)
 
 
 def test_build_writes_words_and_graphs(lang):
     d, info = lang
-    words = graph.read_words(d / "words.txt")
+    words = symbols.read_words(d / "words.txt")
     assert words == {"<eps>": 0, "ab": 1, "abc": 2, "ba": 3, "bah": 4, "cd": 5, "dee": 6,
                      "eddy": 7, "#0": 8, "<s>": 9, "</s>": 10}
     for name in ("TLG.fst", "L_disambig.fst", "G.fst"):
@@ -166,6 +166,12 @@ def test_decode_batch_blank_skipping_and_scale(lang, decoder):
     assert fast.decode_batch(arrays) == expected
     scaled = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=0.5)
     assert scaled.decode_batch(arrays) == expected
+    # a scale per call, the decoder's own left alone (tuning decodes with one decoder)
+    lm_heavy = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=0.05)
+    for x in arrays:
+        assert decoder.decode(x, acoustic_scale=0.05) == lm_heavy.decode(x)
+        assert lm_heavy.decode(x, acoustic_scale=1.0) == decoder.decode(x)
+    assert decoder.acoustic_scale == 1.0 and lm_heavy.acoustic_scale == 0.05
     assert decoder.decode(np.zeros((0, 6), np.float32)) == []
     torch = pytest.importorskip("torch")
     assert decoder.decode(torch.from_numpy(arrays[0])) == expected[0]
@@ -267,14 +273,14 @@ def test_missing_or_bad_lang_files_are_named(tmp_path):
 
 
 def test_text_files_round_trip(tmp_path):
-    graph.write_tokens(["<blk>", "a", "b"], tmp_path / "tokens.txt")
-    assert graph.read_tokens(tmp_path / "tokens.txt") == {"<blk>": 0, "a": 1, "b": 2}
+    symbols.write_tokens(["<blk>", "a", "b"], tmp_path / "tokens.txt")
+    assert symbols.read_tokens(tmp_path / "tokens.txt") == {"<blk>": 0, "a": 1, "b": 2}
     lex = [("ab", ["a", "b"]), ("ab", ["b"]), ("中国", ["zhong1", "guo2"])]
-    graph.write_lexicon(lex, tmp_path / "lexicon.txt")
-    assert graph.read_lexicon(tmp_path / "lexicon.txt") == lex
+    symbols.write_lexicon(lex, tmp_path / "lexicon.txt")
+    assert symbols.read_lexicon(tmp_path / "lexicon.txt") == lex
     (tmp_path / "gap.txt").write_text("<blk> 0\na 2\n")
     with pytest.raises(ValueError, match="without gaps"):
-        graph.read_tokens(tmp_path / "gap.txt")
+        symbols.read_tokens(tmp_path / "gap.txt")
 
 
 def test_cli_builds_a_graph_the_decoder_reads(tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from helpers import load_script
 
-from speechmoe.lang.graph import read_lexicon, read_tokens, write_tokens
-from speechmoe.lang.units import (ARPABET, BLANK, character_entries, fixed_units,
+from speechmoe.lang.symbols import read_lexicon, read_tokens, write_tokens
+from speechmoe.lang.symbols import BLANK
+from speechmoe.lang.units import (ARPABET, character_entries, fixed_units,
                                   mandarin_pronunciation, open_vocabulary_lexicon,
                                   pypinyin_syllables, syllable_inventory)
 
@@ -83,7 +84,7 @@ def test_the_lexicon_and_lm_hold_every_character(lang):
     lexicon = read_lexicon(lang / "lang" / "lexicon.txt")
     words = {w for w, _ in lexicon}
     assert {"今天", "学校", "学", "校", "魑"} <= words
-    from speechmoe.lang.ngram import load_arpa
+    from speechmoe.lang.arpa import load_arpa
 
     arpa = load_arpa(lang / "lang" / "lm.arpa")
     # an unseen character has mass, more if the text uses it inside its words
@@ -108,7 +109,7 @@ def test_a_word_never_in_the_lm_text_decodes_character_by_character(lang):
 
 
 def test_lm_settings_change_rebuilds_the_lm_and_graph(lang):
-    from speechmoe.lang.ngram import load_arpa
+    from speechmoe.lang.arpa import load_arpa
 
     args = ["--lm-text", str(lang / "lm.txt"), "--out-dir", str(lang / "lang"),
             "--open-vocabulary", "freq"]

@@ -10,13 +10,9 @@ from collections import Counter
 import pytest
 
 import speechmoe.lang.arpa as arpa_module
-from speechmoe.lang.ngram import (
-    FALLBACK_DISCOUNTS,
-    NgramLM,
-    estimate_kneser_ney,
-    kneser_ney_discounts,
-    load_arpa,
-)
+from speechmoe.lang.arpa import load_arpa
+from speechmoe.lang.kneser_ney import (FALLBACK_DISCOUNTS, estimate_kneser_ney,
+                                       kneser_ney_discounts)
 
 LN10 = math.log(10.0)
 

@@ -350,7 +350,7 @@ def test_chain_decodes_words_the_lm_text_never_had(chain):
 
 
 def test_chain_tokens_are_the_fixed_inventory(chain, tmp_path):
-    from speechmoe.lang.graph import write_tokens
+    from speechmoe.lang.symbols import write_tokens
     from speechmoe.lang.units import fixed_units
 
     write_tokens(fixed_units(), tmp_path / "tokens.txt")

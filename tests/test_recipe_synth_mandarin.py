@@ -176,7 +176,7 @@ def test_results_and_trained_beats_untrained(recipe):
 
     import torch
 
-    from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
+    from speechmoe.checkpoint import load_checkpoint, save_checkpoint
     from speechmoe.inference import load_model_for_inference
 
     trained = next((recipe / "exp" / "moe_4e").glob("avg-*.pt"))
@@ -218,7 +218,7 @@ def test_every_utterance_is_scored_by_every_method_with_its_metric(recipe):
 def test_tokens_are_the_fixed_inventory(recipe, tmp_path):
     """tokens.txt is byte-identical in every syllable lang dir (the AISHELL-2 chain checks
     its own against the same bytes)."""
-    from speechmoe.lang.graph import write_tokens
+    from speechmoe.lang.symbols import write_tokens
     from speechmoe.lang.units import fixed_units
 
     write_tokens(fixed_units(), tmp_path / "tokens.txt")

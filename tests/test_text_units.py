@@ -2,7 +2,8 @@
 
 import pytest
 
-from speechmoe.lang.units import ARPABET, BLANK, build_lexicon, fixed_units, pronounce
+from speechmoe.lang.symbols import BLANK
+from speechmoe.lang.units import ARPABET, build_lexicon, fixed_units, pronounce
 from speechmoe.text import characters, normalize_sentence, normalize_words, split_segments
 
 
@@ -47,7 +48,7 @@ def test_lexicon_and_units():
 
 
 def test_tokenizer_policy(tmp_path):
-    from speechmoe.lang.graph import write_lexicon, write_tokens
+    from speechmoe.lang.symbols import write_lexicon, write_tokens
     from speechmoe.lang.tokenizer import LexiconTokenizer, OOVError, ctc_min_frames
 
     lex, _ = build_lexicon(["中国", "人民"])

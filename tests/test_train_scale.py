@@ -128,8 +128,8 @@ def test_an_embedding_network_nothing_reads_is_refused():
 def test_an_averaged_model_is_rebuilt_when_its_epochs_change(tmp_path):
     import os
 
-    from speechmoe.train.checkpoint import load_checkpoint, save_checkpoint
-    from speechmoe.inference import checkpoint_for_decoding
+    from speechmoe.checkpoint import load_checkpoint, save_checkpoint
+    from speechmoe.checkpoint import checkpoint_for_decoding
 
     def epoch(n, value):
         save_checkpoint(tmp_path / f"epoch-{n}.pt", model={"w": torch.full((2,), value)},

@@ -26,7 +26,15 @@ import argparse
 import statistics
 import time
 
+import torch
+
+from speechmoe.config import load_config
+from speechmoe.data.dataset import AsrDataset
 from speechmoe.data.tempo import wsola
+from speechmoe.features import FeatureConfig, GlobalCMVN, base_features
+from speechmoe.lang.tokenizer import LexiconTokenizer
+from speechmoe.losses import speechmoe_loss
+from speechmoe.model import build_model
 
 
 def _tempo_factor(cut):
@@ -51,10 +59,6 @@ class _OnTheFly:
         self.dataset, self.cfg = dataset, cfg
 
     def __getitem__(self, cuts):
-        import torch
-
-        from speechmoe.features import base_features
-
         class _Cut:  # what AsrDataset needs of a cut, with computed features
             def __init__(self, cut, feats):
                 self._cut, self._feats = cut, feats
@@ -96,15 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
-    import torch
     from lhotse import CutSet
 
-    from speechmoe.config import load_config
-    from speechmoe.data.dataset import AsrDataset
-    from speechmoe.features import FeatureConfig, GlobalCMVN
-    from speechmoe.lang.tokenizer import LexiconTokenizer
-    from speechmoe.losses import speechmoe_loss
-    from speechmoe.model import build_model
 
     torch.set_num_threads(args.threads)
     cfg = FeatureConfig.for_cmvn(args.cmvn)

@@ -25,12 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from speechmoe.config import load_config
+from speechmoe.inference import export_onnx, inference_module, quantize_onnx
+from speechmoe.info import FRAMES_PER_SECOND, measure_cost
+from speechmoe.model import build_model
+
 DEFAULT = ("egs/aishell2/conf/model/b1.yaml", "egs/aishell2/conf/model/moe_8e.yaml")
 
 
 def gemm_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
     """FLOP/s of an (m x k) @ (k x n) fp32 product on the current torch threads."""
-    import torch
 
     a, b = torch.randn(m, k), torch.randn(k, n)
     times = []
@@ -44,13 +51,7 @@ def gemm_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
 
 def run(configs, seconds: float = 10.0, threads: int = 1, repeats: int = 10,
         num_classes: int = 1585, onnx: bool = True, int8: bool = True) -> list[dict]:
-    import numpy as np
-    import torch
 
-    from speechmoe.config import load_config
-    from speechmoe.inference import export_onnx, inference_module, quantize_onnx
-    from speechmoe.info import FRAMES_PER_SECOND, measure_cost
-    from speechmoe.model import build_model
 
     torch.set_num_threads(threads)
     frames = round(seconds * FRAMES_PER_SECOND)
@@ -116,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if len(args.configs) != 2:
         p.error("give two configs (B1 first)")
-    import torch
 
     rows = run(args.configs, args.seconds, args.threads, args.repeats, onnx=not args.no_onnx,
                int8=not args.no_int8)

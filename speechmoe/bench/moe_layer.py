@@ -16,6 +16,10 @@ import argparse
 import statistics
 import time
 
+import torch
+
+from speechmoe.model.moe import MoELayer
+
 
 def _step(layer, x, mask) -> None:
     y, _ = layer(x, mask)
@@ -24,9 +28,7 @@ def _step(layer, x, mask) -> None:
 
 def run(experts: int = 8, frames: int = 8192, d_model: int = 512, hidden: int = 1024,
         threads: int = 2, repeats: int = 20, warmup: int = 3, seed: int = 0) -> dict:
-    import torch
 
-    from speechmoe.model.moe import MoELayer
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -67,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args(argv)
     r = run(args.experts, args.frames, args.d_model, args.hidden, args.threads, args.repeats)
-    import torch
 
     print(f"torch {torch.__version__}, fp32, {r['threads']} threads, {r['frames']} frames, "
           f"{r['d_model']} -> {r['hidden']} -> {r['d_model']}, forward + backward, "

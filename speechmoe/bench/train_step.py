@@ -27,17 +27,22 @@ import argparse
 import statistics
 import time
 
+import torch
+
+from speechmoe.config import load_config
+from speechmoe.info import FRAMES_PER_SECOND
+from speechmoe.losses import speechmoe_loss
+from speechmoe.model import build_model
+from speechmoe.utils import resolve_device
+
 
 def _sync(device) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def gemm_peak(device, dtype, size: int, repeats: int = 10) -> float:
     """FLOP/s of a (size x size) @ (size x size) product, the median of repeats."""
-    import torch
 
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -57,11 +62,7 @@ class System:
 
     def __init__(self, config: str, device, amp: str, batch_seconds: float,
                  utterances: int, num_classes: int, seed: int = 0):
-        import torch
 
-        from speechmoe.config import load_config
-        from speechmoe.info import FRAMES_PER_SECOND
-        from speechmoe.model import build_model
 
         torch.manual_seed(seed)
         self.cfg = load_config(config, overrides={"model": {"num_classes": num_classes}})
@@ -85,10 +86,6 @@ class System:
         self.target_lengths = torch.full((utterances,), labels, device=device)
 
     def step(self) -> None:
-        import torch
-
-        from speechmoe.losses import speechmoe_loss
-
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                             enabled=self.amp is not None):
@@ -123,11 +120,9 @@ class System:
 def run(configs: list[str], device: str = "auto", amp: str = "none",
         batch_seconds: float = 60.0, utterances: int = 12, repeats: int = 10,
         warmup: int = 3, threads: int = 2, num_classes: int = 1585) -> list[dict]:
-    import torch
 
     torch.set_num_threads(threads)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     systems = [System(c, dev, amp, batch_seconds, utterances, num_classes) for c in configs]
     flops = [s.count_flops() for s in systems]
     times: list[list[float]] = [[] for _ in systems]
@@ -168,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     args = p.parse_args(argv)
-    import torch
 
     rows = run(args.configs, args.device, args.amp, args.batch_seconds, args.utterances,
                args.repeats, threads=args.threads)

@@ -22,6 +22,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from speechmoe.data.rir import mix_noise
+from speechmoe.data.tempo import write_tempo_copy
+
 
 @dataclass(frozen=True)
 class SpecAugment:
@@ -96,8 +99,6 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
     """
     from lhotse import CutSet
 
-    from speechmoe.data.rir import mix_noise
-
     if not 0 <= rvb_prob <= 1 or not 0 <= noise_prob <= 1:
         raise ValueError(f"probabilities must be in [0, 1]: rvb {rvb_prob}, noise {noise_prob}")
     if rvb_prob > 0 and not rirs:
@@ -107,8 +108,6 @@ def augmented_copy(cuts, speeds: Sequence[float] = (1.0,), rirs: Sequence = (),
     from pathlib import Path
 
     from tqdm import tqdm
-
-    from speechmoe.data.tempo import write_tempo_copy
 
     speeds, tempos = list(speeds) or [1.0], list(tempos) or [1.0]
     stretch = any(t != 1.0 for t in tempos)

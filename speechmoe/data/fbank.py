@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,54 +21,29 @@ from speechmoe.features import FeatureConfig, base_features
 log = logging.getLogger("speechmoe")
 
 
-@dataclass
-class SpeechMoEFbankConfig:
-    sample_rate: int = 16000
-    num_mel_bins: int = 40
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    pitch: bool = False
-
-    def to_dict(self):
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(data):
-        return SpeechMoEFbankConfig(**data)
-
-    def feature_config(self) -> FeatureConfig:
-        return FeatureConfig(sample_rate=self.sample_rate, num_mel_bins=self.num_mel_bins,
-                             frame_length_ms=self.frame_length_ms,
-                             frame_shift_ms=self.frame_shift_ms, pitch=self.pitch)
-
-    @staticmethod
-    def from_feature_config(cfg: FeatureConfig) -> "SpeechMoEFbankConfig":
-        return SpeechMoEFbankConfig(sample_rate=cfg.sample_rate, num_mel_bins=cfg.num_mel_bins,
-                                    frame_length_ms=cfg.frame_length_ms,
-                                    frame_shift_ms=cfg.frame_shift_ms, pitch=cfg.pitch)
-
-
 def _extractor_class():
-    """lhotse FeatureExtractor around speechmoe.features.fbank (lhotse imported lazily)."""
+    """lhotse FeatureExtractor around speechmoe.features.base_features (lhotse imported
+    lazily). Its config is the toolkit's FeatureConfig itself, every field of it, so what
+    is stored is what training and decoding will assume."""
     from lhotse.features.base import FeatureExtractor, register_extractor
 
     @register_extractor
     class SpeechMoEFbank(FeatureExtractor):
         name = "speechmoe-fbank"
-        config_type = SpeechMoEFbankConfig
+        config_type = FeatureConfig
 
         def extract(self, samples, sampling_rate: int) -> np.ndarray:
             samples = np.asarray(samples, dtype=np.float32)
             if samples.ndim == 2:
                 samples = samples[0]
-            return base_features(samples, sampling_rate, self.config.feature_config()).numpy()
+            return base_features(samples, sampling_rate, self.config).numpy()
 
         @property
         def frame_shift(self) -> float:
             return self.config.frame_shift_ms / 1000
 
         def feature_dim(self, sampling_rate: int) -> int:
-            return self.config.feature_config().stored_dim
+            return self.config.stored_dim
 
     return SpeechMoEFbank
 
@@ -77,11 +51,11 @@ def _extractor_class():
 _EXTRACTOR = None
 
 
-def extractor(config: Optional[SpeechMoEFbankConfig] = None):
+def extractor(config: Optional[FeatureConfig] = None):
     global _EXTRACTOR
     if _EXTRACTOR is None:
         _EXTRACTOR = _extractor_class()
-    return _EXTRACTOR(config or SpeechMoEFbankConfig())
+    return _EXTRACTOR(config or FeatureConfig())
 
 
 def check_audio(cut, expected_rate: int) -> Optional[str]:
@@ -126,12 +100,12 @@ def _work(args) -> tuple[list, list[tuple[str, str, str]]]:
 
 
 def compute_fbank(cuts, out_dir: Path, name: str, num_jobs: int = 2,
-                  config: Optional[SpeechMoEFbankConfig] = None):
+                  config: Optional[FeatureConfig] = None):
     """Compute and store fbank for `cuts`; return (cuts with features, [(id, file, reason)])."""
     from lhotse import CutSet
     from tqdm import tqdm
 
-    config = config or SpeechMoEFbankConfig()
+    config = config or FeatureConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     cuts = list(cuts)
     num_jobs = max(1, min(num_jobs, len(cuts)))

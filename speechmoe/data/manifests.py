@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from speechmoe.text import CJK
+from speechmoe.data.audio import probe_recording
+from speechmoe.text import CJK, normalize_sentence
 
 # --------------------------------------------------------------------------- transcripts
 
@@ -46,8 +47,6 @@ def normalize_mandarin(text: str, english_case: str = "upper") -> Normalized:
     letter of another script) makes the transcript unusable: it would have to be
     spoken, and we cannot say how.
     """
-    from speechmoe.text import normalize_sentence
-
     text = unicodedata.normalize("NFKC", text)
     words: list[str] = []
     for tok in _MIXED_TOKEN.findall(text):
@@ -206,8 +205,6 @@ def probe_audio(path_or_cmd: str, recording_id: str, sample_rate: Optional[int] 
     """A wav.scp entry (a file, or a command ending in '|') -> (Recording, None) or
     (None, reason). Files go through speechmoe.data.audio.probe_recording; a command
     is run once, its output read as audio."""
-    from speechmoe.data.audio import probe_recording
-
     entry = path_or_cmd.strip()
     if not entry.endswith("|"):
         return probe_recording(entry, recording_id, sample_rate)

@@ -1,12 +1,18 @@
 """CTC log-posteriors of a set of cuts with stored features, batch by batch.
 
 Used by the decoding stage (local/decode.py) and the LM comparison
-(local/compare_lms.py). torch and lhotse are imported by the function.
+(local/compare_lms.py); lhotse is imported when a sampler is made.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
+
+import torch
+
+from speechmoe.data.dataset import AsrDataset
+from speechmoe.data.sampling import make_sampler
+from speechmoe.features import FeatureConfig
 
 
 def posteriors(model, cuts, cmvn, max_duration: float, device=None,
@@ -16,15 +22,8 @@ def posteriors(model, cuts, cmvn, max_duration: float, device=None,
     are; ``feature_config``: the stored features' FeatureConfig, default plain fbank).
     A cut whose features cannot be read is left out by the dataset with a warning;
     the scoring stage then names it."""
-    import torch
-
-    from speechmoe.data.dataset import AsrDataset
-    from speechmoe.train.trainer import make_sampler
-
     if device is None:
         device = next(model.parameters()).device
-    from speechmoe.features import FeatureConfig
-
     dataset = AsrDataset(cmvn, feature_config=feature_config or FeatureConfig())
     sampler = make_sampler(cuts, max_duration, num_buckets=5, shuffle=False)
     with torch.no_grad():

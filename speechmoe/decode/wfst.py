@@ -35,6 +35,9 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from speechmoe.lang.graph import max_ilabel
+from speechmoe.lang.symbols import read_words
+
 log = logging.getLogger(__name__)
 
 Words = Union[Mapping[int, str], str, Path]
@@ -42,8 +45,6 @@ Words = Union[Mapping[int, str], str, Path]
 
 def _load_words(words: Words) -> dict[int, str]:
     if isinstance(words, (str, Path)):
-        from speechmoe.lang.graph import read_words
-
         return {i: w for w, i in read_words(words).items()}
     return {int(i): str(w) for i, w in words.items()}
 
@@ -79,7 +80,9 @@ class WfstDecoder:
         (``make_token_graph``) pass {token id: token}.
       beam: search beam (cost units, natural log).
       max_active, min_active: bounds on the number of active states per frame.
-      acoustic_scale: multiplies the log-posteriors before the search.
+      acoustic_scale: multiplies the log-posteriors before the search; the default of
+        every decode call, which can pass its own (tuning decodes one utterance at
+        several scales with one decoder: speechmoe/decode/tuning.py).
       blank_skip_threshold: None (off) or a probability; see the module doc.
       blank: the blank's column (0).
 
@@ -122,22 +125,21 @@ class WfstDecoder:
     def max_ilabel(self) -> int:
         """The largest input label of the graph (= the number of columns it reads)."""
         if self._max_ilabel is None:
-            from speechmoe.lang.graph import max_ilabel
-
             self._max_ilabel = max_ilabel(self.graph)
         return self._max_ilabel
 
-    def decode_ids(self, log_probs) -> list[int]:
+    def decode_ids(self, log_probs, acoustic_scale: Optional[float] = None) -> list[int]:
         """(T, C) natural-log CTC posteriors of one utterance -> word ids."""
-        return self._search(log_probs)[0]
+        return self._search(log_probs, acoustic_scale)[0]
 
-    def decode_aligned(self, log_probs) -> tuple[list[str], list[tuple[int, int]]]:
+    def decode_aligned(self, log_probs, acoustic_scale: Optional[float] = None
+                       ) -> tuple[list[str], list[tuple[int, int]]]:
         """Words and the CTC alignment of the best path: (token id, frame) for every token
         it emits, the frame being where the token's run of frames starts (frames of
         ``log_probs``, blank skipping undone). On a graph with the compact CTC topology a
         token that follows itself without a blank (which only that topology allows) shows
         here as one token."""
-        ids, frame_tokens, frames = self._search(log_probs)
+        ids, frame_tokens, frames = self._search(log_probs, acoustic_scale)
         tokens = []
         prev = self.blank
         for frame, tok in zip(frames, frame_tokens):
@@ -146,8 +148,10 @@ class WfstDecoder:
             prev = tok
         return [self.words[i] for i in ids], tokens
 
-    def _search(self, log_probs) -> tuple[list[int], list[int], np.ndarray]:
+    def _search(self, log_probs, acoustic_scale: Optional[float] = None
+                ) -> tuple[list[int], list[int], np.ndarray]:
         """(word ids, token id of every decoded frame, the frames' indices in log_probs)."""
+        scale = self.acoustic_scale if acoustic_scale is None else float(acoustic_scale)
         import kaldi_decoder
         import kaldifst
 
@@ -164,8 +168,8 @@ class WfstDecoder:
         if self.blank_skip_threshold is not None:
             keep = skip_blank_mask(x, self.blank_skip_threshold, self.blank)
             x, frames = x[keep], frames[keep]
-        if self.acoustic_scale != 1.0:
-            x = x * np.float32(self.acoustic_scale)
+        if scale != 1.0:
+            x = x * np.float32(scale)
         self._decoder.decode(kaldi_decoder.DecodableCtc(x))
         ok, best = self._decoder.get_best_path()
         if ok and not self._decoder.reached_final():
@@ -179,10 +183,11 @@ class WfstDecoder:
         # one non-epsilon input label (token id + 1) per decoded frame
         return list(olabels), [i - 1 for i in ilabels], frames[:len(ilabels)]
 
-    def decode(self, log_probs) -> list[str]:
-        """(T, C) natural-log CTC posteriors of one utterance -> words."""
+    def decode(self, log_probs, acoustic_scale: Optional[float] = None) -> list[str]:
+        """(T, C) natural-log CTC posteriors of one utterance -> words, searched at
+        ``acoustic_scale`` (default: the decoder's own)."""
         out = []
-        for i in self.decode_ids(log_probs):
+        for i in self.decode_ids(log_probs, acoustic_scale):
             try:
                 out.append(self.words[i])
             except KeyError:

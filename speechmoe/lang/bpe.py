@@ -25,7 +25,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from speechmoe.lang.units import BLANK
+from speechmoe.lang.symbols import BLANK, RESERVED_WORDS, is_disambig
 
 MODEL_NAME = "bpe.model"
 WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
@@ -93,8 +93,6 @@ def pieces_to_words(pieces: Sequence[str]) -> list[str]:
 
 def bpe_tokens(model: BpeModel) -> list[str]:
     """The token inventory in id order: <blk> in place of <unk>, then the pieces."""
-    from speechmoe.lang.graph import RESERVED_WORDS, is_disambig
-
     pieces = model.pieces()
     bad = [p for p in pieces[1:] if is_disambig(p) or p in RESERVED_WORDS or p == BLANK]
     if bad:

@@ -57,14 +57,11 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
-# The lang dir's text files live in speechmoe.lang.symbols; imported here so that the
-# graph code and its callers have one place to import from.
-from speechmoe.lang.symbols import (BLANK, BOS, EOS, EPS, RESERVED_WORDS,  # noqa: F401
-                                    WORD_DISAMBIG, Lexicon, LexiconLike, _entries,
-                                    _temp_name, add_disambig_symbols, is_disambig,
+from speechmoe.lang.symbols import (BOS, EOS, RESERVED_WORDS, WORD_DISAMBIG, LexiconLike,
+                                    add_disambig_symbols, is_disambig, lexicon_entries,
                                     make_words_table, num_real_tokens, read_lexicon,
-                                    read_tokens, read_words, with_disambig_tokens,
-                                    write_lexicon, write_tokens, write_words)
+                                    read_tokens, read_words, with_disambig_tokens, write_words)
+from speechmoe.utils import temp_name
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +211,7 @@ def make_lexicon_fst(lexicon: LexiconLike, tokens: Mapping[str, int],
     loop = fst.add_state()
     fst.start = loop
     fst.set_final(loop, 0.0)
-    for w, pron in _entries(lexicon):
+    for w, pron in lexicon_entries(lexicon):
         if w not in words:
             raise ValueError(f"word {w!r} is not in the word table")
         if not pron:
@@ -289,7 +286,7 @@ def _write_fst(fst, path: Union[str, Path]) -> None:
     """Write an FST atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
+    tmp = temp_name(path)
     try:
         if not fst.write(str(tmp)):
             raise OSError(f"cannot write FST to {tmp}")

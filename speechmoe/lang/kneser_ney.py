@@ -44,6 +44,9 @@ import math
 import time
 from typing import Iterable, Mapping, Sequence
 
+from speechmoe.lang.arpa import write_arpa
+from speechmoe.lang.prune import entropy_prune
+
 log = logging.getLogger(__name__)
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -269,8 +272,6 @@ def estimate_kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3,
 
     # ---- relative-entropy pruning, highest order first ----------------------------------------
     if prune_threshold > 0.0 and order >= 2:
-        from speechmoe.lang.prune import entropy_prune
-
         entropy_prune(levels, prune_threshold)
 
     # ---- final backoff weights: exactly 1 where an entry has no kept continuation ---------
@@ -347,6 +348,4 @@ class NgramLM:
 
     def write_arpa(self, path) -> None:
         """Write the model in ARPA format: ``speechmoe.lang.arpa.write_arpa``."""
-        from speechmoe.lang.arpa import write_arpa
-
         write_arpa(self, path)

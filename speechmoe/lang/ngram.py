@@ -1,9 +1,9 @@
-"""Word n-gram language models: the command line, and one import place for the pieces.
+"""Word n-gram language models: the command line.
 
     python -m speechmoe.lang.ngram --order 5 [--cutoffs 0,1,2] [--prune 1e-8] [--no-unk] \\
         TEXT_FILE OUT.arpa
 
-Where each piece lives:
+Import each piece from where it lives:
   Kneser-Ney estimation, count cutoffs   speechmoe.lang.kneser_ney.estimate_kneser_ney
   relative-entropy pruning               speechmoe.lang.prune.entropy_prune
   the ARPA writer / reader               speechmoe.lang.arpa.write_arpa / load_arpa
@@ -17,10 +17,7 @@ import sys
 import time
 from typing import Sequence
 
-from speechmoe.lang.arpa import ArpaLM, load_arpa, write_arpa  # noqa: F401
-from speechmoe.lang.kneser_ney import (BOS, EOS, FALLBACK_DISCOUNTS, UNK,  # noqa: F401
-                                       NgramLM, estimate_kneser_ney, kneser_ney_discounts)
-from speechmoe.lang.prune import entropy_prune  # noqa: F401
+from speechmoe.lang.kneser_ney import estimate_kneser_ney
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
-from speechmoe.utils import atomic_write_text, temp_name as _temp_name  # noqa: F401
+from speechmoe.utils import atomic_write_text
 
 BLANK = "<blk>"
 EPS = "<eps>"
@@ -110,7 +110,7 @@ def write_words(words: Mapping[str, int], path: Union[str, Path]) -> None:
     _write_symbol_table(words, path)
 
 
-def _entries(lexicon: LexiconLike) -> Lexicon:
+def lexicon_entries(lexicon: LexiconLike) -> Lexicon:
     """Accept [(word, [tokens])] or {word: [tokens]}; return a list of (word, list)."""
     items = lexicon.items() if isinstance(lexicon, Mapping) else lexicon
     return [(w, list(p)) for w, p in items]
@@ -131,7 +131,7 @@ def read_lexicon(path: Union[str, Path]) -> Lexicon:
 def write_lexicon(lexicon: LexiconLike, path: Union[str, Path]) -> None:
     """Write lexicon.txt ("word tok1 tok2 ..." per line)."""
     lines = []
-    for w, pron in _entries(lexicon):
+    for w, pron in lexicon_entries(lexicon):
         if not pron:
             raise ValueError(f"word {w!r} has an empty pronunciation")
         lines.append(" ".join([w, *pron]) + "\n")
@@ -154,7 +154,7 @@ def add_disambig_symbols(lexicon: LexiconLike) -> tuple[Lexicon, int]:
     """
     entries: Lexicon = []
     seen = set()
-    for w, pron in _entries(lexicon):
+    for w, pron in lexicon_entries(lexicon):
         if not pron:
             raise ValueError(f"word {w!r} has an empty pronunciation")
         if any(is_disambig(t) for t in pron):
@@ -203,7 +203,7 @@ def with_disambig_tokens(tokens: Mapping[str, int], max_disambig: int) -> dict[s
 
 def make_words_table(lexicon: LexiconLike) -> dict[str, int]:
     """<eps> 0, the lexicon's words in sorted order, then #0, <s>, </s>."""
-    vocab = sorted({w for w, _ in _entries(lexicon)})
+    vocab = sorted({w for w, _ in lexicon_entries(lexicon)})
     bad = [w for w in vocab if w in RESERVED_WORDS or is_disambig(w)]
     if bad:
         raise ValueError(f"reserved symbols used as words in the lexicon: {bad}")

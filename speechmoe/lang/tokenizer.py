@@ -20,6 +20,10 @@ import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from speechmoe.lang.units import pronounce as pronounce_syllables
+from speechmoe.lang.bpe import MODEL_NAME, BpeModel, pieces_to_words
+from speechmoe.lang.symbols import BLANK, is_disambig, read_lexicon, read_tokens
+
 UNIT_TYPES = ("syllable", "bpe")
 METRICS = ("CER", "WER")
 LANG_INFO = "lang.json"
@@ -70,8 +74,6 @@ class OOVError(ValueError):
 class LexiconTokenizer:
     def __init__(self, lang_dir: str | Path,
                  pronounce: Optional[Callable[[str], Optional[list[str]]]] = None):
-        from speechmoe.lang.graph import BLANK, is_disambig, read_lexicon, read_tokens
-
         lang_dir = Path(lang_dir)
         tokens = read_tokens(lang_dir / "tokens.txt")
         self.token_to_id = {t: i for t, i in tokens.items() if not is_disambig(t)}
@@ -84,11 +86,9 @@ class LexiconTokenizer:
         self.info = read_lang_info(lang_dir)
         if pronounce is None:
             if self.info["unit_type"] == "bpe":
-                from speechmoe.lang.bpe import MODEL_NAME, BpeModel
-
                 pronounce = BpeModel(lang_dir / MODEL_NAME)
             else:
-                from speechmoe.lang.units import pronounce
+                pronounce = pronounce_syllables
         self.pronounce = pronounce
 
     @property
@@ -127,14 +127,10 @@ class BpeTokenizer(LexiconTokenizer):
     """The tokenizer of a BPE lang dir: pieces from bpe.model, greedy output back to words."""
 
     def __init__(self, lang_dir: str | Path):
-        from speechmoe.lang.bpe import MODEL_NAME, BpeModel
-
         super().__init__(lang_dir, pronounce=BpeModel(Path(lang_dir) / MODEL_NAME))
 
     @staticmethod
     def words_from_units(units: Sequence[str]) -> list[str]:
-        from speechmoe.lang.bpe import pieces_to_words
-
         return pieces_to_words(units)
 
 

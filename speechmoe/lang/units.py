@@ -31,7 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-BLANK = "<blk>"
+from speechmoe.lang.symbols import BLANK
+
 ARPABET = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH "
            "T TH UH UW V W Y Z ZH").split()
 SYLLABLES_FILE = Path(__file__).with_name("syllables.txt")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from speechmoe.utils import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -39,9 +41,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but CUDA is not available")
+    use_cuda = resolve_device(device).type == "cuda"
     dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

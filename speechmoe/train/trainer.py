@@ -19,15 +19,20 @@ from typing import Optional
 
 import torch
 
+from speechmoe.checkpoint import latest_checkpoint, load_checkpoint, prune_step_checkpoints, \
+    save_checkpoint
 from speechmoe.config import SystemConfig, load_config
+from speechmoe.data.augment import SpecAugment
+from speechmoe.data.dataset import AsrDataset, filter_trainable
+from speechmoe.data.sampling import make_loader, make_sampler
+from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.errors import NonFiniteLossError  # noqa: F401  (raised here; tests name it)
 from speechmoe.faults import maybe_kill
-from speechmoe.data.augment import SpecAugment
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN
-from speechmoe.losses import speechmoe_loss
+from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.logs import setup_logger
-from speechmoe.train.checkpoint import latest_checkpoint, load_checkpoint, \
-    prune_step_checkpoints, save_checkpoint
+from speechmoe.losses import speechmoe_loss
+from speechmoe.model import build_model
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train.routing_stats import RoutingTracker
 
@@ -105,37 +110,11 @@ def build_system(params: TrainParams, vocab_size: int,
     return load_config(params.model_config, overrides=overrides)
 
 
-def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int = 0,
-                 world_size: int = 1, rank: int = 0):
-    """lhotse's DynamicBucketingSampler over an in-memory CutSet (each rank its own batches)."""
-    import warnings
-
-    from lhotse.dataset import DynamicBucketingSampler
-
-    with warnings.catch_warnings():  # it suggests lazy manifests; ours fit in memory
-        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
-        # lhotse needs at least as many cuts as buckets
-        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle,
-                                       num_buckets=max(1, min(num_buckets, len(cuts))),
-                                       seed=seed, drop_last=False, world_size=world_size,
-                                       rank=rank)
-
-
-def make_loader(sampler, dataset, num_workers: int):
-    # Persistent workers: starting a worker (and pickling the dataset to it) every epoch
-    # costs more than a small epoch itself.
-    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
-                                       num_workers=num_workers,
-                                       persistent_workers=num_workers > 0)
-
-
 @torch.no_grad()
 def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) -> dict:
     """Dev-set CTC loss (per output frame, whatever loss.normalization trains with, so that
     systems compare) and greedy token error rate."""
     import kaldialign
-
-    from speechmoe.decode.greedy import ctc_greedy
 
     model.eval()
     tot_loss = tot_frames = errs = ref_len = 0.0
@@ -173,10 +152,6 @@ class Trainer:
     def __init__(self, params: TrainParams):
         from lhotse import CutSet
         from torch.utils.tensorboard import SummaryWriter
-
-        from speechmoe.data.dataset import AsrDataset, filter_trainable
-        from speechmoe.lang.tokenizer import LexiconTokenizer
-        from speechmoe.model import build_model
 
         check_params(params)
         self.params = params

@@ -1,14 +1,19 @@
 """Checkpoints: atomic saves, safe loads, resume discovery, averaging.
 
+Training writes them (speechmoe.train) and everything that loads a model reads them
+(decoding, export, the recognizer), so they live outside both.
+
 Files in the experiment directory:
   epoch-N.pt         written when epoch N is finished
   checkpoint-S.pt    written every `save_every_n` steps inside an epoch (S = global step)
+  avg-N-K.pt         the average of epochs N-K+1 .. N that decoding and export use
 Every file is written to a temporary name and renamed, so a killed run leaves
 only complete checkpoints; all are loaded with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Optional
@@ -16,6 +21,8 @@ from typing import Optional
 import torch
 
 from speechmoe.utils import atomic_torch_save, safe_torch_load
+
+log = logging.getLogger("speechmoe")
 
 REQUIRED_KEYS = ("model", "epoch", "step", "params", "model_config")
 _EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
@@ -102,3 +109,33 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
         else:
             avg[key] = last
     return avg
+
+
+def checkpoint_for_decoding(exp_dir: Path, epoch: int, avg: int) -> Path:
+    """Average epochs epoch-avg+1 .. epoch into exp_dir/avg-<epoch>-<avg>.pt (once)."""
+    epochs = epoch_checkpoints(exp_dir)
+    if not epochs:
+        raise FileNotFoundError(f"{exp_dir}: no epoch-N.pt checkpoints (train first)")
+    epoch = epoch if epoch > 0 else max(epochs)
+    if epoch not in epochs:
+        raise FileNotFoundError(f"{exp_dir}/epoch-{epoch}.pt not found; have {sorted(epochs)}")
+    chosen = [epochs[e] for e in range(max(1, epoch - avg + 1), epoch + 1) if e in epochs]
+    out = exp_dir / f"avg-{epoch}-{len(chosen)}.pt"
+    sources = [source_fingerprint(p) for p in chosen]
+    if out.is_file():
+        if load_checkpoint(out, mmap=True).get("sources") == sources:
+            return out
+        log.info("%s: its epoch checkpoints changed since it was averaged (retrained?): "
+                 "averaging again", out)
+    last = load_checkpoint(chosen[-1])
+    save_checkpoint(out, model=average_checkpoints(chosen), epoch=last["epoch"],
+                    step=last["step"], params=last["params"],
+                    model_config=last["model_config"],
+                    averaged=[p.name for p in chosen], sources=sources)
+    return out
+
+
+def source_fingerprint(path: Path) -> list:
+    """[name, size, mtime in ns] of a checkpoint: a rewritten file changes it."""
+    st = Path(path).stat()
+    return [Path(path).name, st.st_size, st.st_mtime_ns]

@@ -1,0 +1,34 @@
+"""Batches of cuts: the duration-bucketed sampler and the loader over it.
+
+Training (shuffled, one share per rank) and decoding (in order) draw their batches
+here, so both see the same bucketing; lhotse keeps its samplers beside its datasets
+for the same reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int = 0,
+                 world_size: int = 1, rank: int = 0):
+    """lhotse's DynamicBucketingSampler over an in-memory CutSet (each rank its own batches)."""
+    from lhotse.dataset import DynamicBucketingSampler
+
+    with warnings.catch_warnings():  # it suggests lazy manifests; ours fit in memory
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        # lhotse needs at least as many cuts as buckets
+        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle,
+                                       num_buckets=max(1, min(num_buckets, len(cuts))),
+                                       seed=seed, drop_last=False, world_size=world_size,
+                                       rank=rank)
+
+
+def make_loader(sampler, dataset, num_workers: int):
+    # Persistent workers: starting a worker (and pickling the dataset to it) every epoch
+    # costs more than a small epoch itself.
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
+                                       num_workers=num_workers,
+                                       persistent_workers=num_workers > 0)
