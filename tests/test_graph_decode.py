@@ -166,12 +166,16 @@ def test_decode_batch_blank_skipping_and_scale(lang, decoder):
     assert fast.decode_batch(arrays) == expected
     scaled = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=0.5)
     assert scaled.decode_batch(arrays) == expected
-    # a scale per call, the decoder's own left alone (tuning decodes with one decoder)
-    lm_heavy = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=0.05)
-    for x in arrays:
-        assert decoder.decode(x, acoustic_scale=0.05) == lm_heavy.decode(x)
-        assert lm_heavy.decode(x, acoustic_scale=1.0) == decoder.decode(x)
-    assert decoder.acoustic_scale == 1.0 and lm_heavy.acoustic_scale == 0.05
+    # A scale per call, the decoder's own left alone (tuning decodes with one decoder).
+    # "a b c" spelled clearly: at scale 1 the acoustics win (abc); at 0.2 the LM's
+    # preference for ab (log10 -0.7 against -0.8) outweighs the c frames.
+    abc = spell("a b c".split())
+    lm_heavy = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=0.2)
+    assert decoder.decode(abc) == ["abc"] and lm_heavy.decode(abc) == ["ab"]
+    assert decoder.decode(abc, acoustic_scale=0.2) == ["ab"]
+    assert lm_heavy.decode(abc, acoustic_scale=1.0) == ["abc"]
+    assert lm_heavy.decode_aligned(abc, acoustic_scale=1.0)[0] == ["abc"]
+    assert decoder.acoustic_scale == 1.0 and lm_heavy.acoustic_scale == 0.2
     assert decoder.decode(np.zeros((0, 6), np.float32)) == []
     torch = pytest.importorskip("torch")
     assert decoder.decode(torch.from_numpy(arrays[0])) == expected[0]
