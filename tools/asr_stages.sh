@@ -19,69 +19,34 @@
 #   7  export (optional, not in 0-6): $exp_dir/export/, a self-contained model directory
 #      for speechmoe-transcribe and speechmoe.recognizer.Recognizer
 #
-# Variables the recipe sets before sourcing (with these meanings):
-#   stage stop_stage nj data exp train_set dev_set test_sets degrade_sets
-#   num_rirs heldout_rirs rvb_fraction lm_text lm_order lm_cutoffs lm_prune
-#   model model_overrides num_epochs max_duration lr warmup_steps save_every_n
-#   avg beam max_active acoustic_scales
-# and optionally, for data-parallel training (torchrun; NCCL on GPUs, gloo on CPU):
-#   world_size      processes on this machine (GPUs; default 1 = no torchrun)
-#   torchrun_args   multi-node rendezvous, e.g. "--nnodes 2 --node-rank 0
-#                   --rdzv-backend c10d --rdzv-endpoint host0:29500" (run on every node)
-# and optionally (defaults in brackets):
-#   unit_type [syllable]: syllable (Mandarin) or bpe (sentencepiece, any language)
-#   bpe_vocab_size [500]: pieces of the BPE model (unit_type=bpe)
-#   open_vocabulary [uniform]: syllable units: every CJK character is a one-character word of
-#                   the lexicon and the LM, the LM's unigram floor spread evenly (uniform)
-#                   or by character frequency (freq); off: the LM text's words only
-#   char_weight [1.0]: open vocabulary: a character's share of the LM's unigram floor
-#                   relative to a word's (<= 1)
-#   ctc_topology [compact]: T of TLG: compact (O(N) arcs, a 4x faster search on the
-#                   embedded recipe, same dev CER) or standard (exact CTC, N^2 arcs)
-#   tone_sandhi [false]: syllable units: the lexicon also holds each word as said under 3-3
-#                   tone sandhi (training labels keep citation tones)
-#   num_workers [train.py's default]: DataLoader worker processes of training
-#   amp [none]: mixed precision of training: bf16, fp16 or none (GPUs)
-#   accum_grad [1]: batches accumulated into one update
-#   pitch [false]: append 2 pitch features (voicing, log F0) to the fbank (Kaldi's +pitch)
-#   aug_copies [0]: augmented copies of $train_set added to training ($train_set_aug), each
-#                   cut with a speed factor drawn from speed_perturb [0.9,1.0,1.1], then a tempo
-#                   factor (pitch kept; WSOLA, audio stored under data/wav/) from tempo_perturb
-#                   [1.0], a training
-#                   RIR with probability rvb_prob [0.5] and a training noise with probability
-#                   noise_prob [0.5] at an SNR in noise_snr [0,20] dB; the noise is synthetic
-#                   (babble, music, hum, blue, band-pass: never test_spon's white / pink /
-#                   brown) or, with noise_dir ["", e.g. "/data/musan/noise /data/musan/music"],
-#                   the recordings under those directories
-#   tune_sets [$dev_set]: the sets WFST decoding's acoustic scale is chosen on (stage 5),
-#                   their errors pooled; every one gets features in stage 2
-#   dev_degrade_sets [""]: sets made in stage 1 from <set>_dry with training RIRs and
-#                   training noise at 5-20 dB (the recipe's stage 0 writes <set>_dry)
-#   spec_augment [false]: SpecAugment masks on the training batches; sizes spec_freq_masks,
-#                   spec_freq_width, spec_time_masks, spec_time_width, spec_time_fraction
-#                   (train.py's defaults unless set)
+# The variables they read, their defaults and meanings: tools/asr_defaults.sh, which
+# run.sh sources first (then its own values, then tools/parse_options.sh, then stage 0).
+# A recipe never repeats a default: it sets only what its corpus needs differently.
 
 log() { echo "$(date '+%F %T') [$(basename "$0")] $*"; }
 die() { echo "$(date '+%F %T') [$(basename "$0")] error: $*" >&2; exit 1; }
 
+declare -F asr_options > /dev/null || die "run.sh must source tools/asr_defaults.sh first"
+
 speechmoe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 local_dir=$speechmoe_root/local
+lm_text=$data/text/lm_text.txt  # written by stage 0
 exp_dir=$exp/$model
 train_sets="$train_set"
 [ "$rvb_fraction" != 0 ] && train_sets="$train_sets ${train_set}_rvb"
-[ "${aug_copies:-0}" != 0 ] && train_sets="$train_sets ${train_set}_aug"
+[ "$aug_copies" != 0 ] && train_sets="$train_sets ${train_set}_aug"
 tune_sets=${tune_sets:-$dev_set}
 all_sets=$(echo $train_sets $dev_set $tune_sets $test_sets | tr ' ' '\n' | awk '!seen[$0]++' | xargs)
 
 # The training noise (synthetic kinds, or the recordings under $noise_dir), made once.
 make_train_noise() {
   if [ ! -f "$data/rir/noise_train.jsonl.gz" ] || \
-     [ "$(cat "$data/rir/.noise_train.opts" 2>/dev/null)" != "${noise_dir:-}" ]; then
+     [ "$(cat "$data/rir/.noise_train.opts" 2>/dev/null)" != "$noise_dir" ]; then
     # shellcheck disable=SC2086
     python "$local_dir/simulate_rir.py" train-noise --out-dir "$data/rir" \
       --speech "$data/manifests/cuts_${train_set}.jsonl.gz" \
       ${noise_dir:+--noise-dir $noise_dir} || die "training noise failed"
-    echo "${noise_dir:-}" > "$data/rir/.noise_train.opts"
+    echo "$noise_dir" > "$data/rir/.noise_train.opts"
   fi
 }
 
@@ -104,19 +69,19 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       --fraction "$rvb_fraction" --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
       --cuts-out "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" || die "reverberation failed"
   fi
-  if [ "${aug_copies:-0}" != 0 ]; then
+  if [ "$aug_copies" != 0 ]; then
     aug_out=$data/manifests/cuts_${train_set}_aug.jsonl.gz
-    aug_opts="copies=${aug_copies} speeds=${speed_perturb:-0.9,1.0,1.1} rvb=${rvb_prob:-0.5} noise=${noise_prob:-0.5} snr=${noise_snr:-0,20} dir=${noise_dir:-}"
-    [ "${tempo_perturb:-1.0}" != 1.0 ] && aug_opts="$aug_opts tempos=$tempo_perturb"
+    aug_opts="copies=${aug_copies} speeds=${speed_perturb} rvb=${rvb_prob} noise=${noise_prob} snr=${noise_snr} dir=${noise_dir}"
+    [ "$tempo_perturb" != 1.0 ] && aug_opts="$aug_opts tempos=$tempo_perturb"
     # redo the copy (and its features) when its options change
     if [ ! -f "$aug_out" ] || [ "$(cat "$data/manifests/.${train_set}_aug.opts" 2>/dev/null)" != "$aug_opts" ]; then
       make_train_noise
       python "$local_dir/simulate_rir.py" augment --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
-        --cuts-out "$aug_out" --copies "$aug_copies" --speeds "${speed_perturb:-0.9,1.0,1.1}" \
-        --tempos "${tempo_perturb:-1.0}" --audio-dir "$data/wav/${train_set}_aug_tempo" \
-        --rirs "$data/rir/rirs_train.jsonl.gz" --rvb-prob "${rvb_prob:-0.5}" \
-        --noise "$data/rir/noise_train.jsonl.gz" --noise-prob "${noise_prob:-0.5}" \
-        --snr "${noise_snr:-0,20}" || die "augmentation failed"
+        --cuts-out "$aug_out" --copies "$aug_copies" --speeds "$speed_perturb" \
+        --tempos "$tempo_perturb" --audio-dir "$data/wav/${train_set}_aug_tempo" \
+        --rirs "$data/rir/rirs_train.jsonl.gz" --rvb-prob "$rvb_prob" \
+        --noise "$data/rir/noise_train.jsonl.gz" --noise-prob "$noise_prob" \
+        --snr "$noise_snr" || die "augmentation failed"
       echo "$aug_opts" > "$data/manifests/.${train_set}_aug.opts"
       rm -f "$data/fbank/.${train_set}_aug.done" "$data/fbank/cmvn.pt"
     fi
@@ -124,7 +89,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   for s in $degrade_sets; do
     degrade "$s" "$data/rir/rirs_heldout.jsonl.gz" "$data/rir/noise.jsonl.gz" 1
   done
-  for s in ${dev_degrade_sets:-}; do
+  for s in $dev_degrade_sets; do
     [ -f "$data/manifests/cuts_$s.jsonl.gz" ] || make_train_noise
     degrade "$s" "$data/rir/rirs_train.jsonl.gz" "$data/rir/noise_train.jsonl.gz" 2
   done
@@ -134,17 +99,17 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: fbank features and global CMVN"
   # shellcheck disable=SC2086
   python "$local_dir/compute_fbank.py" --manifest-dir "$data/manifests" --out-dir "$data/fbank" \
-    --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" --pitch "${pitch:-false}" \
+    --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" --pitch "$pitch" \
     || die "feature extraction failed"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "Stage 3: lang (${unit_type:-syllable} units, lexicon, $lm_order-gram LM, TLG)"
+  log "Stage 3: lang ($unit_type units, lexicon, $lm_order-gram LM, TLG)"
   python "$local_dir/prepare_lang.py" --lm-text "$lm_text" --out-dir "$data/lang" \
     --order "$lm_order" --cutoffs "$lm_cutoffs" --prune "$lm_prune" \
-    --unit-type "${unit_type:-syllable}" --bpe-vocab-size "${bpe_vocab_size:-500}" \
-    --open-vocabulary "${open_vocabulary:-uniform}" --char-weight "${char_weight:-1.0}" \
-    --tone-sandhi "${tone_sandhi:-false}" --topology "${ctc_topology:-compact}" \
+    --unit-type "$unit_type" --bpe-vocab-size "$bpe_vocab_size" \
+    --open-vocabulary "$open_vocabulary" --char-weight "$char_weight" \
+    --tone-sandhi "$tone_sandhi" --topology "$ctc_topology" \
     || die "lang stage failed"
 fi
 
@@ -153,8 +118,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   train_cuts=""
   for s in $train_sets; do train_cuts="$train_cuts $data/fbank/cuts_$s.jsonl.gz"; done
   launcher="python"
-  if [ "${world_size:-1}" -gt 1 ] || [ -n "${torchrun_args:-}" ]; then
-    launcher="torchrun --nproc-per-node ${world_size:-1} ${torchrun_args:---standalone}"
+  if [ "$world_size" -gt 1 ] || [ -n "$torchrun_args" ]; then
+    launcher="torchrun --nproc-per-node $world_size ${torchrun_args:---standalone}"
     log "data-parallel training: $launcher"
   fi
   # shellcheck disable=SC2086
@@ -164,7 +129,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
     --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
-    --amp "${amp:-none}" --accum-grad "${accum_grad:-1}" --spec-augment "${spec_augment:-false}" \
+    --amp "$amp" --accum-grad "$accum_grad" --spec-augment "$spec_augment" \
     ${spec_freq_masks:+--spec-freq-masks "$spec_freq_masks"} \
     ${spec_freq_width:+--spec-freq-width "$spec_freq_width"} \
     ${spec_time_masks:+--spec-time-masks "$spec_time_masks"} \

@@ -32,68 +32,35 @@ cd "$(dirname "$0")"
 . ./path.sh
 . ./db.sh
 
-corpus_dir=$AISHELL2     # the directory that contains AISHELL-2/ (db.sh)
-stage=0
-stop_stage=6
-nj=8
+. ../../tools/asr_defaults.sh  # every variable's default and meaning; below, what differs
 
-# corpus (stage 0)
-num_dev=1500             # held-out training utterances (whole speakers) = train_dev
-# stages 1-6 (see tools/asr_stages.sh)
-num_rirs=1000
-heldout_rirs=0           # no degraded test set here: every RIR may be used for training
-rvb_fraction=0.5         # a reverberant copy of this share of train is added (paper 4.2)
-# augmentation (tools/asr_stages.sh; the paper's systems use none of it: off by default)
-pitch=false              # fbank + 2 pitch features (Kaldi's +pitch), for tonal languages
-aug_copies=0             # augmented copies of train added to training (train_aug), each cut drawn:
-speed_perturb=0.9,1.0,1.1  # a speed factor (lhotse perturb_speed, as icefall's AISHELL recipes)
-tempo_perturb=1.0         # then a tempo factor, pitch kept (WSOLA; 1.0: none)
-rvb_prob=0.5             # a training RIR with this probability
-noise_prob=0.5           # a noise with this probability, at an SNR (dB) in noise_snr
-noise_snr=0,20
-noise_dir=""             # noise recordings, e.g. "/data/musan/noise /data/musan/music"
-                         # (empty: synthetic babble, music, hum, blue and band-pass noise)
-spec_augment=false       # SpecAugment masks on training batches
-lm_order=5               # the paper's order; relative-entropy pruning below (egs/synth_mandarin/RESULTS.md)
-lm_cutoffs=""
-lm_prune=1e-7
-open_vocabulary=freq     # every CJK character is a word too, weighted by its frequency in the
-                         # transcripts: dev/test words often unseen in them (uniform: the embedded
-                         # recipe's choice on its dev set, egs/synth_mandarin/RESULTS.md); off: closed
-ctc_topology=compact     # T of TLG: compact (4x faster search, same dev CER) or standard (exact CTC)
-model=moe_4e             # conf/model/<model>.yaml: b1 b2 moe_l1 moe_emb moe_4e moe_2e moe_8e
-model_overrides='{}'
-world_size=1             # training processes on this machine (GPUs); >1 runs torchrun
-torchrun_args=""         # multi-node rendezvous (see tools/asr_stages.sh)
-num_workers=4            # DataLoader workers per training process
-amp=none                 # mixed precision of training: bf16 / fp16 (GPUs) or none
-accum_grad=1             # batches accumulated into one update
-num_epochs=10
+corpus_dir=$AISHELL2     # the directory that contains AISHELL-2/ (db.sh)
+num_dev=1500             # held-out training utterances (whole speakers) = train_dev (stage 0)
+dev_set=train_dev        # AISHELL-2 has no development set of its own
+test_sets="dev_ios test_ios"
+nj=8                     # a server's cores for the 1,000 h of audio
+num_rirs=1000            # the paper's scale
+# (heldout_rirs=0: no degraded test set here, every RIR may be used for training; rvb_fraction
+# 0.5 and no augmentation: the paper's setup)
+lm_order=5               # the paper's order; relative-entropy pruning below
+lm_prune=1e-7            #   (egs/synth_mandarin/RESULTS.md)
+open_vocabulary=freq     # characters weighted by their frequency in the transcripts: dev/test
+                         # words often unseen in them (uniform: the embedded recipe's choice on
+                         # its dev set, egs/synth_mandarin/RESULTS.md)
+# training at the paper's scale, on GPUs
+num_workers=4
 max_duration=300
-lr=0.001
 warmup_steps=5000
 save_every_n=2000
-avg=3
-beam=16
-max_active=7000
-acoustic_scales=0.7,1.0,1.4,2.0,2.8
 
 help_message="Usage: $0 [options]
   --corpus-dir DIR             the directory that contains AISHELL-2/ (default: \$AISHELL2 from db.sh)
   --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
-  --model NAME                 system to train: conf/model/NAME.yaml (default $model)
+  --model NAME                 system to train: conf/model/NAME.yaml
   --world-size N               train on N GPUs of this machine (torchrun, data-parallel)
-  --num-dev N --num-epochs N --nj N ... every variable at the top of run.sh is an option"
+$(asr_options corpus_dir num_dev)"
 
 . ../../tools/parse_options.sh
-
-data=data
-exp=exp
-train_set=train
-dev_set=train_dev
-test_sets="dev_ios test_ios"
-degrade_sets=""
-lm_text=$data/text/lm_text.txt
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "$(date '+%F %T') [run.sh] Stage 0: AISHELL-2 manifests (lhotse), text normalisation"

@@ -10,33 +10,45 @@ error rate on variants of dev made from dev material and training material only:
   dev_noise5-20            + a training noise (never test_spon's kinds) at 5-20 dB
   dev_rvb                  + a training RIR (never test_spon's rooms)
   dev_rvb_noise5-20, dev_fast_rvb_noise5-20   the combinations
-Run from egs/synth_mandarin after stage 4; writes features under the second argument.
+After stage 4; writes audio and features under the second argument. The model directory
+and that output are taken as given (relative to where you are); the recipe's data
+(features, lang dir, manifests, RIRs, noise) is read from --data-dir, by default this
+recipe's data/ wherever the script is run from.
 """
-import random, sys, json, time
+import argparse, random, json, time
 from pathlib import Path
 import torch
-from lhotse import CutSet, MonoCut, Recording, RecordingSet
+from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment
 from speechmoe.data.augment import augmented_copy
-from speechmoe.data.fbank import SpeechMoEFbankConfig, compute_fbank
+from speechmoe.data.fbank import compute_fbank
 from speechmoe.data.synth import SynthJob, synthesize
 from speechmoe.decode.posteriors import posteriors
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.features import FeatureConfig, GlobalCMVN
-from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
-from speechmoe.lang.graph import read_tokens
+from speechmoe.checkpoint import checkpoint_for_decoding
+from speechmoe.inference import load_model_for_inference
+from speechmoe.lang.symbols import read_tokens
 from speechmoe.lang.tokenizer import make_tokenizer
 from speechmoe.data.dataset import cut_words
 from speechmoe.scoring import score
 
-exp, out = sys.argv[1], Path(sys.argv[2])
+RECIPE = Path(__file__).resolve().parents[1]  # egs/synth_mandarin
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("exp", type=Path, help="the trained model's directory, e.g. exp/moe_4e")
+p.add_argument("out", type=Path, help="where the variants' audio and features go")
+p.add_argument("--data-dir", type=Path, default=RECIPE / "data",
+               help="the recipe's data dir (default: %(default)s)")
+args = p.parse_args()
+exp, out, data = args.exp, args.out, args.data_dir
 torch.set_num_threads(2)
-cfg = FeatureConfig.for_cmvn('data/fbank/cmvn.pt')
-model, _ = load_model_for_inference(checkpoint_for_decoding(Path(exp), 0, 2))
-id2tok = {i: t for t, i in read_tokens('data/lang/tokens.txt').items()}
-tok = make_tokenizer('data/lang')
-dev_raw = CutSet.from_file('data/manifests/cuts_dev.jsonl.gz').to_eager()
-rirs = list(RecordingSet.from_file('data/rir/rirs_train.jsonl.gz'))
-noises = list(RecordingSet.from_file('data/rir/noise_train.jsonl.gz'))
+cmvn = data / "fbank" / "cmvn.pt"
+cfg = FeatureConfig.for_cmvn(cmvn)
+model, _ = load_model_for_inference(checkpoint_for_decoding(exp, 0, 2))
+id2tok = {i: t for t, i in read_tokens(data / "lang" / "tokens.txt").items()}
+tok = make_tokenizer(data / "lang")
+dev_raw = CutSet.from_file(data / "manifests" / "cuts_dev.jsonl.gz").to_eager()
+rirs = list(RecordingSet.from_file(data / "rir" / "rirs_train.jsonl.gz"))
+noises = list(RecordingSet.from_file(data / "rir" / "noise_train.jsonl.gz"))
 rng = random.Random(5)
 # fast speech: the dev sentences, their (training) voices, at test_spon's speeds
 jobs = []
@@ -50,7 +62,7 @@ for c, j in zip(dev_raw, jobs):
     rec = Recording.from_file(j.wav, recording_id=j.utt_id)
     sup = c.supervisions[0]
     fast.append(MonoCut(j.utt_id, 0, rec.duration, 0, recording=rec, supervisions=[
-        sup.with_offset(0) if False else type(sup)(j.utt_id, j.utt_id, 0, rec.duration, 0, text=sup.text)]))
+        SupervisionSegment(j.utt_id, j.utt_id, 0, rec.duration, 0, text=sup.text)]))
 fast = CutSet.from_cuts(fast)
 variants = {
     "dev": dev_raw,
@@ -63,10 +75,10 @@ variants = {
 res = {}
 for name, cuts in variants.items():
     t0 = time.time()
-    feats, bad = compute_fbank(cuts, out / "fbank", name, 2, SpeechMoEFbankConfig.from_feature_config(cfg))
+    feats, bad = compute_fbank(cuts, out / "fbank", name, 2, cfg)
     feats = feats.to_eager()
     refs, hyps = {}, {}
-    for cid, lp in posteriors(model, feats, GlobalCMVN.load('data/fbank/cmvn.pt'), 120, feature_config=cfg):
+    for cid, lp in posteriors(model, feats, GlobalCMVN.load(cmvn), 120, feature_config=cfg):
         hyps[cid] = [id2tok[t] for t in ctc_greedy(lp)[0]]
         refs[cid] = tok.units(cut_words(feats[cid]))
     st = score(refs, hyps)

@@ -6,26 +6,35 @@
 For each citation tone, the share of dev syllables (whose toneless base the model got
 right) recognised with another tone, before a tone-3 syllable and elsewhere. espeak-ng
 speaks a tone 3 before a tone 3 as tone 2; the labels keep the citation tone.
+The model directory is taken as given (relative to where you are); dev's features and the
+lang dir are read from --data-dir, by default this recipe's data/ wherever the script is run.
 """
-import collections, sys
+import argparse, collections
 import torch
 from pathlib import Path
 from lhotse import CutSet
 from speechmoe.decode.posteriors import posteriors
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.features import FeatureConfig, GlobalCMVN
-from speechmoe.inference import checkpoint_for_decoding, load_model_for_inference
-from speechmoe.lang.graph import read_tokens
+from speechmoe.checkpoint import checkpoint_for_decoding
+from speechmoe.inference import load_model_for_inference
+from speechmoe.lang.symbols import read_tokens
 from speechmoe.lang.tokenizer import make_tokenizer
 from speechmoe.data.dataset import cut_words
 from speechmoe.scoring import align
-exp = sys.argv[1]
+RECIPE = Path(__file__).resolve().parents[1]  # egs/synth_mandarin
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("exp", type=Path, help="the trained model's directory, e.g. exp/moe_4e")
+p.add_argument("--data-dir", type=Path, default=RECIPE / "data",
+               help="the recipe's data dir (default: %(default)s)")
+args = p.parse_args()
+data = args.data_dir
 torch.set_num_threads(2)
-model, _ = load_model_for_inference(checkpoint_for_decoding(Path(exp), 0, 2))
-cuts = CutSet.from_file('data/fbank/cuts_dev.jsonl.gz').to_eager()
-cmvn = 'data/fbank/cmvn.pt'
-id2tok = {i: t for t, i in read_tokens('data/lang/tokens.txt').items()}
-tok = make_tokenizer('data/lang')
+model, _ = load_model_for_inference(checkpoint_for_decoding(args.exp, 0, 2))
+cuts = CutSet.from_file(data / "fbank" / "cuts_dev.jsonl.gz").to_eager()
+cmvn = data / "fbank" / "cmvn.pt"
+id2tok = {i: t for t, i in read_tokens(data / "lang" / "tokens.txt").items()}
+tok = make_tokenizer(data / "lang")
 ctx = collections.Counter(); tot = collections.Counter()
 for cid, lp in posteriors(model, cuts, GlobalCMVN.load(cmvn), 120, feature_config=FeatureConfig.for_cmvn(cmvn)):
     hyp = [id2tok[t] for t in ctc_greedy(lp)[0]]
