@@ -2,6 +2,7 @@
 scale an argument of the decode call, and export refusing an untuned scale."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from speechmoe.config import load_config
 from speechmoe.decode.tuning import DEFAULT_SCALES, choose_scale, parse_scales
 from speechmoe.expdir import ExpDir
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
+from speechmoe.lang.tokenizer import write_lang_info
 from speechmoe.model import build_model
 
 
@@ -76,7 +78,11 @@ def exp_with_model(tiny_corpus, tmp_path):
 
 def _export(exp, tiny_corpus, *extra):
     export = load_script("export")
-    return export.main(["--exp-dir", str(exp), "--lang-dir", str(tiny_corpus["lang"]),
+    lang = exp.parent / "lang"  # the tiny lang dir with the lang.json the lang stage writes
+    if not lang.is_dir():
+        shutil.copytree(tiny_corpus["lang"], lang)
+        write_lang_info(lang, "syllable", "CER")
+    return export.main(["--exp-dir", str(exp), "--lang-dir", str(lang),
                         "--cmvn", str(tiny_corpus["cmvn"]), "--avg", "1", "--no-torchscript",
                         "--no-onnx", *extra])
 
