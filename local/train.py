@@ -46,8 +46,9 @@ HELP = {
     "keep_last_n": "mid-epoch checkpoints to keep",
     "max_bad_steps": "consecutive non-finite losses before the run stops",
     "device": "auto (CUDA if available), cuda or cpu",
-    "amp": "mixed precision: bf16, fp16 (with a gradient scaler) or none; router softmax "
-           "and losses stay fp32",
+    "amp": "mixed precision: bf16, fp16 (with a gradient scaler), none, or auto (bf16 where "
+           "the device computes it natively: GPUs with bf16, CPUs with AVX512-BF16 or AMX); "
+           "router softmax and losses stay fp32",
     "accum_grad": "batches accumulated into one update (the effective batch is "
                   "max_duration x world size x accum_grad seconds)",
     "spec_augment": "SpecAugment on the training batches (true/false): frequency masks "

@@ -35,18 +35,48 @@ def test_benchmark_prints_its_ratio_last():
 
 
 def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
-    """Every column filled, the ratio last."""
+    """Every column of both systems on both paths filled, the paths' losses equal in fp32,
+    the speed-up and the ratios last."""
     out = subprocess.run(
         [sys.executable, "-m", "speechmoe.bench.train_step", *map(str, tiny_configs(tmp_path)),
-         "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--threads", "1"],
+         "--batch-seconds", "3", "--utterances", "2", "--repeats", "2", "--loss-steps", "4",
+         "--threads", "1"],
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
-    rows = {line.split()[0]: line.split() for line in out[2:4]}
-    assert set(rows) == {"b1", "moe"} and all(len(r) == 9 for r in rows.values())
+    rows = {tuple(line.split()[:2]): line.split() for line in out[2:6]}
+    assert set(rows) == {(s, p) for s in ("b1", "moe") for p in ("baseline", "new")}
+    assert all(len(r) == 11 and r[2] == "none" for r in rows.values())
     assert all(0 < float(r[-1].rstrip("%")) for r in rows.values())
-    assert all(0 < float(r[3]) < float(r[2]) for r in rows.values())  # update < step
+    assert all(0 < float(r[5]) < float(r[4]) for r in rows.values())  # update < step
+    losses = [line for line in out if line.startswith("losses of")]
+    assert len(losses) == 2 and all("over 4 steps" in line for line in losses)
+    assert out[-3].startswith("speedup_vs_baseline=")
+    speedups = dict(x.split(":") for x in out[-3].split("=")[1].split(","))
+    assert set(speedups) == {"b1", "moe"} and all(float(v) > 0 for v in speedups.values())
     assert out[-2].split("=")[0] == "forward_backward_ratio" and float(out[-2].split("=")[1]) > 0
     key, value = out[-1].split("=")
     assert key == "step_time_ratio" and float(value) > 0
+
+
+def test_the_benchmarks_two_paths_train_alike(tmp_path):
+    """The baseline path (revision 6f02136's step) and the new one (malloc tuning, the
+    channels-last memory kernel, fused AdamW, foreach clipping, batched routing
+    statistics) give the same losses over 20 steps of a tiny routed model, in fp32."""
+    import torch
+
+    from speechmoe.bench.train_step import System
+
+    torch.set_num_threads(1)
+    moe = tiny_configs(tmp_path)[1]
+    paths = [System(str(moe), torch.device("cpu"), "none", 3.0, 2, 50, path=p)
+             for p in ("baseline", "new")]
+    for p in paths:
+        with torch.no_grad():  # memory filters away from their zero start, so they count
+            for m in p.model.modules():
+                if hasattr(m, "lookback"):
+                    m.lookback.normal_(generator=torch.Generator().manual_seed(1))
+    base, new = ([float(p.step()) for _ in range(20)] for p in paths)
+    assert base[-1] < base[0]  # it trains
+    assert new == pytest.approx(base, rel=1e-4)
 
 
 def tiny_configs(tmp_path):

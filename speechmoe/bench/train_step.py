@@ -1,29 +1,51 @@
-"""Benchmark: the training step of two systems side by side (the paper's "comparable cost").
+"""Benchmark: the training step of two systems side by side, on two paths.
 
     python -m speechmoe.bench.train_step egs/aishell2/conf/model/b1.yaml \
-        egs/aishell2/conf/model/moe_8e.yaml [--device cuda] [--amp bf16] [--batch-seconds 300]
+        egs/aishell2/conf/model/moe_8e.yaml [--device cuda] [--amp auto] [--batch-seconds 300]
 
-For each config: one optimizer step (model forward under --amp, the SpeechMoE loss of
-eq. 12 with every term of the config, backward, gradient clipping, AdamW) on a batch of
---utterances utterances of equal length making --batch-seconds of audio (random features
-and labels: the cost does not depend on the values, only on the routing, which a random
-input spreads over the experts). The steps of the two systems are interleaved and the
-medians of --repeats compared, so machine noise hits both alike.
+For each config: one optimizer step (model forward under the path's mixed precision, the
+SpeechMoE loss of eq. 12 with every term of the config, backward, gradient clipping,
+AdamW) on a batch of --utterances utterances of equal length making --batch-seconds of
+audio (random features and labels: the cost does not depend on the values, only on the
+routing, which a random input spreads over the experts).
 
-Printed per system: step time, the part of it spent in the update (gradient clipping and
-AdamW, which touch every parameter whether routed to or not), frames per second (10 ms input frames), audio seconds per
-wall second, the FLOPs of one step (counted by torch's FlopCounterMode on that step:
-matrix products of forward and backward, only the experts each frame is routed to) and
-the fraction they make of the device's peak, measured in the same run as the rate of a
-large matrix product in the step's precision (a practical peak, not the data sheet's).
-Then `forward_backward_ratio=` (the step without the update) and, last,
-`step_time_ratio=<second / first>`: for B1 and MoE-8e the paper's "comparable
-computation cost" (target <= 1.15).
+Each system runs on two paths, each in a process of its own (so that process-wide
+settings stay apart), from the same seed and batch:
+
+  baseline  the training step of revision 6f02136: glibc's default allocator settings, the
+            memory blocks' 1-D convolutions, the per-tensor AdamW, --baseline-amp (none)
+  new       what local/train.py does now: speechmoe.utils.tune_malloc, the channels-last
+            memory kernel, the fused AdamW and a foreach gradient clipping, the routing
+            statistics of all layers in one batch of operations, --amp (none; auto: bf16
+            where the device computes it natively, speechmoe.utils.native_bf16, as the
+            recipes train)
+
+Only one process computes at a time: the steps of all four are interleaved and the
+medians of --repeats compared, so machine noise hits every path alike. First every
+process trains --loss-steps steps on its batch and the two paths' losses are compared
+step by step (equal to rounding when both run in fp32; bf16 autocast moves them by its
+own rounding, ~1e-2 relative).
+
+Printed per system and path: step time, the part of it spent in the update (gradient
+clipping and AdamW, which touch every parameter whether routed to or not), frames per
+second (10 ms input frames), audio seconds per wall second, the FLOPs of one step
+(counted by torch's FlopCounterMode: matrix products of forward and backward, only the
+experts each frame is routed to) and the fraction they make of the device's peak,
+measured in the same run as the rate of a large matrix product in the step's precision
+(a practical peak, not the data sheet's). Then, last:
+  speedup_vs_baseline=<system>:<baseline step / new step>,...
+  forward_backward_ratio=<second / first, new path, without the update>
+  step_time_ratio=<second / first, new path>: for B1 and MoE-8e the paper's "comparable
+      computation cost" (target <= 1.15)
+--profile FILE writes a torch.profiler breakdown of each system's new-path step (stages and
+operator groups) to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing as mp
 import statistics
 import time
 
@@ -33,7 +55,12 @@ from speechmoe.config import load_config
 from speechmoe.info import FRAMES_PER_SECOND
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
-from speechmoe.utils import resolve_device
+from speechmoe.model.memory import set_memory_kernel
+from speechmoe.utils import resolve_amp, resolve_device, tune_malloc
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PATHS = ("baseline", "new")
+BASELINE_REVISION = "6f02136"
 
 
 def _sync(device) -> None:
@@ -43,7 +70,6 @@ def _sync(device) -> None:
 
 def gemm_peak(device, dtype, size: int, repeats: int = 10) -> float:
     """FLOP/s of a (size x size) @ (size x size) product, the median of repeats."""
-
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     times = []
@@ -58,19 +84,23 @@ def gemm_peak(device, dtype, size: int, repeats: int = 10) -> float:
 
 
 class System:
-    """A model, its optimizer and a fixed batch, ready to step."""
+    """A model, its optimizer and a fixed batch, ready to step on one path."""
 
     def __init__(self, config: str, device, amp: str, batch_seconds: float,
-                 utterances: int, num_classes: int, seed: int = 0):
-
-
+                 utterances: int, num_classes: int, seed: int = 0, path: str = "new",
+                 model_overrides: dict | None = None):
         torch.manual_seed(seed)
-        self.cfg = load_config(config, overrides={"model": {"num_classes": num_classes}})
+        self.cfg = load_config(config, overrides={
+            "model": {**(model_overrides or {}), "num_classes": num_classes}})
         self.name = self.cfg.name or config
         self.device = device
+        self.path = path
         self.model = build_model(self.cfg.model).to(device).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
-        self.amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        set_memory_kernel(self.model, channels_last=path == "new")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4,
+                                           fused=path == "new")
+        self.amp_name = amp
+        self.amp = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
         seconds = batch_seconds / utterances
         frames = round(seconds * FRAMES_PER_SECOND)
@@ -84,30 +114,39 @@ class System:
         self.targets = torch.randint(1, num_classes, (utterances, labels),
                                      generator=gen).to(device)
         self.target_lengths = torch.full((utterances,), labels, device=device)
+        self.update_seconds = 0.0
 
-    def step(self) -> None:
+    def step(self) -> float:
+        """One optimizer step; returns its loss (read after the step is timed)."""
+        from torch.profiler import record_function
+
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
-                            enabled=self.amp is not None):
+        with record_function("forward"), torch.autocast(
+                self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             out = self.model(self.feats, self.lengths,
                              with_embedding_loss=self.cfg.loss.gamma > 0)
-        loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
-                                 with_floats=False)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
+        with record_function("loss"):
+            loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
+                                     with_floats=False)
+        with record_function("backward"):
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
         _sync(self.device)
         t0 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        with record_function("update"):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0,
+                                           foreach=True if self.path == "new" else None)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         _sync(self.device)
         self.update_seconds = time.perf_counter() - t0
+        return loss.detach()
 
     def count_flops(self) -> int:
         from torch.utils.flop_counter import FlopCounterMode
@@ -117,72 +156,211 @@ class System:
         return counter.get_total_flops()
 
 
-def run(configs: list[str], device: str = "auto", amp: str = "none",
-        batch_seconds: float = 60.0, utterances: int = 12, repeats: int = 10,
-        warmup: int = 3, threads: int = 2, num_classes: int = 1585) -> list[dict]:
+# Operator groups of the profile, by aten name (the first that matches).
+OP_GROUPS = [
+    ("matrix products", ("mm", "addmm", "bmm", "linear", "matmul")),
+    ("memory-block convolutions", ("convolution", "mkldnn_convolution", "conv")),
+    ("CTC and log-softmax", ("ctc", "log_softmax")),
+    ("attention", ("scaled_dot_product",)),
+    ("routing and dispatch", ("argsort", "sort", "index_select", "scatter", "topk", "max",
+                              "softmax", "linalg_vector_norm", "where")),
+    ("optimizer", ("adam", "lerp", "addcdiv", "sqrt", "_foreach", "fused")),
+    ("copies and fills", ("copy_", "fill_", "zero_", "contiguous", "_to_copy", "cat", "pad",
+                          "constant_pad")),
+]
 
-    torch.set_num_threads(threads)
+
+def _group(op: str) -> str:
+    name = op.split("::")[-1]
+    for group, keys in OP_GROUPS:
+        if any(k in name for k in keys):
+            return group
+    return "elementwise and other"
+
+
+def profile_steps(system: System, steps: int = 3) -> str:
+    """torch.profiler over a few steps: time per stage and per operator group (self CPU
+    time; on CUDA the host's view)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            system.step()
+    events = prof.key_averages()
+    stages = {e.key: e.cpu_time_total / steps / 1e3 for e in events
+              if e.key in ("forward", "loss", "backward", "update")}
+    groups: dict[str, float] = {}
+    for e in events:
+        if e.key.startswith("aten::"):
+            groups[_group(e.key)] = groups.get(_group(e.key), 0.0) + e.self_cpu_time_total
+    total = sum(groups.values())
+    lines = [f"{system.name} ({system.path} path, amp {system.amp_name}): ms per step"]
+    lines += [f"  stage {k:<10} {stages.get(k, 0.0):9.1f}"
+              for k in ("forward", "loss", "backward", "update")]
+    for g, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  ops   {g:<28} {t / steps / 1e3:9.1f}  {t / total:6.1%}")
+    top = sorted((e for e in events if e.key.startswith("aten::")),
+                 key=lambda e: -e.self_cpu_time_total)[:12]
+    lines.append("  top operators: " + ", ".join(
+        f"{e.key[6:]} {e.self_cpu_time_total / steps / 1e3:.1f}" for e in top))
+    return "\n".join(lines)
+
+
+def _worker(conn, spec: dict) -> None:
+    """One system on one path, in its own process, stepping when told to."""
+    if spec["path"] == "new":
+        tune_malloc()
+    torch.set_num_threads(spec["threads"])
+    dev = torch.device(spec["device"])
+    system = System(spec["config"], dev, spec["amp"], spec["batch_seconds"],
+                    spec["utterances"], spec["num_classes"], path=spec["path"],
+                    model_overrides=spec["model_overrides"])
+    while True:
+        cmd, *args = conn.recv()
+        if cmd == "stop":
+            break
+        if cmd == "steps":  # -> [(step seconds, update seconds, loss)]
+            out = []
+            for _ in range(args[0]):
+                _sync(dev)
+                t0 = time.perf_counter()
+                loss = system.step()
+                _sync(dev)
+                out.append((time.perf_counter() - t0, system.update_seconds, float(loss)))
+            conn.send(out)
+        elif cmd == "info":
+            conn.send({"system": system.name, "params": sum(
+                p.numel() for p in system.model.parameters()),
+                "audio_seconds": system.audio_seconds, "input_frames": system.input_frames})
+        elif cmd == "flops":
+            conn.send(system.count_flops())
+        elif cmd == "peak":
+            dtype = system.amp or torch.float32
+            conn.send(gemm_peak(dev, dtype, 8192 if dev.type == "cuda" else 2048))
+        elif cmd == "profile":
+            conn.send(profile_steps(system))
+
+
+def run(configs: list[str], device: str = "auto", amp: str = "none",
+        baseline_amp: str = "none", batch_seconds: float = 60.0, utterances: int = 12,
+        repeats: int = 10, loss_steps: int = 50, threads: int = 2, num_classes: int = 1585,
+        model_overrides: dict | None = None, profile: bool = False) -> dict:
+    """Every (system, path) timed side by side; returns rows, loss agreement, profiles."""
     dev = resolve_device(device)
-    systems = [System(c, dev, amp, batch_seconds, utterances, num_classes) for c in configs]
-    flops = [s.count_flops() for s in systems]
-    times: list[list[float]] = [[] for _ in systems]
-    updates: list[list[float]] = [[] for _ in systems]
-    for i in range(warmup + repeats):
-        for s, t, u in zip(systems, times, updates):
-            _sync(dev)
-            t0 = time.perf_counter()
-            s.step()
-            _sync(dev)
-            if i >= warmup:
-                t.append(time.perf_counter() - t0)
-                u.append(s.update_seconds)
-    dtype = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    peak = gemm_peak(dev, dtype, 8192 if dev.type == "cuda" else 2048)
-    out = []
-    for s, f, t, u in zip(systems, flops, times, updates):
-        step = statistics.median(t)
-        out.append({"system": s.name, "device": str(dev), "amp": amp,
-                    "params": sum(p.numel() for p in s.model.parameters()),
-                    "audio_seconds": s.audio_seconds, "step_seconds": step,
-                    "update_seconds": statistics.median(u),
-                    "frames_per_second": s.input_frames / step,
-                    "audio_seconds_per_second": s.audio_seconds / step,
-                    "step_flops": f, "flops_per_second": f / step, "peak_flops": peak,
-                    "fraction_of_peak": f / step / peak})
-    return out
+    amps = {"baseline": resolve_amp(baseline_amp, dev), "new": resolve_amp(amp, dev)}
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for config in configs:
+        for path in PATHS:
+            parent, child = ctx.Pipe()
+            spec = {"config": config, "path": path, "device": str(dev), "amp": amps[path],
+                    "batch_seconds": batch_seconds, "utterances": utterances,
+                    "num_classes": num_classes, "threads": threads,
+                    "model_overrides": model_overrides or {}}
+            proc = ctx.Process(target=_worker, args=(child, spec), daemon=True)
+            proc.start()
+            workers[config, path] = (proc, parent)
+
+    def ask(key, *cmd):
+        workers[key][1].send(cmd)
+        return workers[key][1].recv()
+
+    try:
+        info = {key: ask(key, "info") for key in workers}
+        losses = {key: [r[2] for r in ask(key, "steps", loss_steps)] for key in workers}
+        times = {key: [] for key in workers}
+        for _ in range(repeats):
+            for key in workers:  # one process computes at a time
+                times[key] += ask(key, "steps", 1)
+        flops = {config: ask((config, "new"), "flops") for config in configs}
+        peaks = {path: ask((configs[0], path), "peak") for path in PATHS}
+        profiles = [ask((config, "new"), "profile") for config in configs] if profile else []
+    finally:
+        for proc, conn in workers.values():
+            try:
+                conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=30)
+    rows = []
+    for (config, path), t in times.items():
+        step = statistics.median(r[0] for r in t)
+        f, peak, i = flops[config], peaks[path], info[config, path]
+        rows.append({"system": i["system"], "config": config, "path": path,
+                     "device": str(dev), "amp": amps[path], "params": i["params"],
+                     "audio_seconds": i["audio_seconds"], "step_seconds": step,
+                     "update_seconds": statistics.median(r[1] for r in t),
+                     "frames_per_second": i["input_frames"] / step,
+                     "audio_seconds_per_second": i["audio_seconds"] / step,
+                     "step_flops": f, "flops_per_second": f / step, "peak_flops": peak,
+                     "fraction_of_peak": f / step / peak})
+    agreement = {}
+    for config in configs:
+        a, b = losses[config, "baseline"], losses[config, "new"]
+        agreement[info[config, "new"]["system"]] = {
+            "steps": len(a), "first": (a[0], b[0]), "last": (a[-1], b[-1]),
+            "max_relative_difference": max(abs(x - y) / max(abs(x), 1e-12)
+                                           for x, y in zip(a, b))}
+    return {"rows": rows, "losses": agreement, "profiles": profiles}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("configs", nargs=2, help="two system configs, e.g. b1.yaml moe_8e.yaml")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cuda or cpu")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16", "auto"], default="none",
+                   help="mixed precision of the new path (local/train.py's default: none; "
+                        "the recipes' amp=auto: bf16 where native)")
+    p.add_argument("--baseline-amp", choices=["none", "bf16", "fp16", "auto"], default="none",
+                   help="mixed precision of the baseline path (revision "
+                        f"{BASELINE_REVISION}'s default: none)")
     p.add_argument("--batch-seconds", type=float, default=60.0,
                    help="seconds of audio per step")
     p.add_argument("--utterances", type=int, default=12, help="utterances per step")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--loss-steps", type=int, default=50,
+                   help="steps trained on each path before timing, their losses compared")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--model-overrides", default="{}",
+                   help='JSON merged into both models, e.g. \'{"d_model": 128}\'')
+    p.add_argument("--profile", default="", help="write the new path's profile to this file")
     args = p.parse_args(argv)
 
-    rows = run(args.configs, args.device, args.amp, args.batch_seconds, args.utterances,
-               args.repeats, threads=args.threads)
+    out = run(args.configs, args.device, args.amp, args.baseline_amp, args.batch_seconds,
+              args.utterances, args.repeats, args.loss_steps, threads=args.threads,
+              model_overrides=json.loads(args.model_overrides), profile=bool(args.profile))
+    rows = out["rows"]
     dev = rows[0]["device"]
-    name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU, {args.threads} threads"
-    print(f"torch {torch.__version__}, {name}, amp {args.amp}, {rows[0]['audio_seconds']:.0f} s "
-          f"of audio per step in {args.utterances} utterances, median of {args.repeats} "
-          f"interleaved steps; peak = measured GEMM rate {rows[0]['peak_flops'] / 1e12:.1f} "
-          "TFLOP/s")
-    print(f"{'system':<10} {'params':>8} {'step s':>8} {'update s':>9} {'frames/s':>10} "
-          f"{'audio s/s':>10} {'TFLOP/step':>11} {'TFLOP/s':>8} {'of peak':>8}")
+    name = torch.cuda.get_device_name() if dev.startswith("cuda") else \
+        f"CPU, {args.threads} threads"
+    print(f"torch {torch.__version__}, {name}, {rows[0]['audio_seconds']:.0f} s of audio per "
+          f"step in {args.utterances} utterances, median of {args.repeats} interleaved steps; "
+          "peak = measured GEMM rate in the path's precision; baseline = revision "
+          f"{BASELINE_REVISION}'s step")
+    print(f"{'system':<10} {'path':<9} {'amp':<5} {'params':>8} {'step s':>8} {'update s':>9} "
+          f"{'frames/s':>10} {'audio s/s':>10} {'TFLOP/step':>11} {'TFLOP/s':>8} {'of peak':>8}")
     for r in rows:
-        print(f"{r['system']:<10} {r['params'] / 1e6:7.1f}M {r['step_seconds']:8.3f} "
-              f"{r['update_seconds']:9.3f} "
+        print(f"{r['system']:<10} {r['path']:<9} {r['amp']:<5} {r['params'] / 1e6:7.1f}M "
+              f"{r['step_seconds']:8.3f} {r['update_seconds']:9.3f} "
               f"{r['frames_per_second']:10.0f} {r['audio_seconds_per_second']:10.1f} "
               f"{r['step_flops'] / 1e12:11.3f} {r['flops_per_second'] / 1e12:8.2f} "
               f"{r['fraction_of_peak']:8.1%}")
+    for system, agree in out["losses"].items():
+        print(f"losses of {system}, baseline / new path over {agree['steps']} steps: first "
+              f"{agree['first'][0]:.4f} / {agree['first'][1]:.4f}, last {agree['last'][0]:.4f}"
+              f" / {agree['last'][1]:.4f}, largest relative difference "
+              f"{agree['max_relative_difference']:.2e}")
+    if args.profile:
+        with open(args.profile, "w", encoding="utf-8") as f:
+            f.write("\n\n".join(out["profiles"]) + "\n")
+    by = {(r["config"], r["path"]): r for r in rows}
+    speedups = [f"{by[c, 'new']['system']}:"
+                f"{by[c, 'baseline']['step_seconds'] / by[c, 'new']['step_seconds']:.3f}"
+                for c in args.configs]
+    print("speedup_vs_baseline=" + ",".join(speedups))
     # The update (clipping and AdamW) reads and writes every parameter, routed to or not:
     # its share shrinks as the batch grows, the forward and backward passes' does not.
-    a, b = rows
+    a, b = (by[c, "new"] for c in args.configs)
     print("forward_backward_ratio="
           f"{(b['step_seconds'] - b['update_seconds']) / (a['step_seconds'] - a['update_seconds']):.3f}")
     print(f"step_time_ratio={b['step_seconds'] / a['step_seconds']:.3f}")

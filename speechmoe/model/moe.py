@@ -116,11 +116,12 @@ class MoELayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def dispatch(self, x: torch.Tensor, expert_index: torch.Tensor,
-                 gate: torch.Tensor) -> torch.Tensor:
+                 gate: torch.Tensor, counts: Optional[torch.Tensor] = None) -> torch.Tensor:
         """y_i = gate_i * E_{expert_index_i}(x_i) for every row i of x (eq. 6).
 
         x: (N, d); expert_index: (N,) with -1 for rows that no expert processes
-        (padding: their output is 0); gate: (N,).
+        (padding: their output is 0); gate: (N,); counts: expert_counts(expert_index),
+        when the caller has them already.
 
         The rows are sorted by expert once (one gather, a permutation), the sorted
         rows split into one contiguous block per expert (views), the experts' outputs
@@ -140,7 +141,8 @@ class MoELayer(nn.Module):
         order = torch.argsort(expert_index, stable=True)  # padding (-1) first
         inverse = torch.empty_like(order).scatter_(
             0, order, torch.arange(order.numel(), device=order.device))
-        counts = expert_counts(expert_index, n)
+        if counts is None:
+            counts = expert_counts(expert_index, n)
         sizes: List[int] = torch.cat([(expert_index < 0).sum().reshape(1), counts]).tolist()
         blocks = _PermuteRows.apply(x, order, inverse).split(sizes)  # [0]: padding
         outs = [x.new_zeros(sizes[0], x.shape[1])]  # padding rows: no expert, output 0
@@ -189,7 +191,7 @@ class MoELayer(nn.Module):
             dispatched = index.masked_fill(~flat_mask, -1)  # padding goes to no expert
             valid = flat_mask.to(probs.dtype)
 
-        out = self.dispatch(flat, dispatched, gate)  # eq. 6
-        routing = RoutingInfo(probs=probs, expert_index=dispatched,
-                              counts=expert_counts(dispatched, self.num_experts), valid=valid)
+        counts = expert_counts(dispatched, self.num_experts)
+        out = self.dispatch(flat, dispatched, gate, counts)  # eq. 6
+        routing = RoutingInfo(probs=probs, expert_index=dispatched, counts=counts, valid=valid)
         return x + self.dropout(out.reshape(B, T, D)), routing

@@ -29,19 +29,17 @@ class RoutingTracker:
     def update(self, routing) -> None:
         if not routing:
             return
+        p = torch.stack([r.probs for r in routing]).float()  # (layers, N, n)
+        w = torch.stack([r.valid for r in routing]).float()  # (layers, N)
+        counts = torch.stack([r.counts for r in routing])
         if not self.counts:
-            self.counts = [torch.zeros_like(r.counts) for r in routing]
-            self.sums = torch.zeros(len(routing), 3, dtype=torch.float64,
-                                    device=routing[0].probs.device)
-        rows = []
-        for i, r in enumerate(routing):
-            p = r.probs.float()
-            w = r.valid.float()
-            self.counts[i] += r.counts
-            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
-            rows.append(torch.stack([(entropy * w).sum(), (p.max(-1).values * w).sum(),
-                                     w.sum()]))
-        self.sums += torch.stack(rows).double()
+            self.counts = [torch.zeros_like(c) for c in counts]
+            self.sums = torch.zeros(len(routing), 3, dtype=torch.float64, device=p.device)
+        for i, c in enumerate(counts):
+            self.counts[i] += c
+        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+        self.sums += torch.stack([(entropy * w).sum(-1), (p.max(-1).values * w).sum(-1),
+                                  w.sum(-1)], dim=1).double()
 
     @property
     def frames(self) -> int:
