@@ -36,6 +36,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechmoe.data.manifests import Excluded, get_normalizer, make_cut, map_in_chunks, \
+    probe_audio, report_excluded, write_lines, write_manifests
 from speechmoe.logs import cli_main, setup_logger
 
 REQUIRED = ("wav.scp", "text")
@@ -90,16 +92,12 @@ def check_dir(kaldi_dir: Path) -> None:
 
 
 def _probe_chunk(args):
-    from speechmoe.data.manifests import probe_audio
-
     items, sample_rate = args
     return [probe_audio(entry, rec_id, sample_rate) for rec_id, entry in items]
 
 
 def probe_all(entries: dict[str, str], sample_rate: int, num_jobs: int) -> dict[str, tuple]:
     """{rec: (Recording or None, reason or None)} for every wav.scp entry asked for."""
-    from speechmoe.data.manifests import map_in_chunks
-
     items = sorted(entries.items())
     results = map_in_chunks(_probe_chunk, items, sample_rate, num_jobs, 200, 100)
     return {rec_id: res for (rec_id, _), res in zip(items, results)}
@@ -107,8 +105,6 @@ def probe_all(entries: dict[str, str], sample_rate: int, num_jobs: int) -> dict[
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    from speechmoe.data.manifests import Excluded, get_normalizer, make_cut, \
-        report_excluded, write_lines, write_manifests
 
     out, name, kdir = args.out_dir, args.name, args.kaldi_dir
     manifests = out / "manifests"

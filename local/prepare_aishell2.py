@@ -42,6 +42,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from speechmoe.data.manifests import Excluded, check_wavs, make_cut, normalize_mandarin, \
+    report_excluded, write_lines, write_manifests
 from speechmoe.logs import cli_main, setup_logger
 
 OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for academic "
@@ -110,8 +112,6 @@ def check_layout(root: Path) -> None:
 
 def read_trans(path: Path, excluded: list) -> tuple[dict[str, str], bool]:
     """trans.txt -> {utt: raw text}; also whether lhotse would choke on it (blank lines)."""
-    from speechmoe.data.manifests import Excluded
-
     out: dict[str, str] = {}
     unsafe = False
     with path.open(encoding="utf-8", errors="replace") as f:
@@ -132,8 +132,6 @@ def read_trans(path: Path, excluded: list) -> tuple[dict[str, str], bool]:
 
 def scan_part(root: Path, part: str, num_jobs: int):
     """Pre-check one part: ({utt: wav path} usable, {utt: raw text}, [Excluded], unsafe)."""
-    from speechmoe.data.manifests import Excluded, check_wavs
-
     part_dir = root / "AISHELL-2" / "iOS" / PARTS[part][0]
     excluded: list = []
     trans, unsafe = read_trans(part_dir / "trans.txt", excluded)
@@ -240,9 +238,6 @@ def main(argv=None) -> int:
         root_logger.setLevel(level)
         if view is not None:
             shutil.rmtree(view, ignore_errors=True)
-
-    from speechmoe.data.manifests import Excluded, make_cut, normalize_mandarin, \
-        report_excluded, write_lines, write_manifests
 
     sets: dict[str, list] = {}
     for part, (_, name) in PARTS.items():

@@ -46,6 +46,14 @@ import json
 import sys
 from pathlib import Path
 
+from speechmoe.lang.arpa import load_arpa
+from speechmoe.lang.bpe import MODEL_NAME, BpeModel, bpe_lexicon, bpe_tokens, train_bpe
+from speechmoe.lang.graph import build_tlg
+from speechmoe.lang.kneser_ney import estimate_kneser_ney
+from speechmoe.lang.symbols import read_lexicon, read_tokens, write_lexicon, write_tokens
+from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
+from speechmoe.lang.units import build_lexicon, fixed_units, open_vocabulary_lexicon, \
+    with_sandhi_variants
 from speechmoe.logs import cli_main, setup_logger
 
 
@@ -99,8 +107,6 @@ def read_sentences(paths: list[Path]) -> list[list[str]]:
 
 def bpe_units(sentences, words, out: Path, vocab_size: int, log):
     """Train (once) the sentencepiece model on the LM text; (lexicon, oov words, tokens)."""
-    from speechmoe.lang.bpe import MODEL_NAME, BpeModel, bpe_lexicon, bpe_tokens, train_bpe
-
     model_path = out / MODEL_NAME
     if not model_path.is_file():
         train_bpe((" ".join(s) for s in sentences), model_path, vocab_size)
@@ -114,9 +120,6 @@ def bpe_units(sentences, words, out: Path, vocab_size: int, log):
 
 def syllable_lexicon(words, open_vocabulary: str, tone_sandhi: bool = False):
     """(lexicon entries, oov words) of a syllable lang dir."""
-    from speechmoe.lang.units import build_lexicon, open_vocabulary_lexicon, \
-        with_sandhi_variants
-
     lexicon, missing = build_lexicon(words)
     entries = (open_vocabulary_lexicon(lexicon) if open_vocabulary != "off"
                else sorted(lexicon.items()))
@@ -136,9 +139,6 @@ def character_frequencies(sentences, characters) -> dict[str, int]:
 def check_fixed_tokens(path: Path) -> None:
     """A syllable lang dir's tokens.txt must be the fixed inventory (older speechmoe
     versions built it from the corpus)."""
-    from speechmoe.lang.symbols import read_tokens
-    from speechmoe.lang.units import fixed_units
-
     tokens = read_tokens(path)
     if [t for t, _ in sorted(tokens.items(), key=lambda kv: kv[1])] != fixed_units():
         raise ValueError(f"{path}: not the fixed syllable inventory of this speechmoe "
@@ -155,10 +155,6 @@ def write_json(path: Path, obj) -> None:
 
 def build_lm(sentences, out: Path, settings: dict, log) -> None:
     """lm.arpa from the sentences whose every word is in the lexicon."""
-    from speechmoe.lang.arpa import load_arpa
-    from speechmoe.lang.kneser_ney import estimate_kneser_ney
-    from speechmoe.lang.symbols import read_lexicon
-
     lexicon = read_lexicon(out / "lexicon.txt")
     known = {w for w, _ in lexicon}
     usable = [s for s in sentences if all(w in known for w in s)]
@@ -192,10 +188,6 @@ def build_lm(sentences, out: Path, settings: dict, log) -> None:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    from speechmoe.lang.graph import build_tlg
-    from speechmoe.lang.symbols import write_lexicon, write_tokens
-    from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
-    from speechmoe.lang.units import fixed_units
 
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)

