@@ -68,13 +68,14 @@ say "cuda tests: $(tail -n 1 "$out/1_cuda_tests.log") (exit $rc)"
 [ "$device" = cpu ] || [ $rc = 0 ] || { echo "gpu_check.sh: the CUDA tests failed: $out/1_cuda_tests.log" >&2; exit 1; }
 
 echo "== 2: training-step benchmark, B1 and MoE-8e (log: $out/2_train_step.log)"
-if [ "$device" = cuda ]; then bench_args="--batch-seconds 600 --utterances 60 --repeats 10"
-else bench_args="--batch-seconds 20 --utterances 4 --repeats 2"; fi
+if [ "$device" = cuda ]; then bench_args="--batch-seconds 600 --utterances 60 --repeats 10 --loss-steps 5"
+else bench_args="--batch-seconds 20 --utterances 4 --repeats 2 --loss-steps 2"; fi
 # shellcheck disable=SC2086
 "$py" -m speechmoe.bench.train_step "$root/egs/aishell2/conf/model/b1.yaml" \
-  "$root/egs/aishell2/conf/model/moe_8e.yaml" --device "$device" --amp "$amp" $bench_args \
+  "$root/egs/aishell2/conf/model/moe_8e.yaml" --device "$device" --amp "$amp" \
+  --baseline-amp "$amp" $bench_args \
   2>&1 | tee "$out/2_train_step.log"
-say "train_step ($amp): $(grep -E '^(forward_backward_ratio|step_time_ratio)=' "$out/2_train_step.log" | xargs)"
+say "train_step ($amp): $(grep -E '^(speedup_vs_baseline|forward_backward_ratio|step_time_ratio)=' "$out/2_train_step.log" | xargs)"
 
 echo "== 3: paper-scale MoE-8e (overrides $overrides), $amp, torchrun with $ngpu process(es) (log: $out/3_train.log)"
 work=$out/tree
