@@ -10,7 +10,8 @@ the model's input (features read from storage, deltas, CMVN, stacking, padding, 
 ids) in this process, one thread. Printed per bucket count: seconds per batch, the share
 of the batch's frames that is padding (computed by the model and thrown away), the
 utterances and audio seconds per batch. The trainer's DataLoader runs the same work in
---num-workers processes beside the training step.
+--num-workers processes beside the training step. Run it from the recipe directory (the
+manifests' feature paths are relative to it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def measure(cuts, dataset, max_duration: float, buckets: int, batches: int,
         batch = dataset[batch_cuts]
         times.append(time.perf_counter() - t0)
         lengths = batch["lengths"]
+        if not len(lengths):
+            raise ValueError(f"no cut of a batch could be read (e.g. {next(iter(batch_cuts)).id}): "
+                             "run from the recipe directory, where the manifests' relative "
+                             "feature paths resolve")
         real += int(lengths.sum())
         padded += len(lengths) * int(lengths.max())
         utts.append(len(lengths))
