@@ -56,9 +56,9 @@ from speechmoe.info import FRAMES_PER_SECOND
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
 from speechmoe.model.memory import set_memory_kernel
+from speechmoe.train.trainer import AMP_DTYPES
 from speechmoe.utils import resolve_amp, resolve_device, tune_malloc
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PATHS = ("baseline", "new")
 BASELINE_REVISION = "6f02136"
 
