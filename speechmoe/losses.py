@@ -70,9 +70,7 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tens
     align its labels gives +inf (never silently zeroed): the trainer
     detects a non-finite loss and handles it.
     """
-    loss = F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths, target_lengths,
-                      blank=blank, reduction="sum", zero_infinity=False)
-    return loss / lengths.sum().clamp_min(1)
+    return ctc_sum(log_probs, lengths, targets, target_lengths, blank) / lengths.sum().clamp_min(1)
 
 
 def globalize(stats: list[torch.Tensor], reduce) -> list[torch.Tensor]:
@@ -95,14 +93,86 @@ def globalize(stats: list[torch.Tensor], reduce) -> list[torch.Tensor]:
     return out
 
 
-def _ctc_sum(log_probs, lengths, targets, target_lengths, blank) -> torch.Tensor:
+def padded_targets(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """(B, S) padded targets from either CTC layout: (B, S) padded, or (sum S,)
+    concatenated (split by target_lengths)."""
+    if targets.dim() == 2:
+        return targets
+    parts = targets.split(target_lengths.tolist())
+    if not parts:
+        return targets.new_zeros(0, 0)
+    return torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
+
+
+class _CompactCTC(torch.autograd.Function):
+    """CTC negative log-likelihoods (B,) of log-probs restricted to each utterance's own
+    columns: lp (T, B, K), column 0 the blank and column j the j-th label (labels
+    compact_targets).
+
+    Its gradient is the true one, -occupancy: torch's CTC returns the gradient with
+    respect to the logits of a log_softmax, exp(lp) - occupancy, which is right only
+    when the K columns are the whole softmax; the occupancy is exp(lp) minus that
+    (tests/test_losses.py checks both against the full-vocabulary CTC).
+    """
+
+    @staticmethod
+    def forward(ctx, lp, compact_targets, lengths, target_lengths):
+        with torch.enable_grad():
+            x = lp.detach().requires_grad_()
+            nll = F.ctc_loss(x, compact_targets, lengths, target_lengths, blank=0,
+                             reduction="none", zero_infinity=False)
+            (grad,) = torch.autograd.grad(nll.sum(), x)
+        frames = torch.arange(lp.shape[0], device=lp.device)[:, None] < lengths[None, :]
+        occupancy = (x.detach().exp() - grad) * frames.unsqueeze(-1)
+        ctx.save_for_backward(occupancy)
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_nll):
+        (occupancy,) = ctx.saved_tensors
+        return -occupancy * grad_nll[None, :, None], None, None, None
+
+
+def ctc_sum(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+            target_lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """CTC summed over the batch: torch's CTC, on the columns each utterance's labels use.
+
+    log_probs (B, T, C) are gathered to (T, B, S + 1): the blank and the utterance's
+    S labels in order, a repeated label in consecutive positions sharing one column
+    (so that CTC still needs a blank between them). CTC reads nothing else of a
+    frame's distribution, so the loss is the full-vocabulary one; its forward and
+    backward cost O(T S) instead of torch's O(T C) (C ~ 1600 here, S ~ 30-60), and
+    the gradient reaches log_probs through the gather: the same as torch's CTC with
+    reduction="sum", to rounding.
+    """
+    targets = padded_targets(targets, target_lengths)
+    B, S = targets.shape
+    positions = torch.arange(S, device=targets.device)
+    in_label = positions[None, :] < target_lengths[:, None]
+    labels = torch.where(in_label, targets, torch.full_like(targets, blank))
+    # compact id of position j: j + 1, or the previous position's when the label repeats
+    repeat = torch.zeros_like(in_label)
+    repeat[:, 1:] = labels[:, 1:] == labels[:, :-1]
+    first = torch.where(repeat, torch.zeros_like(positions)[None, :], positions[None, :] + 1)
+    compact = torch.cummax(first, dim=1).values
+    columns = torch.cat([torch.full_like(labels[:, :1], blank), labels], dim=1)  # (B, S + 1)
+    lp = log_probs.to(torch.promote_types(log_probs.dtype, torch.float32)).gather(
+        2, columns[:, None, :].expand(B, log_probs.shape[1], S + 1)).transpose(0, 1)
+    return _CompactCTC.apply(lp, compact, lengths, target_lengths).sum()
+
+
+def _ctc_sum(log_probs, lengths, targets, target_lengths, blank,
+             compact: bool = True) -> torch.Tensor:
+    if compact:
+        return ctc_sum(log_probs, lengths, targets, target_lengths, blank)
     return F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths, target_lengths,
                       blank=blank, reduction="sum", zero_infinity=False)
 
 
 def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
                    cfg: LossConfig, blank: int = 0, reduce=None,
-                   with_floats: bool = True) -> tuple[torch.Tensor, dict]:
+                   with_floats: bool = True, compact_ctc: bool = True
+                   ) -> tuple[torch.Tensor, dict]:
     """The total loss of eq. 12 and its parts (as floats for logging, or with
     ``with_floats=False`` as detached 0-d tensors, which reads nothing back from the
     device, with "frames": the number of frames the per-frame losses are averaged over).
@@ -111,7 +181,8 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     function summing a 1-D tensor over all ranks; every statistic the losses are
     made of (CTC sums, frame counts, per-expert importance and dispatch counts) is
     then taken over the global batch, so that L_m and L_b, which are not sums
-    over frames, follow the paper's batch definition exactly.
+    over frames, follow the paper's batch definition exactly. compact_ctc=False: torch's
+    CTC over the whole vocabulary (the benchmark's baseline path), instead of ctc_sum.
     """
     use_routing = bool(output.routing) and (cfg.alpha > 0 or (
         cfg.beta > 0 and cfg.balance in ("mean_importance", "switch")))
@@ -124,10 +195,11 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     # what the CTC sums are divided by: output frames, or utterances ("utterance")
     count = (torch.ones_like(output.lengths).sum() if per_utt else output.lengths.sum()
              ).to(torch.float32)
-    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank), count]
+    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank,
+                      compact_ctc), count]
     if use_emb:
         stats.append(_ctc_sum(output.embedding_log_probs, output.lengths, targets,
-                              target_lengths, blank))
+                              target_lengths, blank, compact_ctc))
     layers = output.routing if use_routing else []
     if layers:  # every layer at once: (L, N, n); sums over the real frames (valid), no
         # data-dependent selection; a few batched ops instead of ~30 per layer

@@ -103,3 +103,22 @@ def test_mixed_precision_training_on_cuda_lowers_the_loss(amp):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_compact_ctc_on_cuda_equals_torch_ctc():
+    """losses.ctc_sum reads the occupancy off torch's CTC gradient (exp(lp) - occupancy);
+    CUDA's kernel must follow the same convention as the CPU's."""
+    import torch.nn.functional as F
+
+    from speechmoe.losses import ctc_sum
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 60, 50, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    _, lengths, targets, tlen = batch("cuda")
+    full = F.ctc_loss(torch.log_softmax(logits, -1).transpose(0, 1), targets, lengths, tlen,
+                      reduction="sum")
+    (full_grad,) = torch.autograd.grad(full, logits)
+    compact = ctc_sum(torch.log_softmax(logits, -1), lengths, targets, tlen)
+    (compact_grad,) = torch.autograd.grad(compact, logits)
+    torch.testing.assert_close(compact, full)
+    torch.testing.assert_close(compact_grad, full_grad)

@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from speechmoe.config import LossConfig
-from speechmoe.losses import (ctc_loss, mean_importance, sparsity_l1, speechmoe_loss,
+from speechmoe.losses import (ctc_loss, ctc_sum, mean_importance, sparsity_l1, speechmoe_loss,
                               switch_balance)
 from speechmoe.model.acoustic import ModelOutput
 from speechmoe.model.moe import RoutingInfo
@@ -72,6 +73,51 @@ def test_ctc_loss_is_inf_when_labels_do_not_fit():
     # "a a" needs 3 frames (a, blank, a); one frame cannot align it: never silently zero.
     log_probs = torch.log_softmax(torch.randn(1, 1, 3), -1)
     loss = ctc_loss(log_probs, torch.tensor([1]), torch.tensor([[1, 1]]), torch.tensor([2]))
+    assert math.isinf(loss.item())
+
+
+def test_compact_ctc_equals_torch_ctc_over_the_whole_vocabulary():
+    """ctc_sum gathers each utterance's own columns: value and gradient (through the
+    log-softmax, as in training) equal to torch's CTC over all C classes, with labels
+    repeated in consecutive positions (a blank between them needed) and not, frames
+    past an utterance's length, an empty transcript and concatenated targets."""
+    torch.manual_seed(0)
+    B, T, C = 5, 30, 50
+    logits = torch.randn(B, T, C, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([30, 25, 20, 12, 30])
+    target_lengths = torch.tensor([8, 5, 6, 0, 10])
+    targets = torch.randint(1, C, (B, 10))
+    targets[0, 1] = targets[0, 2] = targets[0, 5] = targets[0, 0]
+    targets[4, 3] = targets[4, 4]
+
+    def loss_and_grad(fn):
+        loss = fn(torch.log_softmax(logits, -1))
+        (grad,) = torch.autograd.grad(loss, logits)
+        return loss.item(), grad
+
+    full, full_grad = loss_and_grad(lambda lp: F.ctc_loss(
+        lp.transpose(0, 1), targets, lengths, target_lengths, reduction="sum"))
+    compact, compact_grad = loss_and_grad(
+        lambda lp: ctc_sum(lp, lengths, targets, target_lengths))
+    assert compact == pytest.approx(full, rel=1e-12)
+    assert torch.allclose(compact_grad, full_grad, atol=1e-12)
+    concatenated = torch.cat([targets[b, :target_lengths[b]] for b in range(B)])
+    log_probs = torch.log_softmax(logits, -1)
+    assert ctc_sum(log_probs, lengths, concatenated, target_lengths).item() == (
+        pytest.approx(full, rel=1e-12))
+    # with respect to the log-probs themselves the gradient is minus the occupancy
+    # (torch's own is exp(lp) minus it): -1 summed over a real frame, 0 past the length
+    lp = log_probs.detach().requires_grad_()
+    ctc_sum(lp, lengths, targets, target_lengths).backward()
+    per_frame = lp.grad.sum(-1)
+    assert torch.allclose(per_frame[1, :25], torch.full((25,), -1.0, dtype=torch.float64))
+    assert torch.all(per_frame[1, 25:] == 0)
+
+
+def test_compact_ctc_is_inf_when_labels_do_not_fit():
+    log_probs = torch.log_softmax(torch.randn(2, 3, 10), -1)
+    loss = ctc_sum(log_probs, torch.tensor([3, 3]), torch.tensor([[1, 2, 3, 4], [1, 1, 0, 0]]),
+                   torch.tensor([4, 2]))
     assert math.isinf(loss.item())
 
 

@@ -13,9 +13,11 @@ Each system runs on two paths, each in a process of its own (so that process-wid
 settings stay apart), from the same seed and batch:
 
   baseline  the training step of revision 6f02136: glibc's default allocator settings, the
-            memory blocks' 1-D convolutions, the per-tensor AdamW, --baseline-amp (none)
+            memory blocks' 1-D convolutions, the per-tensor AdamW, torch's CTC over the whole
+            vocabulary, --baseline-amp (none)
   new       what local/train.py does now: speechmoe.utils.tune_malloc, the channels-last
-            memory kernel, the fused AdamW and a foreach gradient clipping, the routing
+            memory kernel, the fused AdamW and a foreach gradient clipping, the CTC losses on
+            each utterance's own columns (speechmoe.losses.ctc_sum), the routing
             statistics of all layers in one batch of operations, --amp (none; auto: bf16
             where the device computes it natively, speechmoe.utils.native_bf16, as the
             recipes train)
@@ -127,7 +129,7 @@ class System:
                              with_embedding_loss=self.cfg.loss.gamma > 0)
         with record_function("loss"):
             loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
-                                     with_floats=False)
+                                     with_floats=False, compact_ctc=self.path == "new")
         with record_function("backward"):
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()

@@ -13,6 +13,7 @@ is routed to; there is no capacity factor and no token is ever dropped.
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,6 +47,14 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return router probabilities p (eq. 5), computed in float32."""
         return torch.softmax(self.proj(x).float(), dim=-1)
+
+    def forward_concat(self, e: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """forward(concat(e, o)) of eq. 8 without building the concatenation: W_r splits
+        into the columns that multiply e and those that multiply o."""
+        w = self.proj.weight
+        d_e = e.shape[-1]
+        logits = F.linear(e, w[:, :d_e]) + F.linear(o, w[:, d_e:])
+        return torch.softmax(logits.float(), dim=-1)
 
 
 class RoutingInfo(NamedTuple):
@@ -177,10 +186,9 @@ class MoELayer(nn.Module):
             if embedding is None:
                 raise ValueError("this MoE layer routes on concat(e, o) (eq. 8) "
                                  "but no shared embedding e was given")
-            router_in = torch.cat([embedding.reshape(B * T, -1), flat], dim=-1)
+            probs = self.router.forward_concat(embedding.reshape(B * T, -1), flat)
         else:
-            router_in = flat
-        probs = self.router(router_in)  # eq. 5, (B*T, n)
+            probs = self.router(flat)  # eq. 5, (B*T, n)
         gate, index = probs.max(dim=-1)  # top-1
 
         if mask is None:
