@@ -58,6 +58,10 @@ HELP = {
     "spec_time_masks": "SpecAugment: time masks per utterance",
     "spec_time_width": "SpecAugment: widest time mask, in 10-ms frames",
     "spec_time_fraction": "SpecAugment: most of an utterance all time masks cover together",
+    "init_from": "a trained dense model's checkpoint (epoch-N.pt or avg-N-K.pt) to start from: "
+                 "every expert a copy of its layer's feed-forward network, the embedding "
+                 "network from the same base (the authors' 3M recipe; "
+                 "speechmoe/model/upcycle.py); a fresh run only, a resumed one ignores it",
 }
 
 

@@ -67,6 +67,15 @@ class ModelConfig:
     embedding_layers: int = 30
     embedding_attention_every: int = 0
     dropout: float = 0.0
+    # Routed training's stabilisers (issue 19; each default is the paper's setup):
+    # dropout on the experts' hidden activations (Switch Transformer's expert dropout)
+    expert_dropout: float = 0.0
+    # router weights: 0 = nn.Linear's default init; > 0 = Xavier-uniform with this gain
+    # (the authors' 3M toolkit uses 0.5)
+    router_init_gain: float = 0.0
+    # routers read the embedding e detached: no router gradient reaches the embedding
+    # network, which L_e alone trains (3M); needs loss.gamma > 0
+    detach_embedding: bool = False
 
     def validate(self, where: str = "model") -> None:
         def need(cond: bool, msg: str) -> None:
@@ -91,6 +100,14 @@ class ModelConfig:
              "router_input 'embedding+previous' (eq. 8) needs the shared embedding network: "
              "set embedding_layers > 0 or router_input: previous")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(0.0 <= self.expert_dropout < 1.0,
+             f"expert_dropout must be in [0, 1), got {self.expert_dropout}")
+        need(self.router_init_gain >= 0,
+             f"router_init_gain must be >= 0 (0: the default init), got {self.router_init_gain}")
+        need(not (self.detach_embedding and not (
+            self.has_router and self.router_input == "embedding+previous")),
+             "detach_embedding: no router reads the embedding (needs num_experts > 1 and "
+             "router_input: embedding+previous)")
 
     @property
     def has_router(self) -> bool:
@@ -115,6 +132,9 @@ class LossConfig:
     #   utterance  the authors' released code (tencent-ailab/3m-asr): CTC summed over each
     #              utterance and averaged over the batch, router losses summed over layers
     normalization: str = "frame"
+    # router z-loss (ST-MoE, Zoph et al. 2022, eq. 5): z_loss * mean over real frames of
+    # (logsumexp_j r_ij)^2, over the MoE layers as the other router terms; 0 = off
+    z_loss: float = 0.0
 
     def validate(self, model: ModelConfig, where: str = "loss") -> None:
         def need(cond: bool, msg: str) -> None:
@@ -124,7 +144,7 @@ class LossConfig:
              f"normalization must be one of {LOSS_NORMALIZATIONS}, got {self.normalization!r}")
         need(self.balance in BALANCE_LOSSES,
              f"balance must be one of {BALANCE_LOSSES}, got {self.balance!r}")
-        for name in ("alpha", "beta", "gamma"):
+        for name in ("alpha", "beta", "gamma", "z_loss"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(not (self.gamma > 0 and not model.has_embedding),
              "gamma > 0 weights the embedding network's CTC loss, but the model has no "
@@ -137,6 +157,11 @@ class LossConfig:
         need(not (model.num_experts == 1 and (self.alpha > 0 or
                                                (self.balance != "none" and self.beta > 0))),
              "a static model (num_experts: 1) has no router: set alpha: 0 and balance: none")
+        need(not (model.num_experts == 1 and self.z_loss > 0),
+             "a static model (num_experts: 1) has no router: set z_loss: 0")
+        need(not (model.detach_embedding and self.gamma == 0),
+             "model.detach_embedding with gamma 0: nothing would train the embedding network "
+             "(set gamma > 0)")
 
 
 @dataclass

@@ -1,12 +1,16 @@
 """The SpeechMoE training objective (paper eq. 7, 9-12).
 
     L = L_c + alpha * L_s + beta * L_balance + gamma * L_e            (eq. 12)
+        [+ z_loss * L_z, the router z-loss of ST-MoE: off by default]
 
 - L_c: CTC loss of the backbone (torch's CTC; k2 is not installable here).
 - L_s: sparsity L1 of the unit-normalised router distributions (eq. 9).
 - L_balance: the mean importance loss (eq. 10-11) or the Switch balance
   loss (eq. 7), chosen by config (loss.balance).
 - L_e: CTC loss of the shared embedding network's own head.
+- L_z: 1/m sum_i (logsumexp_j r_ij)^2 over the router logits r (ST-MoE, Zoph et al.
+  2022, eq. 5): keeps the logits small, which the softmax's float32 and a stable
+  routing need; not in the paper.
 
 Conventions (the paper leaves them open; loss.normalization chooses):
 - The router losses are computed per MoE layer over the m non-padding frames
@@ -59,6 +63,11 @@ def switch_balance(probs: torch.Tensor, expert_index: torch.Tensor) -> torch.Ten
     m, n = probs.shape
     fraction = torch.bincount(expert_index, minlength=n).to(probs.dtype) / m
     return n * (fraction * probs.mean(dim=0)).sum()
+
+
+def router_z_loss(log_z: torch.Tensor) -> torch.Tensor:
+    """L_z = 1/m sum_i (logsumexp_j r_ij)^2 (ST-MoE eq. 5), log_z: (m,) per-frame logsumexp."""
+    return log_z.pow(2).mean()
 
 
 def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
@@ -184,7 +193,7 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     over frames, follow the paper's batch definition exactly. compact_ctc=False: torch's
     CTC over the whole vocabulary (the benchmark's baseline path), instead of ctc_sum.
     """
-    use_routing = bool(output.routing) and (cfg.alpha > 0 or (
+    use_routing = bool(output.routing) and (cfg.alpha > 0 or cfg.z_loss > 0 or (
         cfg.beta > 0 and cfg.balance in ("mean_importance", "switch")))
     use_emb = cfg.gamma > 0
     if use_emb and output.embedding_log_probs is None:
@@ -209,7 +218,9 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
         l1 = torch.where(real, unit.abs().sum(dim=-1), torch.zeros_like(real, dtype=p.dtype))
         imp = torch.where(real.unsqueeze(-1), p, torch.zeros_like(p)).sum(dim=1)
         counts = torch.stack([r.counts for r in layers]).to(torch.float32)
-        stats += [l1.sum(dim=1), imp, counts]  # (L,), (L, n), (L, n)
+        z2 = torch.stack([r.log_z for r in layers]).float().pow(2)
+        z2 = torch.where(real, z2, torch.zeros_like(z2))
+        stats += [l1.sum(dim=1), z2.sum(dim=1), imp, counts]  # (L,), (L,), (L, n), (L, n)
     stats = globalize(stats, reduce)
 
     parts: dict[str, torch.Tensor] = {}
@@ -218,13 +229,16 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     if use_emb:
         parts["embedding_ctc"] = stats[2] / frames_g
     if layers:
-        l1_sum, imp_sum, counts = stats[-3:]
+        l1_sum, z2_sum, imp_sum, counts = stats[-4:]
         m = counts.sum(dim=-1, keepdim=True).clamp_min(1)  # (L, 1) real frames per layer
         n = imp_sum.shape[-1]
         over_layers = torch.sum if per_utt else torch.mean  # of the per-layer values
         if cfg.alpha > 0:
             parts["sparsity"] = over_layers(l1_sum / m.squeeze(-1))  # eq. 9
             total = total + cfg.alpha * parts["sparsity"]
+        if cfg.z_loss > 0:
+            parts["z_loss"] = over_layers(z2_sum / m.squeeze(-1))  # ST-MoE eq. 5
+            total = total + cfg.z_loss * parts["z_loss"]
         if cfg.balance == "mean_importance" and cfg.beta > 0:
             importance = n * (imp_sum / m).pow(2).sum(dim=-1)  # eq. 10-11
             parts["importance"] = over_layers(importance)

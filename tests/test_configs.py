@@ -135,6 +135,14 @@ def test_info_reports_config_errors_in_one_line(tmp_path, capsys):
      "loss:\n  gamma: 0.0\n", "static model"),
     ("model:\n  embedding_layers: 0\n  router_input: previous\n", "gamma > 0"),
     ("loss:\n  balance: importance\n", "balance must be one of"),
+    ("model:\n  expert_dropout: 1.0\n", "expert_dropout must be in"),
+    ("model:\n  router_init_gain: -0.5\n", "router_init_gain must be >= 0"),
+    ("model:\n  detach_embedding: true\nloss:\n  gamma: 0.0\n", "nothing would train"),
+    ("model:\n  detach_embedding: true\n  router_input: previous\n",
+     "no router reads the embedding"),
+    ("model:\n  num_experts: 1\n  embedding_layers: 0\n  router_input: previous\n"
+     "loss:\n  balance: none\n  alpha: 0.0\n  beta: 0.0\n  gamma: 0.0\n  z_loss: 0.01\n",
+     "set z_loss: 0"),
     ("", "empty"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, text, match):

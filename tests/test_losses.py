@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from speechmoe.config import LossConfig
-from speechmoe.losses import (ctc_loss, ctc_sum, mean_importance, sparsity_l1, speechmoe_loss,
-                              switch_balance)
+from speechmoe.losses import (ctc_loss, ctc_sum, mean_importance, router_z_loss, sparsity_l1,
+                              speechmoe_loss, switch_balance)
 from speechmoe.model.acoustic import ModelOutput
 from speechmoe.model.moe import RoutingInfo
 
@@ -128,10 +128,11 @@ def _output(with_emb: bool):
     elp = torch.log_softmax(torch.randn(B, T, C), -1) if with_emb else None
     routing = []
     for _ in range(2):
-        probs = torch.softmax(torch.randn(10, n), -1)
+        logits = torch.randn(10, n)
+        probs = torch.softmax(logits, -1)
         index = probs.argmax(-1)
-        routing.append(RoutingInfo(probs, index, torch.bincount(index, minlength=n),
-                                   torch.ones(10)))
+        routing.append(RoutingInfo(probs, torch.logsumexp(logits, -1), index,
+                                   torch.bincount(index, minlength=n), torch.ones(10)))
     return ModelOutput(lp, torch.tensor([6, 4]), elp, routing)
 
 
@@ -140,13 +141,14 @@ def test_padding_rows_of_the_routing_change_no_loss():
     out = _output(with_emb=False)
     padded = []
     for r in out.routing:
-        junk = torch.softmax(10 * torch.randn(5, r.probs.shape[1]), -1)
-        padded.append(RoutingInfo(torch.cat([r.probs, junk]),
+        junk = 10 * torch.randn(5, r.probs.shape[1])
+        padded.append(RoutingInfo(torch.cat([r.probs, torch.softmax(junk, -1)]),
+                                  torch.cat([r.log_z, torch.logsumexp(junk, -1)]),
                                   torch.cat([r.expert_index, torch.full((5,), -1)]),
                                   r.counts, torch.cat([r.valid, torch.zeros(5)])))
     targets, tlen = torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
     for balance in ("mean_importance", "switch"):
-        cfg = LossConfig(balance, 0.1, 0.1, 0.0)
+        cfg = LossConfig(balance, 0.1, 0.1, 0.0, z_loss=0.01)
         a = speechmoe_loss(out, targets, tlen, cfg)
         b = speechmoe_loss(out._replace(routing=padded), targets, tlen, cfg)
         assert a[1] == pytest.approx(b[1], rel=1e-6) and a[0].item() == pytest.approx(
@@ -166,6 +168,29 @@ def test_total_loss_is_eq12_combination():
     assert parts == pytest.approx({"ctc": l_c, "sparsity": l_s, "importance": l_m,
                                    "embedding_ctc": l_e}, rel=1e-5)
     assert total.item() == pytest.approx(l_c + 0.1 * l_s + 0.2 * l_m + 0.01 * l_e, rel=1e-5)
+
+
+def test_router_z_loss_hand_value():
+    # logits (0, 0) and (ln 3, 0): logsumexp ln 2 and ln 4
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    expected = (math.log(2.0) ** 2 + math.log(4.0) ** 2) / 2
+    assert router_z_loss(torch.logsumexp(logits, -1)).item() == pytest.approx(expected)
+    probs, log_z = torch.softmax(logits, -1), torch.logsumexp(logits, -1)
+    index = probs.argmax(-1)
+    routing = [RoutingInfo(probs, log_z, index, torch.bincount(index, minlength=2),
+                           torch.ones(2))] * 2
+    out = ModelOutput(torch.log_softmax(torch.randn(1, 4, 3), -1), torch.tensor([4]), None,
+                      routing)
+    targets, tlen = torch.tensor([[1, 2]]), torch.tensor([2])
+    plain = speechmoe_loss(out, targets, tlen, LossConfig("none", 0.0, 0.0, 0.0))
+    total, parts = speechmoe_loss(out, targets, tlen,
+                                  LossConfig("none", 0.0, 0.0, 0.0, z_loss=0.5))
+    assert parts["z_loss"] == pytest.approx(expected)  # the mean over the 2 layers
+    assert total.item() == pytest.approx(plain[0].item() + 0.5 * expected)
+    # "utterance" normalization sums the router terms over the layers
+    _, parts = speechmoe_loss(out, targets, tlen, LossConfig(
+        "none", 0.0, 0.0, 0.0, normalization="utterance", z_loss=0.5))
+    assert parts["z_loss"] == pytest.approx(2 * expected)
 
 
 def test_total_loss_switch_variant_and_static_model():

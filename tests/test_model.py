@@ -103,3 +103,32 @@ def test_training_steps_reduce_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_detached_embedding_gets_no_gradient_through_the_routers():
+    """detach_embedding (3M): the routers read e, but the backbone's CTC sends no gradient
+    into the embedding network; without it, the routers do."""
+    feats, lengths = torch.randn(2, 9, 24), torch.tensor([9, 6])
+    for detach in (False, True):
+        torch.manual_seed(0)
+        model = SpeechMoE(small(detach_embedding=detach)).train()
+        out = model(feats, lengths)
+        out.log_probs.sum().backward()  # the backbone's output only, not L_e
+        grads = [p.grad for p in model.embedding.parameters()]
+        reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert reached is not detach
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in
+                   (model.backbone.moe[0].router.proj.weight, model.input_layer.weight))
+
+
+def test_expert_dropout_in_training_only():
+    torch.manual_seed(0)
+    model = SpeechMoE(small(expert_dropout=0.5))
+    torch.manual_seed(0)
+    plain = SpeechMoE(small())
+    plain.load_state_dict(model.state_dict())  # the same parameters: dropout adds none
+    feats, lengths = torch.randn(2, 9, 24), torch.tensor([9, 6])
+    model.eval(), plain.eval()
+    assert torch.equal(model(feats, lengths).log_probs, plain(feats, lengths).log_probs)
+    model.train(), plain.train()
+    assert not torch.allclose(model(feats, lengths).log_probs, plain(feats, lengths).log_probs)

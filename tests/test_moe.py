@@ -1,5 +1,7 @@
 """Top-1 routing and dispatch (eq. 4-6, 8)."""
 
+import math
+
 import pytest
 import torch
 
@@ -208,3 +210,44 @@ def test_sorted_dispatch_equals_the_per_expert_loop_with_gradients():
     idle = list(layer.experts[7].parameters())
     assert all(g.abs().sum() == 0 for g, p in zip(g_sort[1:], layer.parameters())
                if any(p is q for q in idle))
+
+
+@pytest.mark.parametrize("gain", [0.0, 0.5])
+def test_router_initialisation(gain):
+    """gain 0: nn.Linear's default, uniform within 1/sqrt(in); > 0: Xavier-uniform within
+    gain * sqrt(6 / (in + n)) (the authors' 3M toolkit: 0.5)."""
+    torch.manual_seed(0)
+    d, n = 512, 8
+    w = MoELayer(256, 64, num_experts=n, embedding_dim=256, router_init_gain=gain
+                 ).router.proj.weight.detach()
+    bound = gain * math.sqrt(6 / (d + n)) if gain else 1 / math.sqrt(d)
+    assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
+    assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)  # uniform's std
+
+
+def test_router_logsumexp_is_reported_per_frame():
+    torch.manual_seed(0)
+    layer = MoELayer(16, 32, num_experts=4)
+    x = torch.randn(2, 5, 16)
+    _, routing = layer(x)
+    logits = layer.router.proj(layer.norm(x).reshape(10, 16))
+    assert torch.allclose(routing.log_z, torch.logsumexp(logits, -1), atol=1e-6)
+
+
+def test_routing_tracker_summary_hand_values():
+    """Fractions, entropy, gate and logit scale over the real frames; padding left out."""
+    from speechmoe.model.moe import RoutingInfo
+    from speechmoe.train.routing_stats import RoutingTracker
+
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0], [9.0, -9.0]])  # last: padding
+    probs = torch.softmax(logits, -1)
+    index = torch.tensor([0, 0, -1])
+    tracker = RoutingTracker()
+    tracker.update([RoutingInfo(probs, torch.logsumexp(logits, -1), index,
+                                torch.tensor([2, 0]), torch.tensor([1.0, 1.0, 0.0]))])
+    (s,) = tracker.summary()
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert s["fraction"] == [1.0, 0.0] and s["unused_experts"] == 1
+    assert s["entropy"] == pytest.approx((math.log(2) + h) / 2)
+    assert s["mean_gate"] == pytest.approx((0.5 + 0.75) / 2)
+    assert s["mean_log_z"] == pytest.approx((math.log(2) + math.log(4)) / 2)

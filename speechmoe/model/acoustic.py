@@ -52,7 +52,9 @@ class SpeechMoE(nn.Module):
             memory_lookback_order=cfg.memory_lookback_order,
             memory_lookback_stride=cfg.memory_lookback_stride,
             memory_lookahead_order=cfg.memory_lookahead_order,
-            memory_lookahead_stride=cfg.memory_lookahead_stride, dropout=cfg.dropout)
+            memory_lookahead_stride=cfg.memory_lookahead_stride, dropout=cfg.dropout,
+            expert_dropout=cfg.expert_dropout, router_init_gain=cfg.router_init_gain)
+        self.detach_embedding = cfg.detach_embedding
         self.norm = nn.LayerNorm(cfg.d_model)
         self.output_layer = nn.Linear(cfg.d_model, cfg.num_classes)  # no residual: softmax
         self.dropout = nn.Dropout(cfg.dropout)
@@ -78,7 +80,10 @@ class SpeechMoE(nn.Module):
             if want_emb_loss:
                 emb_log_probs = embedding.log_probs(e)
         x = self.dropout(self.input_layer(feats))
-        x, routing = self.backbone(x, mask, e if self.routes_on_embedding else None)
+        route_e = e if self.routes_on_embedding else None
+        if route_e is not None and self.detach_embedding:
+            route_e = route_e.detach()  # the routers read e; only L_e trains the network (3M)
+        x, routing = self.backbone(x, mask, route_e)
         log_probs = torch.log_softmax(self.output_layer(self.norm(x)).float(), dim=-1)
         return ModelOutput(log_probs, lengths, emb_log_probs, routing)
 

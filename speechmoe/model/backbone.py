@@ -23,13 +23,15 @@ class Backbone(nn.Module):
                  embedding_dim: int = 0, attention_every: int = 0, attention_heads: int = 8,
                  attention_ffn_dim: int = 1024, memory_lookback_order: int = 5,
                  memory_lookback_stride: int = 2, memory_lookahead_order: int = 1,
-                 memory_lookahead_stride: int = 1, dropout: float = 0.0):
+                 memory_lookahead_stride: int = 1, dropout: float = 0.0,
+                 expert_dropout: float = 0.0, router_init_gain: float = 0.0):
         super().__init__()
         self.moe = nn.ModuleList()
         self.memory = nn.ModuleList()
         self.attention = nn.ModuleDict()  # keyed by the index of the pair it follows
         for layer in range(num_layers):
-            self.moe.append(MoELayer(d_model, ffn_dim, num_experts, embedding_dim, dropout))
+            self.moe.append(MoELayer(d_model, ffn_dim, num_experts, embedding_dim, dropout,
+                                     expert_dropout, router_init_gain))
             self.memory.append(MemoryBlock(d_model, memory_lookback_order,
                                            memory_lookback_stride, memory_lookahead_order,
                                            memory_lookahead_stride))

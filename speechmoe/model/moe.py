@@ -25,42 +25,58 @@ def _is_exporting() -> bool:
 
 
 class Expert(nn.Module):
-    """A DFSMN-style feed-forward expert: d -> hidden (ReLU) -> d linear projection."""
+    """A DFSMN-style feed-forward expert: d -> hidden (ReLU) -> d linear projection.
 
-    def __init__(self, d_model: int, hidden: int):
+    dropout > 0: dropout on the hidden activation ("expert dropout", Switch Transformer
+    section 2.4: a higher rate inside the experts than elsewhere).
+    """
+
+    def __init__(self, d_model: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.hidden = nn.Linear(d_model, hidden)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # DFSMN's projection layer is linear and has no bias.
         self.projection = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(torch.relu(self.hidden(x)))
+        return self.projection(self.dropout(torch.relu(self.hidden(x))))
 
 
 class Router(nn.Module):
-    """Router weights W_r (eq. 4 / eq. 8): a bias-free linear map to one logit per expert."""
+    """Router weights W_r (eq. 4 / eq. 8): a bias-free linear map to one logit per expert.
 
-    def __init__(self, in_dim: int, num_experts: int):
+    init_gain 0: nn.Linear's default initialisation (uniform, bound 1/sqrt(in_dim));
+    > 0: Xavier-uniform with that gain (the authors' 3M toolkit: 0.5), bound
+    gain * sqrt(6 / (in_dim + num_experts)).
+    """
+
+    def __init__(self, in_dim: int, num_experts: int, init_gain: float = 0.0):
         super().__init__()
         self.proj = nn.Linear(in_dim, num_experts, bias=False)
+        if init_gain > 0:
+            nn.init.xavier_uniform_(self.proj.weight, gain=init_gain)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return router probabilities p (eq. 5), computed in float32."""
-        return torch.softmax(self.proj(x).float(), dim=-1)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """r = W_r x (eq. 4), in float32."""
+        return self.proj(x).float()
 
-    def forward_concat(self, e: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        """forward(concat(e, o)) of eq. 8 without building the concatenation: W_r splits
+    def logits_concat(self, e: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """r = W_r concat(e, o) (eq. 8) without building the concatenation: W_r splits
         into the columns that multiply e and those that multiply o."""
         w = self.proj.weight
         d_e = e.shape[-1]
-        logits = F.linear(e, w[:, :d_e]) + F.linear(o, w[:, d_e:])
-        return torch.softmax(logits.float(), dim=-1)
+        return F.linear(e, w[:, :d_e]).float() + F.linear(o, w[:, d_e:]).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Router probabilities p (eq. 5), in float32."""
+        return torch.softmax(self.logits(x), dim=-1)
 
 
 class RoutingInfo(NamedTuple):
     """Routing of one MoE layer over the N = B * T frames of a batch, padding included.
 
     probs:        (N, n) router probabilities p_ij of frame i and expert j
+    log_z:        (N,)   logsumexp_j r_ij of the router logits, for the z-loss
     expert_index: (N,)   the expert each frame was dispatched to, -1 for padding
     counts:       (n,)   number of (real) frames dispatched to each expert
     valid:        (N,)   float, 1 on real frames and 0 on padding: every statistic is a
@@ -69,6 +85,7 @@ class RoutingInfo(NamedTuple):
     """
 
     probs: torch.Tensor
+    log_z: torch.Tensor
     expert_index: torch.Tensor
     counts: torch.Tensor
     valid: torch.Tensor
@@ -115,13 +132,16 @@ class MoELayer(nn.Module):
     """
 
     def __init__(self, d_model: int, hidden: int, num_experts: int = 1,
-                 embedding_dim: int = 0, dropout: float = 0.0):
+                 embedding_dim: int = 0, dropout: float = 0.0, expert_dropout: float = 0.0,
+                 router_init_gain: float = 0.0):
         super().__init__()
         self.num_experts = num_experts
         self.embedding_dim = embedding_dim
         self.norm = nn.LayerNorm(d_model)
-        self.experts = nn.ModuleList(Expert(d_model, hidden) for _ in range(num_experts))
-        self.router = Router(embedding_dim + d_model, num_experts) if num_experts > 1 else None
+        self.experts = nn.ModuleList(Expert(d_model, hidden, expert_dropout)
+                                     for _ in range(num_experts))
+        self.router = Router(embedding_dim + d_model, num_experts, router_init_gain) \
+            if num_experts > 1 else None
         self.dropout = nn.Dropout(dropout)
 
     def dispatch(self, x: torch.Tensor, expert_index: torch.Tensor,
@@ -186,9 +206,10 @@ class MoELayer(nn.Module):
             if embedding is None:
                 raise ValueError("this MoE layer routes on concat(e, o) (eq. 8) "
                                  "but no shared embedding e was given")
-            probs = self.router.forward_concat(embedding.reshape(B * T, -1), flat)
+            logits = self.router.logits_concat(embedding.reshape(B * T, -1), flat)  # eq. 8
         else:
-            probs = self.router(flat)  # eq. 5, (B*T, n)
+            logits = self.router.logits(flat)  # eq. 4
+        probs = torch.softmax(logits, dim=-1)  # eq. 5, (B*T, n)
         gate, index = probs.max(dim=-1)  # top-1
 
         if mask is None:
@@ -201,5 +222,6 @@ class MoELayer(nn.Module):
 
         counts = expert_counts(dispatched, self.num_experts)
         out = self.dispatch(flat, dispatched, gate, counts)  # eq. 6
-        routing = RoutingInfo(probs=probs, expert_index=dispatched, counts=counts, valid=valid)
+        routing = RoutingInfo(probs=probs, log_z=torch.logsumexp(logits, dim=-1),
+                              expert_index=dispatched, counts=counts, valid=valid)
         return x + self.dropout(out.reshape(B, T, D)), routing

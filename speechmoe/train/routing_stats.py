@@ -2,7 +2,9 @@
 
 For each routed layer: the fraction of frames dispatched to each expert, the
 mean router entropy (low = sparse, confident routing; log n = uniform), the
-mean gate (top-1 probability) and the number of experts that received no frame.
+mean gate (top-1 probability), the mean logsumexp of the router logits (their scale,
+which the z-loss keeps down; a growing one precedes a collapse onto few experts) and the
+number of experts that received no frame.
 Padding frames are left out (weighted by the model's RoutingInfo.valid).
 
 The sums stay on the model's device and are read back once, when they are
@@ -23,7 +25,7 @@ class RoutingTracker:
 
     def reset(self) -> None:
         self.counts: list[torch.Tensor] = []  # per layer (n,) frames per expert
-        self.sums: torch.Tensor | None = None  # (layers, 3): entropy, gate, frames
+        self.sums: torch.Tensor | None = None  # (layers, 4): entropy, gate, frames, log_z
 
     @torch.no_grad()
     def update(self, routing) -> None:
@@ -34,12 +36,13 @@ class RoutingTracker:
         counts = torch.stack([r.counts for r in routing])
         if not self.counts:
             self.counts = [torch.zeros_like(c) for c in counts]
-            self.sums = torch.zeros(len(routing), 3, dtype=torch.float64, device=p.device)
+            self.sums = torch.zeros(len(routing), 4, dtype=torch.float64, device=p.device)
         for i, c in enumerate(counts):
             self.counts[i] += c
         entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+        log_z = torch.stack([r.log_z for r in routing]).float()
         self.sums += torch.stack([(entropy * w).sum(-1), (p.max(-1).values * w).sum(-1),
-                                  w.sum(-1)], dim=1).double()
+                                  w.sum(-1), (log_z * w).sum(-1)], dim=1).double()
 
     @property
     def frames(self) -> int:
@@ -55,7 +58,7 @@ class RoutingTracker:
                           self.sums.reshape(-1)])
         total = reduce(flat)
         self.counts = [c.round().long() for c in total[: n * k].view(n, k)]
-        self.sums = total[n * k:].view(n, 3)
+        self.sums = total[n * k:].view(n, 4)
 
     def summary(self) -> list[dict]:
         if not self.counts:
@@ -63,7 +66,7 @@ class RoutingTracker:
         counts = torch.stack(self.counts).tolist()  # the one read-back
         sums = self.sums.tolist()
         out = []
-        for i, (c, (entropy, gate, _)) in enumerate(zip(counts, sums)):
+        for i, (c, (entropy, gate, _, log_z)) in enumerate(zip(counts, sums)):
             total = max(int(sum(c)), 1)
             out.append({
                 "layer": i,
@@ -71,6 +74,7 @@ class RoutingTracker:
                 "entropy": entropy / total,
                 "max_entropy": math.log(len(c)),
                 "mean_gate": gate / total,
+                "mean_log_z": log_z / total,
                 "unused_experts": sum(1 for x in c if x == 0),
             })
         return out
@@ -82,13 +86,14 @@ class RoutingTracker:
             return summary
         for s in summary:
             logger.info("%s routing layer %02d: fraction %s, entropy %.3f (max %.3f), "
-                        "mean gate %.3f, unused experts %d", prefix, s["layer"],
-                        " ".join(f"{f:.2f}" for f in s["fraction"]), s["entropy"],
-                        s["max_entropy"], s["mean_gate"], s["unused_experts"])
+                        "mean gate %.3f, mean log Z %.2f, unused experts %d", prefix,
+                        s["layer"], " ".join(f"{f:.2f}" for f in s["fraction"]), s["entropy"],
+                        s["max_entropy"], s["mean_gate"], s["mean_log_z"], s["unused_experts"])
             if writer is not None:
                 tag = f"{prefix}_routing/layer{s['layer']:02d}"
                 writer.add_scalar(f"{tag}/entropy", s["entropy"], step)
                 writer.add_scalar(f"{tag}/mean_gate", s["mean_gate"], step)
+                writer.add_scalar(f"{tag}/mean_log_z", s["mean_log_z"], step)
                 writer.add_scalar(f"{tag}/unused_experts", s["unused_experts"], step)
                 for e, f in enumerate(s["fraction"]):
                     writer.add_scalar(f"{tag}/expert{e}_fraction", f, step)

@@ -21,7 +21,7 @@ import torch
 
 from speechmoe.checkpoint import latest_checkpoint, load_checkpoint, prune_step_checkpoints, \
     save_checkpoint
-from speechmoe.config import SystemConfig, load_config
+from speechmoe.config import ModelConfig, SystemConfig, load_config
 from speechmoe.data.augment import SpecAugment
 from speechmoe.data.dataset import AsrDataset, filter_trainable
 from speechmoe.data.sampling import make_loader, make_sampler
@@ -33,6 +33,7 @@ from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.logs import setup_logger
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
+from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train.routing_stats import RoutingTracker
 from speechmoe.utils import resolve_amp, tune_malloc
@@ -73,6 +74,7 @@ class TrainParams:
     spec_time_width: int = 20  # ... each at most this many 10-ms frames ...
     spec_time_fraction: float = 0.1  # ... in all at most this share of the utterance
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
+    init_from: str = ""  # a dense model's checkpoint to upcycle from (speechmoe.model.upcycle)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,7 +165,8 @@ class Trainer:
         exp_dir.mkdir(parents=True, exist_ok=True)
         self.log = setup_logger(exp_dir / "log" / "train.log") if self.dist.is_main else \
             setup_logger(None, level=logging.ERROR)  # rank 0 reports for everyone
-        for path in [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts]:
+        for path in [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts,
+                     *([params.init_from] if params.init_from else [])]:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
 
@@ -269,6 +272,8 @@ class Trainer:
         """(first epoch, global step, sampler state) from the newest complete checkpoint."""
         resume = latest_checkpoint(self.exp_dir)
         if resume is None:
+            if self.params.init_from:
+                self._init_from(Path(self.params.init_from))
             return 1, 0, None
         ckpt = load_checkpoint(resume)
         if ckpt["model_config"] != self.system.to_dict():
@@ -291,6 +296,20 @@ class Trainer:
                       {None: "", "carried": f", {self.epoch_carried:.1f} s of the epoch done",
                        "partial": ", the epoch's time so far not recorded"}[self.epoch_resumed])
         return start_epoch, int(ckpt["step"]), None if epoch_done else ckpt["sampler"]
+
+    def _init_from(self, path: Path) -> None:
+        """A fresh run's weights from a dense checkpoint (upcycling); its updates are
+        recorded in <exp-dir>/init_from.json, for comparisons that count them."""
+        ckpt = load_checkpoint(path)
+        base_cfg = ModelConfig(**ckpt["model_config"]["model"])
+        report = upcycle(self.model, self.system.model, ckpt["model"], base_cfg, str(path))
+        self.log.info("initialised from %s (%d updates): %s", path, int(ckpt["step"]),
+                      report.summary())
+        if self.dist.is_main:
+            (self.exp_dir / "init_from.json").write_text(json.dumps(
+                {"checkpoint": str(path), "base_updates": int(ckpt["step"]),
+                 "base_epoch": int(ckpt["epoch"]), "base_model": ckpt["model_config"],
+                 "copied": len(report.copied), "kept": report.kept}, indent=1))
 
     def state(self, epoch: int, epoch_done: bool) -> dict:
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
