@@ -46,6 +46,8 @@ from speechmoe.inference import load_model_for_inference
 from speechmoe.info import measure_cost
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.tables.cli import main as report_main
+from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
+                                  step_log_summary)
 from speechmoe.tables.paper import SYSTEMS
 
 LOCAL = Path(__file__).resolve().parent
@@ -77,6 +79,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", choices=["frame", "utterance"], default="utterance",
                    help="loss.normalization of every system (speechmoe/losses.py)")
     p.add_argument("--model-overrides", default="{}", help="JSON merged into every model")
+    p.add_argument("--variants", default="{}",
+                   help='JSON: more systems, each a config of --conf-dir with overrides, e.g. '
+                        '\'{"moe_8e_z": {"base": "moe_8e", "loss": {"z_loss": 0.001}}}\' '
+                        '(then --systems moe_8e_z)')
     p.add_argument("--num-epochs", type=int, default=4)
     p.add_argument("--max-duration", type=float, default=120.0)
     p.add_argument("--lr", type=float, default=0.002)
@@ -97,6 +103,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="the system whose routing over training is plotted")
     p.add_argument("--report-only", action="store_true",
                    help="no training: the tables and figures from the stored runs")
+    p.add_argument("--dev-only", action="store_true",
+                   help="train and keep what training measured on --dev-set (no decoding, "
+                        "no test set) in <tables-dir>/dev_runs/, then DEV.md and dev.json: "
+                        "for choosing a setting on dev (speechmoe/tables/dev.py)")
+    p.add_argument("--reference-system", default="b1",
+                   help="--dev-only: the system whose seed spread the others are compared to")
     return p
 
 
@@ -150,12 +162,25 @@ def train_subset(args, log) -> list[Path]:
     return outs
 
 
+def variants(args) -> dict[str, dict]:
+    """--variants: name -> {"base": a config of --conf-dir, "model": {...}, "loss": {...}}."""
+    out = json.loads(args.variants)
+    for name, v in out.items():
+        if not isinstance(v, dict) or "base" not in v or set(v) - {"base", "model", "loss"}:
+            raise ValueError(f"--variants: {name!r} must be {{\"base\": SYSTEM, \"model\": "
+                             f"{{...}}, \"loss\": {{...}}}}, got {v!r}")
+    return out
+
+
 def system_config(args, system: str, run_dir: Path) -> Path:
     """<run-dir>/model.yaml: the system's config with --model-overrides and the loss
-    normalisation (the trainer sets num_classes and input_dim from the data)."""
-    src = args.conf_dir / f"{system}.yaml"
-    cfg = load_config(src, overrides={"model": json.loads(args.model_overrides),
-                                      "loss": {"normalization": args.normalization}})
+    normalisation (the trainer sets num_classes and input_dim from the data); a --variants
+    system: its base's, with its own overrides on top."""
+    variant = variants(args).get(system, {})
+    src = args.conf_dir / f"{variant.get('base', system)}.yaml"
+    cfg = load_config(src, overrides={
+        "model": {**json.loads(args.model_overrides), **variant.get("model", {})},
+        "loss": {"normalization": args.normalization, **variant.get("loss", {})}})
     data = cfg.to_dict()
     data["name"] = system
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +229,8 @@ def graph_topology(lang_dir: Path) -> str:
 def check_finished_runs(args) -> None:
     """Every finished run under --tables-dir was made with these settings."""
     want = run_settings(args)
-    for path in sorted((args.tables_dir / "runs").glob("*/seed*.json")):
+    for path in sorted([*(args.tables_dir / "runs").glob("*/seed*.json"),
+                        *(args.tables_dir / "dev_runs").glob("*/seed*.json")]):
         have = json.loads(path.read_text()).get("settings")
         if have is None:
             continue  # written before settings were recorded
@@ -216,6 +242,70 @@ def check_finished_runs(args) -> None:
                              f"same options, or move its runs/ away to start a new set")
 
 
+def epochs_record(args, run_dir: Path) -> list[dict]:
+    """Seconds, dev CTC and dev greedy TER of every epoch; all --num-epochs of them, or
+    fewer when the last one ended at --max-steps (a --train-options budget)."""
+    # "resumed": continued from a mid-epoch checkpoint; "partial" when its seconds cover only
+    # the part after the resume (the report leaves those out of the training time)
+    logged = last_per_epoch(run_dir / "log" / "epochs.jsonl")
+    epochs = [{"epoch": r["epoch"], "train_seconds": r["seconds"], "dev_ctc": r["dev_ctc"],
+               "dev_greedy_ter": r["dev_greedy_ter"], "step": r["step"],
+               **({"resumed": r["resumed"]} if r.get("resumed") else {}),
+               **({"max_steps_reached": True} if r.get("max_steps_reached") else {})}
+              for r in logged]
+    if len(epochs) != args.num_epochs and not epochs[-1].get("max_steps_reached"):
+        raise ValueError(f"{run_dir}: {len(epochs)} epochs logged, {args.num_epochs} asked")
+    return epochs
+
+
+def routing_record(run_dir: Path) -> list[dict]:
+    """The routing statistics logged over training, per logging step (empty for a static
+    model)."""
+    rpath = run_dir / "log" / "routing.jsonl"
+    if not rpath.is_file():
+        return []
+    seen = {}
+    for line in rpath.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            seen[rec["step"]] = {"step": rec["step"], "epoch": rec["epoch"], "layers": [
+                {"layer": x["layer"], "fraction": x["fraction"],
+                 "entropy": round(x["entropy"], 5),
+                 **({"mean_log_z": round(x["mean_log_z"], 4)} if "mean_log_z" in x else {})}
+                for x in rec["layers"]]}
+    return [seen[s] for s in sorted(seen)]
+
+
+def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: float) -> Path:
+    """<tables-dir>/dev_runs/<system>/seed<k>.json: what training measured on dev."""
+    sysconf = load_config(run_dir / "model.yaml")
+    record = {"system": system, "seed": seed, "config": sysconf.to_dict(),
+              "train_hours": round(train_hours, 3), "settings": run_settings(args),
+              "epochs": epochs_record(args, run_dir),
+              "steps": step_log_summary(run_dir / "log" / "losses.jsonl"),
+              "routing": routing_record(run_dir)}
+    out = dev_run_path(args.tables_dir, system, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def dev_report(args, log) -> int:
+    """DEV.md and dev.json of the dev-only runs."""
+    summary = dev_summary(load_dev_runs(args.tables_dir, args.systems, args.seeds),
+                          args.reference_system)
+    dev_cuts = args.cuts_dir / f"cuts_{args.dev_set}.jsonl.gz"
+    n = len(CutSet.from_file(dev_cuts)) if dev_cuts.is_file() else None
+    text = dev_markdown(summary, args.reference_system, args.dev_set, n)
+    (args.tables_dir / "DEV.md").write_text(text)
+    (args.tables_dir / "dev.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(text)
+    log.info("wrote %s and %s", args.tables_dir / "DEV.md", args.tables_dir / "dev.json")
+    return 0
+
+
 def collect(args, system: str, seed: int, run_dir: Path,
             train_hours: float) -> tuple[dict, dict]:
     """The run's small results (seed<k>.json) and per-utterance errors (.utts.json.gz)."""
@@ -224,23 +314,8 @@ def collect(args, system: str, seed: int, run_dir: Path,
     cost = measure_cost(model)
     # "resumed": continued from a mid-epoch checkpoint; "partial" when its seconds cover only
     # the part after the resume (the report leaves those out of the training time)
-    epochs = [{"epoch": r["epoch"], "train_seconds": r["seconds"], "dev_ctc": r["dev_ctc"],
-               "dev_greedy_ter": r["dev_greedy_ter"], "step": r["step"],
-               **({"resumed": r["resumed"]} if r.get("resumed") else {})}
-              for r in last_per_epoch(run_dir / "log" / "epochs.jsonl")]
-    if len(epochs) != args.num_epochs:
-        raise ValueError(f"{run_dir}: {len(epochs)} epochs logged, {args.num_epochs} asked")
-    routing = []
-    rpath = run_dir / "log" / "routing.jsonl"
-    if rpath.is_file():
-        seen = {}
-        for line in rpath.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                seen[rec["step"]] = {"step": rec["step"], "epoch": rec["epoch"], "layers": [
-                    {"layer": x["layer"], "fraction": x["fraction"],
-                     "entropy": round(x["entropy"], 5)} for x in rec["layers"]]}
-        routing = [seen[s] for s in sorted(seen)]
+    epochs = epochs_record(args, run_dir)
+    routing = routing_record(run_dir)
     exp = ExpDir(run_dir)
     decode_dir = exp.decode_dir(ckpt)
     timing = json.loads(decode_dir.timing.read_text())
@@ -292,7 +367,8 @@ def write_run(args, system: str, seed: int, record: dict, utts: dict) -> Path:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     log = setup_logger(args.exp_dir / "log" / "tables.log")
-    unknown = [s for s in args.systems if not (args.conf_dir / f"{s}.yaml").is_file()]
+    bases = {s: variants(args).get(s, {}).get("base", s) for s in args.systems}
+    unknown = [s for s, b in bases.items() if not (args.conf_dir / f"{b}.yaml").is_file()]
     if unknown:
         log.error("no config for %s in %s", unknown, args.conf_dir)
         return 1
@@ -303,8 +379,9 @@ def main(argv=None) -> int:
         train_hours = sum(c.duration for p in train_cuts for c in CutSet.from_file(p)) / 3600
         py = sys.executable
         launcher = args.launcher.split() if args.launcher else [py]
-        todo = [(s, k) for k in args.seeds for s in args.systems
-                if not (args.tables_dir / "runs" / s / f"seed{k}.json").is_file()]
+        done = (lambda s, k: dev_run_path(args.tables_dir, s, k)) if args.dev_only else (
+            lambda s, k: args.tables_dir / "runs" / s / f"seed{k}.json")
+        todo = [(s, k) for k in args.seeds for s in args.systems if not done(s, k).is_file()]
         log.info("%d of %d runs to do: %s", len(todo), len(args.systems) * len(args.seeds),
                  " ".join(f"{s}/seed{k}" for s, k in todo))
         for i, (system, seed) in enumerate(todo, 1):
@@ -320,6 +397,11 @@ def main(argv=None) -> int:
                      "--max-duration", str(args.max_duration), "--lr", str(args.lr),
                      "--warmup-steps", str(args.warmup_steps), "--seed", str(seed),
                      *args.train_options.split()], log, f"training {system} seed {seed}")
+            if args.dev_only:
+                out = write_dev_run(args, system, seed, run_dir, train_hours)
+                log.info("[%d/%d] %s seed %d done in %.0f s -> %s", i, len(todo), system, seed,
+                         time.time() - t0, out)
+                continue
             common = ["--exp-dir", str(run_dir), "--lang-dir", str(args.lang_dir),
                       "--cuts-dir", str(args.cuts_dir), "--sets", *args.test_sets]
             run_cmd([py, str(LOCAL / "decode.py"), *common, "--cmvn", str(args.cmvn),
@@ -334,6 +416,8 @@ def main(argv=None) -> int:
                      system, seed, time.time() - t0,
                      ", ".join(f"{e['train_seconds']:.0f} s" for e in record["epochs"]),
                      {s: record["results"][s]["wfst"]["rate"] for s in args.test_sets}, out)
+    if args.dev_only:
+        return dev_report(args, log)
     report = ["--tables-dir", str(args.tables_dir), "--systems", *args.systems,
               "--seeds", *map(str, args.seeds), "--sets", *args.test_sets,
               "--bootstrap", str(args.bootstrap), "--routing-system", args.routing_system]

@@ -33,6 +33,8 @@ from speechmoe.train.trainer import TrainParams, train
 
 HELP = {
     "num_epochs": "epochs to train",
+    "max_steps": "stop after this many updates (0: no limit); the epoch in progress then ends "
+                 "there: validated and saved as epoch-N.pt, like any other",
     "max_duration": "seconds of audio per batch",
     "num_buckets": "duration buckets of the DynamicBucketingSampler",
     "lr": "peak learning rate (AdamW)",

@@ -385,6 +385,28 @@ def test_run_sh_launches_data_parallel_training(recipe):
     assert (recipe / "exp" / "moe_4e" / "epoch-32.pt").is_file()
 
 
+def test_dev_only_runs_compare_variants_on_dev(recipe):
+    """run_tables.sh --dev-only: training only, a --variants system built from its base with
+    its overrides, the dev measurements kept per run and compared in DEV.md; no decoding."""
+    variant = '{"moe_2e_z": {"base": "moe_2e", "loss": {"z_loss": 0.001}}}'
+    out = recipe / "exp" / "dev_tiny"
+    r = subprocess.run(["./run_tables.sh", "--tiny", "true", "--dev-only", "true",
+                        "--tables-dir", str(out), "--exp", str(out / "exp"),
+                        "--systems", "b1 moe_2e_z", "--variants", variant],
+                       cwd=recipe, env=recipe_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    for system in ("b1", "moe_2e_z"):
+        for seed in (1, 2):
+            rec = json.loads((out / "dev_runs" / system / f"seed{seed}.json").read_text())
+            assert len(rec["epochs"]) == 2 and rec["steps"]["steps"] >= 2
+            assert rec["config"]["loss"]["z_loss"] == (0.001 if system != "b1" else 0.0)
+            assert rec["steps"]["median_grad_norm"] > 0
+    assert not list((out / "exp").glob("*/seed*/decode*"))
+    md = (out / "DEV.md").read_text()
+    assert "| moe_2e_z | 2 |" in md and "stalled" in md
+    assert set(json.loads((out / "dev.json").read_text())) == {"b1", "moe_2e_z"}
+
+
 def test_tables_command_trains_reports_and_resumes(recipe):
     """run_tables.sh --tiny true: 2 systems x 2 seeds trained, decoded, scored; the per-run
     results, TABLES.md, tables.json and both figures written; a second call trains nothing;

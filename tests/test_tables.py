@@ -440,3 +440,57 @@ def test_one_list_of_the_papers_systems():
         ["--tables-dir", "t", "--exp-dir", "e", "--test-sets", "test_read"])
     assert args.systems == list(SYSTEMS) and len(SYSTEMS) == 7
     assert get_parser().parse_args(["--tables-dir", "t"]).systems == list(SYSTEMS)
+
+
+def _dev_run(tmp_path, system, seed, ter, ctc=0.05, step=100):
+    from speechmoe.tables.dev import dev_run_path
+
+    path = dev_run_path(tmp_path, system, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"system": system, "seed": seed, "epochs": [
+        {"epoch": 1, "dev_greedy_ter": 90.0, "dev_ctc": 1.0, "step": step // 2},
+        {"epoch": 2, "dev_greedy_ter": ter, "dev_ctc": ctc, "step": step}]}))
+
+
+def test_dev_summary_spread_ratio_and_stalled_seeds_by_hand(tmp_path):
+    from speechmoe.tables.dev import dev_markdown, dev_summary, load_dev_runs
+
+    for seed, ter in zip((1, 2, 3), (10.0, 12.0, 11.0)):
+        _dev_run(tmp_path, "b1", seed, ter)
+    for seed, ter in zip((1, 2, 3), (11.0, 12.0, 25.0)):  # 25 > 1.5 x 11: seed 3 stalled
+        _dev_run(tmp_path, "moe", seed, ter)
+    s = dev_summary(load_dev_runs(tmp_path, ["b1", "moe"], [1, 2, 3]), "b1")
+    assert s["b1"]["spread"] == 2.0 and s["b1"]["spread_ratio"] == 1.0
+    assert s["moe"]["spread"] == 14.0 and s["moe"]["spread_ratio"] == 7.0
+    assert s["moe"]["stalled_seeds"] == [3] and s["b1"]["stalled_seeds"] == []
+    assert s["moe"]["ter"]["mean"] == pytest.approx(16.0)
+    md = dev_markdown(s, "b1", "dev", 300)
+    assert "| moe | 3 | 11.00 / 12.00 / 25.00 | 16.00 |" in md and "seed3" in md
+    assert "dev (300 utterances)" in md
+
+
+def test_dev_runs_missing_or_without_reference_are_errors(tmp_path):
+    from speechmoe.tables.dev import dev_summary, load_dev_runs
+    from speechmoe.tables.runs import NoRunsError, RunFileError
+
+    _dev_run(tmp_path, "moe", 1, 11.0)
+    with pytest.raises(RunFileError, match="dev_runs/b1/seed1.json: missing"):
+        load_dev_runs(tmp_path, ["b1", "moe"], [1])
+    with pytest.raises(NoRunsError, match="reference system 'b1'"):
+        dev_summary(load_dev_runs(tmp_path, ["moe"], [1]), "b1")
+
+
+def test_step_log_summary_finds_spikes_and_the_largest_gradient(tmp_path):
+    from speechmoe.tables.dev import step_log_summary
+
+    losses = [5.0 - 0.01 * i for i in range(40)]
+    losses[30] = 20.0  # more than twice the median of the 20 steps before it
+    lines = [json.dumps({"step": i + 1, "loss": x, "grad_norm": 1.0 + (i == 33) * 9})
+             for i, x in enumerate(losses)]
+    lines.append(json.dumps({"step": 40, "loss": losses[-1], "grad_norm": 1.0}))  # a resume
+    path = tmp_path / "losses.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    s = step_log_summary(path)
+    assert s["steps"] == 40 and s["loss_spikes"] == [31]
+    assert s["max_grad_norm"] == 10.0 and s["max_grad_norm_step"] == 34
+    assert s["median_grad_norm"] == 1.0

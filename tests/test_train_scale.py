@@ -144,3 +144,27 @@ def test_an_averaged_model_is_rebuilt_when_its_epochs_change(tmp_path):
     epoch(2, 5.0)  # retrained in the same directory
     avg = checkpoint_for_decoding(tmp_path, 0, 2)
     assert load_checkpoint(avg)["model"]["w"].tolist() == [3.0, 3.0]
+
+
+def test_max_steps_ends_training_mid_epoch_and_a_rerun_adds_none(train_params):
+    """--max-steps: the epoch in progress ends at the budget (validated, saved as an epoch
+    checkpoint, its record marked); rerunning the command trains no further."""
+    import json
+    from pathlib import Path
+
+    from speechmoe.checkpoint import epoch_checkpoints, load_checkpoint
+    from speechmoe.train.trainer import train
+
+    params = dataclasses.replace(train_params, num_epochs=5, max_steps=4, save_every_n=0)
+    train(params)
+    exp = Path(params.exp_dir)
+    epochs = [json.loads(x) for x in (exp / "log" / "epochs.jsonl").read_text().splitlines()]
+    assert epochs[-1]["step"] == 4 and epochs[-1]["max_steps_reached"] is True
+    assert all("max_steps_reached" not in e for e in epochs[:-1])
+    last = epoch_checkpoints(exp)[epochs[-1]["epoch"]]
+    assert load_checkpoint(last)["step"] == 4
+    train(params)
+    again = (exp / "log" / "epochs.jsonl").read_text().splitlines()
+    assert len(again) == len(epochs)
+    assert "training finished: %d epochs, 4 steps (--max-steps 4)" % epochs[-1]["epoch"] in (
+        exp / "log" / "train.log").read_text()

@@ -6,6 +6,9 @@
 #   ./run_tables.sh                  # every run (~3 h on 2 cores), then the report
 #   ./run_tables.sh --report-only true   # the report from the committed tables/runs/
 #   ./run_tables.sh --tiny true      # toy sizes (the test suite; needs ./run.sh --tiny true)
+#   ./run_tables.sh --dev-only true --tables-dir DIR --exp DIR/exp --systems "b1 moe_8e v" \
+#       --variants '{"v": {"base": "moe_8e", "loss": {"z_loss": 0.001}}}'
+#                                    # train only, compare on dev: DIR/DEV.md (choose on dev)
 #
 # Resumable: finished runs (tables/runs/<system>/seed<k>.json) are skipped, an interrupted
 # one continues from its last checkpoint. Commit tables/ after each session.
@@ -22,6 +25,8 @@ systems=""               # empty: local/tables.py's default, the paper's 7 (spee
 seeds="1 2 3"
 tiny=false
 report_only=false
+dev_only=false           # true: train, keep the dev measurements, no decoding (choose on dev)
+reference_system=b1      # --dev-only: whose seed spread the others are compared to
 nj=2
 tables_dir=tables
 exp=exp/tables
@@ -38,6 +43,7 @@ beam=12
 max_active=3000
 routing_system=moe_8e
 train_options=""         # more local/train.py options, the same for every run
+variants='{}'            # more systems: a config of conf/model with overrides (local/tables.py)
 
 for arg in "$@"; do [ "$arg" = "--tiny=true" ] && tiny=true; done
 for ((i = 1; i < $#; i++)); do
@@ -55,6 +61,7 @@ fi
 
 report=""
 $report_only && report="--report-only"
+$dev_only && report="$report --dev-only"
 # none in a fresh clone, where --report-only needs no data
 train_sets=$(ls data/fbank/cuts_train.jsonl.gz data/fbank/cuts_train_aug.jsonl.gz 2>/dev/null \
              | sed 's|.*/cuts_||; s|\.jsonl\.gz||' || true)
@@ -68,4 +75,5 @@ python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
   --lr "$lr" --warmup-steps "$warmup_steps" --avg "$avg" --acoustic-scales "$acoustic_scales" \
   --beam "$beam" --max-active "$max_active" --nj "$nj" --routing-system "$routing_system" \
-  "--train-options=$train_options" $report
+  "--train-options=$train_options" --variants "$variants" \
+  --reference-system "$reference_system" $report

@@ -50,6 +50,7 @@ class TrainParams:
     dev_cuts: str
     cmvn: str
     num_epochs: int = 10
+    max_steps: int = 0  # > 0: stop after this many updates (the epoch in progress ends there)
     max_duration: float = 200.0  # seconds of audio per batch
     num_buckets: int = 10
     lr: float = 1e-3  # peak learning rate
@@ -448,7 +449,11 @@ class Trainer:
         from tqdm import tqdm
 
         p = self.params
+        last_epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, p.num_epochs + 1):
+            if self.budget_spent():
+                break
+            last_epoch = epoch
             self.sampler.set_epoch(epoch)
             if self.sampler_state is not None:
                 # Every rank restores rank 0's state: lhotse keeps the rank itself, and the
@@ -469,9 +474,8 @@ class Trainer:
                     self.batches_log.flush()
                 self.epoch_hours += sum(float(b["lengths"].sum()) for b in batches) * 0.03 / 3600
                 if self.dist.is_main:
-                    self.losses_log.write(json.dumps(
-                        {"epoch": epoch, "step": self.step, "loss": loss,
-                         **{k: v for k, v in parts.items() if k != "grad_norm"}}) + "\n")
+                    self.losses_log.write(json.dumps(  # the parts and the gradient norm
+                        {"epoch": epoch, "step": self.step, "loss": loss, **parts}) + "\n")
                     self.losses_log.flush()
                     bar.set_postfix(loss=f"{loss:.3f}", ctc=f"{parts['ctc']:.3f}")
                 maybe_kill("step", self.step)
@@ -481,6 +485,8 @@ class Trainer:
                     self.save(f"checkpoint-{self.step}.pt", epoch, False)
                     if self.dist.is_main:
                         prune_step_checkpoints(self.exp_dir, p.keep_last_n)
+                if self.budget_spent():  # --max-steps: this epoch ends here
+                    break
             bar.close()
             seen_hours, resumed = self.epoch_hours, self.epoch_resumed
             if self.dist.is_main:
@@ -495,7 +501,8 @@ class Trainer:
                     "epoch": epoch, "step": self.step, "seconds": round(seconds, 1),
                     "hours": round(seen_hours, 3), "dev_ctc": valid["ctc"],
                     "dev_greedy_ter": valid["ter"], "dev_routing": dev_routing,
-                    **({"resumed": resumed} if resumed else {})})
+                    **({"resumed": resumed} if resumed else {}),
+                    **({"max_steps_reached": True} if self.budget_spent() else {})})
                 self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
                 self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
                 self.save(f"epoch-{epoch}.pt", epoch, True)
@@ -507,8 +514,12 @@ class Trainer:
             self.losses_log.close()
         if self.batches_log is not None:
             self.batches_log.close()
-        self.log.info("training finished: %d epochs, %d steps", p.num_epochs, self.step)
+        self.log.info("training finished: %d epochs, %d steps%s", last_epoch, self.step,
+                      f" (--max-steps {p.max_steps})" if self.budget_spent() else "")
         return self.exp_dir
+
+    def budget_spent(self) -> bool:
+        return self.params.max_steps > 0 and self.step >= self.params.max_steps
 
     def log_step(self, epoch: int, loss: float, parts: dict) -> None:
         """Loss, learning rate and routing statistics (summed over ranks) every log_interval."""
