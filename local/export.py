@@ -19,6 +19,13 @@ graph and neither, export stops: a model exported with an untuned scale decodes 
 without saying so. The directory is built under a temporary name and
 renamed, so a half-written export is never used; everything in it loads with
 torch.load(weights_only=True).
+
+--sherpa-onnx adds <out-dir>/sherpa-onnx/, the directory to copy to a device that runs
+sherpa-onnx (speechmoe/sherpa.py): model.onnx as sherpa-onnx's offline `zipformer_ctc`
+type, taking sherpa-onnx's own fbank (deltas, CMVN, stacking and subsampling inside the
+graph; the acoustic scale folded into its log-probs; a pitch model's pitch replaced by
+constants, --sherpa-pitch), tokens.txt, TLG.fst and words.txt (unless --no-graph),
+sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from speechmoe.inference import export_onnx, export_torchscript, load_model_for_
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
+from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -60,6 +68,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-int8", action="store_true",
                    help="skip model.int8.onnx (model.onnx with int8 weights: "
                         "speechmoe-transcribe --int8)")
+    p.add_argument("--sherpa-onnx", action="store_true",
+                   help="also write <out-dir>/sherpa-onnx/ for sherpa-onnx's offline "
+                        "recognizer (zipformer_ctc model type)")
+    p.add_argument("--sherpa-pitch", choices=PITCH_FILLS, default="mean",
+                   help="a pitch model's pitch in the sherpa-onnx export (which computes "
+                        "none): the training mean (default) or unvoiced")
     return p
 
 
@@ -91,7 +105,8 @@ def main(argv=None) -> int:
     FeatureConfig.for_cmvn(args.cmvn).save(tmp / "features.json")
     for f in files:
         shutil.copy(args.lang_dir / f, tmp / f)
-    if not (args.no_torchscript and args.no_onnx):
+    model = None
+    if not (args.no_torchscript and args.no_onnx) or args.sherpa_onnx:
         model, system = load_model_for_inference(tmp / "model.pt")
         if not args.no_torchscript:
             export_torchscript(model, tmp / "model.torchscript.pt")
@@ -109,6 +124,8 @@ def main(argv=None) -> int:
                   for f in sorted(tmp.iterdir())}}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     verify_model_dir(tmp)
+    if args.sherpa_onnx:
+        export_for_sherpa(args, model, tmp, manifest, log)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -116,6 +133,26 @@ def main(argv=None) -> int:
     log.info("exported %s (%s, acoustic scale %s) to %s: %d files, %.1f MB", ckpt_path.name,
              manifest["model"], manifest["acoustic_scale"], out, len(manifest["files"]), size)
     return 0
+
+
+def export_for_sherpa(args, model, tmp: Path, manifest: dict, log) -> None:
+    """<tmp>/sherpa-onnx/ (not in manifest.json: it lists its own files' checksums)."""
+    t0 = time.time()
+    features = FeatureConfig.load(tmp / "features.json")
+    d = export_sherpa_onnx(
+        model, features, GlobalCMVN.load(tmp / "cmvn.pt"), tmp / "sherpa-onnx",
+        tokens=tmp / "tokens.txt", graph=None if args.no_graph else tmp / "TLG.fst",
+        words=None if args.no_graph else tmp / "words.txt",
+        acoustic_scale=manifest["acoustic_scale"], pitch=args.sherpa_pitch,
+        info={k: manifest[k] for k in ("model", "checkpoint", "averaged", "exported")})
+    fb = fbank_options(features)
+    log.info("sherpa-onnx export: %.0f s (fbank %s%s)", time.time() - t0,
+             fb["feature_extractor"], "" if fb["c_api_matches"] else
+             f"; the C/C++ API cannot set {fb['c_api_differs_in']}: see "
+             f"{d.name}/README.md")
+    if features.pitch:
+        log.warning("the model was trained with pitch: its sherpa-onnx export uses constant "
+                    "pitch (%s), which costs accuracy: measure it on dev", args.sherpa_pitch)
 
 
 def acoustic_scale(args, exp: ExpDir, ckpt_path: Path) -> float | None:
