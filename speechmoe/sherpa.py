@@ -153,7 +153,6 @@ class SherpaCtcModel(nn.Module):
         last = (x_lens - 1).clamp(min=0).reshape(N, 1, 1)
         if self.pitch.numel():
             x = torch.cat([x, self.pitch.expand(N, T, self.pitch.numel())], dim=-1)
-        D = x.shape[-1]
         t = torch.arange(T, device=x.device)
         index = torch.minimum((t[:, None] + self.offsets[None, :]).clamp(min=0)[None], last)
         window = _gather_frames(x, index)  # (N, T, K, D)

@@ -1,5 +1,6 @@
 """Packaging: a light import, the benchmark's output contract."""
 
+import json
 import subprocess
 import sys
 
@@ -60,7 +61,8 @@ def test_train_step_benchmark_prints_its_ratio_last(tmp_path):
 def test_the_benchmarks_two_paths_train_alike(tmp_path):
     """The baseline path (revision 6f02136's step) and the new one (malloc tuning, the
     channels-last memory kernel, fused AdamW, foreach clipping, batched routing
-    statistics, the CTC on each utterance's own columns) give the same losses over 20 steps of a tiny routed model, in fp32."""
+    statistics, the CTC on each utterance's own columns) give the same losses over 20 steps
+    of a tiny routed model, in fp32."""
     import torch
 
     from speechmoe.bench.train_step import System
@@ -107,3 +109,22 @@ def test_inference_benchmark_prints_its_ratio_last(tmp_path):
     assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in rows)
     key, value = out[-1].split("=")
     assert key == "moe_vs_b1_rtf_ratio" and float(value) > 0
+
+
+def test_recipe_step_benchmark_times_real_batches(tiny_corpus):
+    """speechmoe.bench.recipe_step on the tiny corpus: the step alone and with the loader
+    (0 and 1 workers), each with its audio rate."""
+    from helpers import ROOT
+
+    tiny = {"num_layers": 2, "embedding_layers": 1, "attention_every": 2, "d_model": 32,
+            "ffn_dim": 64, "attention_ffn_dim": 64, "attention_heads": 2}
+    c = tiny_corpus
+    out = subprocess.run(
+        [sys.executable, "-m", "speechmoe.bench.recipe_step", "--model-config",
+         str(ROOT / "egs/synth_mandarin/conf/model/moe_4e.yaml"), "--train-cuts", str(c["cuts"]),
+         "--dev-cuts", str(c["cuts"]), "--cmvn", str(c["cmvn"]), "--lang-dir", str(c["lang"]),
+         "--max-duration", "6", "--steps", "2", "--amp", "none",
+         "--model-overrides", json.dumps(tiny)],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("compute only") and "s of audio per s" in out[0]
+    assert [line.split("(")[-1] for line in out[1:]] == ["num_workers 0)", "num_workers 1)"]
