@@ -17,6 +17,9 @@ import pytest
     # graphs and decoders import their FST packages (and torch) only when used
     ("speechmoe.lang.graph, speechmoe.decode.wfst, speechmoe.decode.greedy",
      ("torch", "kaldifst", "kaldi_decoder", "kaldilm")),
+    # the sherpa-onnx export needs torch, but imports the onnx packages only when used
+    ("speechmoe.sherpa",
+     ("onnx", "onnxruntime", "onnxscript", "sherpa_onnx", "kaldifeat", "lhotse")),
 ])
 def test_imports_pull_in_no_heavy_dependency(modules, forbidden):
     code = (f"import sys, {modules}; "
