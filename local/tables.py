@@ -64,6 +64,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", type=Path, default=Path("data/lang"))
     p.add_argument("--cmvn", type=Path, default=Path("data/fbank/cmvn.pt"))
     p.add_argument("--cuts-dir", type=Path, default=Path("data/fbank"))
+    p.add_argument("--train-cuts-dir", type=Path, default=None,
+                   help="where the training sets' cuts are (default: --cuts-dir); e.g. a "
+                        "larger corpus's fbank dir, dev and test sets still from --cuts-dir")
     p.add_argument("--train-sets", nargs="+", default=["train"])
     p.add_argument("--dev-set", default="dev")
     p.add_argument("--test-sets", nargs="+", required=True)
@@ -131,7 +134,8 @@ def source_id(cut_id: str) -> str:
 def train_subset(args, log) -> list[Path]:
     """The training manifests every run uses: all of --train-sets, or --train-utts
     utterances of the first and their copies in the others (written once)."""
-    paths = [args.cuts_dir / f"cuts_{s}.jsonl.gz" for s in args.train_sets]
+    paths = [(args.train_cuts_dir or args.cuts_dir) / f"cuts_{s}.jsonl.gz"
+             for s in args.train_sets]
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (run the recipe's stages 0-3 first)")
@@ -206,6 +210,7 @@ def run_settings(args) -> dict:
     """What every run of one set shares: a finished run made with other settings is not
     silently mixed into the tables."""
     return {"train_sets": args.train_sets, "train_utts": args.train_utts,
+            **({"train_cuts_dir": str(args.train_cuts_dir)} if args.train_cuts_dir else {}),
             "normalization": args.normalization,
             "model_overrides": json.loads(args.model_overrides),
             "num_epochs": args.num_epochs, "max_duration": args.max_duration, "lr": args.lr,
@@ -258,6 +263,21 @@ def epochs_record(args, run_dir: Path) -> list[dict]:
     return epochs
 
 
+def dev_curve(run_dir: Path) -> list[dict]:
+    """Dev CTC and greedy TER at every --valid-every-n step (log/valid.jsonl) and at every
+    epoch's end, by update (a step measured twice after a resume: its last record)."""
+    by_step = {}
+    for name in ("valid.jsonl", "epochs.jsonl"):
+        path = run_dir / "log" / name
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    by_step[r["step"]] = {"step": r["step"], "dev_ctc": r["dev_ctc"],
+                                          "dev_greedy_ter": r["dev_greedy_ter"]}
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def routing_record(run_dir: Path) -> list[dict]:
     """The routing statistics logged over training, per logging step (empty for a static
     model)."""
@@ -281,7 +301,7 @@ def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: floa
     sysconf = load_config(run_dir / "model.yaml")
     record = {"system": system, "seed": seed, "config": sysconf.to_dict(),
               "train_hours": round(train_hours, 3), "settings": run_settings(args),
-              "epochs": epochs_record(args, run_dir),
+              "epochs": epochs_record(args, run_dir), "dev_curve": dev_curve(run_dir),
               "steps": step_log_summary(run_dir / "log" / "losses.jsonl"),
               "routing": routing_record(run_dir)}
     out = dev_run_path(args.tables_dir, system, seed)
@@ -340,7 +360,7 @@ def collect(args, system: str, seed: int, run_dir: Path,
         "macs_per_second": cost["macs_per_second"], "normalization": args.normalization,
         "config": sysconf.to_dict(), "checkpoint": ckpt.name,
         "train_hours": round(train_hours, 3), "settings": run_settings(args),
-        "epochs": epochs, "routing": routing,
+        "epochs": epochs, "dev_curve": dev_curve(run_dir), "routing": routing,
         "decode": {"network_rtf": round(sum(t["network_seconds"] for t in tests) / audio, 5),
                    "decode_rtf": round(sum(t["decoding_seconds"] for t in tests) / audio, 5),
                    "wfst_processes": tests[0]["wfst_processes"], "acoustic_scale": scale,

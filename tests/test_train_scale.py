@@ -155,11 +155,16 @@ def test_max_steps_ends_training_mid_epoch_and_a_rerun_adds_none(train_params):
     from speechmoe.checkpoint import epoch_checkpoints, load_checkpoint
     from speechmoe.train.trainer import train
 
-    params = dataclasses.replace(train_params, num_epochs=5, max_steps=4, save_every_n=0)
+    params = dataclasses.replace(train_params, num_epochs=5, max_steps=4, save_every_n=0,
+                                 valid_every_n=2)
     train(params)
     exp = Path(params.exp_dir)
     epochs = [json.loads(x) for x in (exp / "log" / "epochs.jsonl").read_text().splitlines()]
     assert epochs[-1]["step"] == 4 and epochs[-1]["max_steps_reached"] is True
+    # --valid-every-n 2: dev measured at update 2 mid-run (update 4 is the run's end)
+    valid = [json.loads(x) for x in (exp / "log" / "valid.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in valid] == [2]
+    assert valid[0]["dev_greedy_ter"] >= 0 and valid[0]["dev_ctc"] > 0
     assert all("max_steps_reached" not in e for e in epochs[:-1])
     last = epoch_checkpoints(exp)[epochs[-1]["epoch"]]
     assert load_checkpoint(last)["step"] == 4

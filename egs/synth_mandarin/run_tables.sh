@@ -30,7 +30,8 @@ reference_system=b1      # --dev-only: whose seed spread the others are compared
 nj=2
 tables_dir=tables
 exp=exp/tables
-train_utts=2400          # of train, with their train_aug copies: 3.5 h
+train_utts=2400          # of train, with their train_aug copies: 3.5 h (0: all)
+train_cuts_dir=data/fbank  # where train and train_aug are (dev and tests: data/fbank)
 num_epochs=4
 max_duration=60           # seconds of audio per batch (~210 steps per epoch)
 lr=0.002
@@ -63,11 +64,12 @@ report=""
 $report_only && report="--report-only"
 $dev_only && report="$report --dev-only"
 # none in a fresh clone, where --report-only needs no data
-train_sets=$(ls data/fbank/cuts_train.jsonl.gz data/fbank/cuts_train_aug.jsonl.gz 2>/dev/null \
+train_sets=$(ls "$train_cuts_dir"/cuts_train.jsonl.gz "$train_cuts_dir"/cuts_train_aug.jsonl.gz 2>/dev/null \
              | sed 's|.*/cuts_||; s|\.jsonl\.gz||' || true)
 # shellcheck disable=SC2086
 python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-dir conf/model \
   --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \
+  $([ "$train_cuts_dir" = data/fbank ] || echo "--train-cuts-dir $train_cuts_dir") \
   ${train_sets:+--train-sets $train_sets} \
   --dev-set dev --test-sets test_read test_chat test_spon \
   ${systems:+--systems $systems} --seeds $seeds --train-utts "$train_utts" \

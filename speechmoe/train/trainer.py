@@ -61,6 +61,7 @@ class TrainParams:
     num_workers: int = 1
     log_interval: int = 50
     save_every_n: int = 200  # mid-epoch checkpoint interval (steps); 0 = epoch ends only
+    valid_every_n: int = 0  # mid-epoch dev validation interval (steps, log/valid.jsonl); 0 = off
     keep_last_n: int = 2  # mid-epoch checkpoints kept
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
     device: str = "auto"  # auto (CUDA if available), cuda or cpu
@@ -143,8 +144,10 @@ def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) ->
             errs += kaldialign.edit_distance(ref, hyp)["total"]
             ref_len += len(ref)
     model.train()
-    return {"ctc": tot_loss / max(tot_frames, 1), "ter": 100 * errs / max(ref_len, 1),
-            "routing": tracker}
+    if not tot_frames or not ref_len:
+        raise ValueError("the dev set gave no frames or no reference tokens to validate on "
+                         "(every dev cut failed to load, or the dev cuts are empty)")
+    return {"ctc": tot_loss / tot_frames, "ter": 100 * errs / ref_len, "routing": tracker}
 
 
 class Trainer:
@@ -464,6 +467,13 @@ class Trainer:
             bar = tqdm(self.loader, desc=f"epoch {epoch}", mininterval=5.0, unit="batch",
                        disable=not self.dist.is_main)
             for batches in accumulate(bar, p.accum_grad):
+                if any(not b["cut_ids"] for b in batches):
+                    # every cut of a batch failed to load (each named in the log already)
+                    self.log.warning("epoch %d after step %d: a batch with no loadable cut "
+                                     "was skipped", epoch, self.step)
+                    batches = [b for b in batches if b["cut_ids"]]
+                    if not batches:
+                        continue
                 result = self.train_step(batches, epoch)
                 if result is None:
                     continue
@@ -487,6 +497,8 @@ class Trainer:
                         prune_step_checkpoints(self.exp_dir, p.keep_last_n)
                 if self.budget_spent():  # --max-steps: this epoch ends here
                     break
+                if p.valid_every_n and self.step % p.valid_every_n == 0:
+                    self.validate_mid_epoch(epoch)
             bar.close()
             seen_hours, resumed = self.epoch_hours, self.epoch_resumed
             if self.dist.is_main:
@@ -517,6 +529,20 @@ class Trainer:
         self.log.info("training finished: %d epochs, %d steps%s", last_epoch, self.step,
                       f" (--max-steps {p.max_steps})" if self.budget_spent() else "")
         return self.exp_dir
+
+    def validate_mid_epoch(self, epoch: int) -> None:
+        """Dev CTC and greedy TER at this step (--valid-every-n), one line of log/valid.jsonl:
+        a dev curve with points at the same updates whatever the epoch length."""
+        if not self.dist.is_main:
+            return
+        valid = validate(self.model, self.dev_loader, self.system, self.dist.device)
+        self.log.info("epoch %d step %d: dev ctc %.4f, dev greedy TER %.2f%%", epoch,
+                      self.step, valid["ctc"], valid["ter"])
+        append_jsonl(self.exp_dir / "log" / "valid.jsonl", {
+            "epoch": epoch, "step": self.step, "dev_ctc": valid["ctc"],
+            "dev_greedy_ter": valid["ter"]})
+        self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
+        self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
 
     def budget_spent(self) -> bool:
         return self.params.max_steps > 0 and self.step >= self.params.max_steps

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""The data-scaling study's report: <results-dir>/SCALING.md, scaling.json and scaling.png
+from the runs of <results-dir>/<size>/runs/ (egs/synth_mandarin/run_scaling.sh writes them).
+
+    python local/scaling_report.py --results-dir results/scaling --sizes 3.5h 17.5h 70h \\
+        --systems b1 moe_8e dense_8l --seeds 1 2 3
+
+Each system is compared with --reference at each size and on each test set (pooled WFST
+rates, paired bootstrap over utterances, seed means and stds); the verdict follows the rule
+in speechmoe.tables.scaling. Sizes or runs not finished yet are listed, not guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from speechmoe.logs import cli_main
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--sizes", nargs="+", required=True, help="subdirectories, smallest first")
+    p.add_argument("--systems", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--test-sets", nargs="+", default=["test_read", "test_chat", "test_spon"])
+    p.add_argument("--reference", default="b1")
+    p.add_argument("--figure-system", default="moe_8e",
+                   help="whose relative change the figure plots")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from speechmoe.tables.scaling import scaling_markdown, scaling_report, write_scaling
+
+    if args.reference not in args.systems:
+        raise ValueError(f"--reference {args.reference} is not one of --systems")
+    report = scaling_report(args.results_dir, args.sizes, args.systems, args.seeds,
+                            args.test_sets, args.reference, n_boot=args.bootstrap)
+    paths = write_scaling(report, args.results_dir, args.figure_system)
+    print(scaling_markdown(report, paths[-1].name))
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))

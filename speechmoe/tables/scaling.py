@@ -1,0 +1,193 @@
+"""The data-scaling study (egs/synth_mandarin/run_scaling.sh): one tables directory per amount
+of training audio, each with runs/<system>/seed<k>.json as local/tables.py writes them; here
+the comparison of every system with the reference (B1) at each size, the rule's verdict, the
+dev curves, SCALING.md, scaling.json and the figure.
+
+The rule (results/scaling/RULE.md, fixed before the first run): a system beats the reference
+at a size and on a test set when its pooled WFST error rate is lower, the 95% paired-bootstrap
+interval of the relative change excludes 0, and the gap between the seed means is larger
+than both systems' seed standard deviations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from speechmoe.tables.runs import NoRunsError, TablesError, load_runs
+from speechmoe.tables.stats import compare, rate_stats, seed_stats
+
+RULE = ("a system beats the reference on a test set when its pooled WFST error rate is lower, "
+        "the 95% paired-bootstrap interval of the relative change excludes 0, and the gap "
+        "between the seed means exceeds both seed standard deviations")
+
+
+def verdict(c: Mapping[str, Any]) -> str:
+    """"better", "worse" (the same rule, mirrored) or "no difference" for one comparison."""
+    if c.get("status") != "ok" or c.get("exceeds_seed_noise") is None:
+        return "n/a"
+    if not (c["ci_excludes_zero"] and c["exceeds_seed_noise"]):
+        return "no difference"
+    return "better" if c["rel_change"] < 0 else "worse"
+
+
+def _size_hours(runs: Mapping[str, Mapping[int, dict]], size: str) -> float:
+    hours = {round(float(r["train_hours"]), 3) for by_seed in runs.values()
+             for r in by_seed.values()}
+    if len(hours) != 1:
+        raise TablesError(f"size {size}: runs trained on different amounts of audio {hours}")
+    return hours.pop()
+
+
+def _dev_final(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
+    """Seed stats of the last dev greedy TER, and the mean dev curve over seeds (the steps
+    every seed measured)."""
+    finals = [r["epochs"][-1]["dev_greedy_ter"] for r in runs_of_system.values()]
+    curves = [{p["step"]: p["dev_greedy_ter"] for p in r.get("dev_curve", [])}
+              for r in runs_of_system.values()]
+    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    return {**seed_stats(finals), "values": finals,
+            "curve": [{"step": s, "dev_greedy_ter": sum(c[s] for c in curves) / len(curves)}
+                      for s in steps]}
+
+
+def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Sequence[str],
+                   seeds: Sequence[int], test_sets: Sequence[str], reference: str = "b1",
+                   method: str = "wfst", n_boot: int = 1000, bootstrap_seed: int = 0) -> dict:
+    """Every number of SCALING.md as one JSON-able dict. A size without runs is listed as
+    missing; a comparison whose systems lack runs is an "n/a" entry with the reason."""
+    results_dir = Path(results_dir)
+    out: dict[str, Any] = {"reference": reference, "method": method, "rule": RULE,
+                           "test_sets": list(test_sets), "sizes": [], "missing": []}
+    for size in sizes:
+        tables_dir = results_dir / size
+        try:
+            runs = load_runs(tables_dir, systems, seeds)
+        except TablesError:
+            runs = {}
+        missing = [f"{s}/seed{k}" for s in systems for k in seeds if k not in runs.get(s, {})]
+        out["missing"] += [f"{size}: {m}" for m in missing]
+        if not runs:
+            continue
+        entry: dict[str, Any] = {"size": size, "hours": _size_hours(runs, size),
+                                 "systems": {}, "comparisons": []}
+        for s in systems:
+            if s not in runs:
+                continue
+            rates = {}
+            for t in test_sets:
+                try:
+                    rates[t] = rate_stats(runs, s, t, method)
+                except NoRunsError as e:
+                    rates[t] = {"status": "n/a", "reason": str(e)}
+            entry["systems"][s] = {"seeds": list(runs[s]), "rates": rates,
+                                   "dev": _dev_final(runs[s])}
+        for s in systems:
+            if s == reference:
+                continue
+            for t in test_sets:
+                try:
+                    c = {"status": "ok", **compare(runs, s, reference, t, method,
+                                                   n_boot=n_boot, seed=bootstrap_seed)}
+                except NoRunsError as e:
+                    c = {"status": "n/a", "reason": str(e), "system": s, "ref": reference,
+                         "test_set": t}
+                c["verdict"] = verdict(c)
+                entry["comparisons"].append(c)
+        out["sizes"].append(entry)
+    if not out["sizes"]:
+        raise NoRunsError(f"{results_dir}: no finished run at any size ({', '.join(sizes)})")
+    return out
+
+
+def _pct(x: float | None, spec: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def scaling_markdown(report: Mapping[str, Any], figure: str | None = None) -> str:
+    ref = report["reference"]
+    lines = ["# Where SpeechMoE's gain appears: the data-scaling study", "",
+             f"Every run: the same budget of updates; WFST error rates on the test sets, pooled "
+             f"over seeds; each system against {ref} with a 95% paired-bootstrap interval over "
+             f"utterances. Rule, fixed before the first run: {report['rule']}.", ""]
+    for entry in report["sizes"]:
+        lines += [f"## {entry['size']} ({entry['hours']:.2f} h of distinct training audio)", "",
+                  "| system | seeds | final dev greedy TER (mean ± std) | "
+                  + " | ".join(f"{t} (pooled, mean ± std)" for t in report["test_sets"]) + " |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in report["test_sets"]) + " |"]
+        for s, d in entry["systems"].items():
+            dev = d["dev"]
+            cells = []
+            for t in report["test_sets"]:
+                r = d["rates"][t]
+                cells.append("n/a" if r.get("status") == "n/a" else
+                             f"{r['metric']} {r['pooled_rate']:.2f} ({r['mean']:.2f} ± "
+                             f"{_pct(r['std'])}, {r['utterances']} utts)")
+            lines.append(f"| {s} | {len(d['seeds'])} | {dev['mean']:.2f} ± {_pct(dev['std'])} "
+                         f"| " + " | ".join(cells) + " |")
+        lines += ["", f"| system vs {ref} | test set | relative change | 95% CI | seed-mean gap "
+                  "| larger seed std | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for c in entry["comparisons"]:
+            if c["status"] != "ok":
+                lines.append(f"| {c['system']} | {c['test_set']} | n/a | | | | {c['reason']} |")
+                continue
+            lines.append(
+                f"| {c['system']} | {c['test_set']} | {100 * c['rel_change']:+.1f}% | "
+                f"[{100 * c['ci_low']:+.1f}%, {100 * c['ci_high']:+.1f}%] | "
+                f"{c['mean_diff']:+.2f} | {_pct(c['noise_threshold'])} | {c['verdict']} |")
+        lines.append("")
+    if report["missing"]:
+        lines += ["Runs not finished yet: " + ", ".join(report["missing"]) + ".", ""]
+    if figure:
+        lines += [f"![relative change against {ref} by hours of training audio]({figure})", ""]
+    return "\n".join(lines)
+
+
+def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "moe_8e") -> Path:
+    """Left: system's relative change against the reference per test set by hours (the 95%
+    CI as bars); right: the dev greedy TER curves of every system at every size."""
+    from speechmoe.tables.figures import _figure, _save
+
+    fig = _figure(11, 4.2)
+    ax, ax_dev = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for t in report["test_sets"]:
+        pts = [(e["hours"], c) for e in report["sizes"] for c in e["comparisons"]
+               if c["status"] == "ok" and c["system"] == system and c["test_set"] == t]
+        if not pts:
+            continue
+        xs = [h for h, _ in pts]
+        ys = [100 * c["rel_change"] for _, c in pts]
+        err = [[100 * (c["rel_change"] - c["ci_low"]) for _, c in pts],
+               [100 * (c["ci_high"] - c["rel_change"]) for _, c in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=t)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("hours of distinct training audio")
+    ax.set_ylabel(f"{system} vs {report['reference']}: relative change of CER (%)")
+    ax.legend(fontsize=8)
+    styles = ["-", "--", ":"]
+    for i, e in enumerate(report["sizes"]):
+        for s, d in e["systems"].items():
+            curve = d["dev"]["curve"]
+            if curve:
+                ax_dev.plot([p["step"] for p in curve], [p["dev_greedy_ter"] for p in curve],
+                            styles[i % 3], label=f"{s} {e['size']}")
+    ax_dev.set_xlabel("updates")
+    ax_dev.set_ylabel("dev greedy TER (%), mean over seeds")
+    ax_dev.set_yscale("log")
+    ax_dev.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def write_scaling(report: Mapping[str, Any], results_dir: str | Path,
+                  system: str = "moe_8e") -> list[Path]:
+    results_dir = Path(results_dir)
+    png = plot_scaling(report, results_dir / "scaling.png", system)
+    md = results_dir / "SCALING.md"
+    md.write_text(scaling_markdown(report, png.name))
+    js = results_dir / "scaling.json"
+    js.write_text(json.dumps(report, indent=1) + "\n")
+    return [md, js, png]
