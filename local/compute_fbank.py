@@ -70,10 +70,19 @@ def main(argv=None) -> int:
                 marker.unlink()
             (out / "cmvn.pt").unlink(missing_ok=True)
     cfg.save(stored)
+    complete = [name for name in args.sets if (out / f".{name}.done").is_file()
+                and (out / f"cuts_{name}.jsonl.gz").is_file()]
+    cmvn_path = out / "cmvn.pt"
+    if complete:
+        every = len(complete) == len(args.sets) and cmvn_path.is_file()
+        log.info("features exist, skipping %s%s: each set's done marker %s/.<set>.done and "
+                 "its cuts_<set>.jsonl.gz are there, made with the options of %s (delete a "
+                 "marker%s to redo it)", " ".join(complete),
+                 f" and the CMVN statistics {cmvn_path.name}" if every else "", out, stored,
+                 f", or {cmvn_path.name}," if every else "")
     for name in args.sets:
         target = out / f"cuts_{name}.jsonl.gz"
-        if (out / f".{name}.done").is_file() and target.is_file():
-            log.info("%s: features exist, skipping", name)
+        if name in complete:
             continue
         src = args.manifest_dir / f"cuts_{name}.jsonl.gz"
         if not src.is_file():
@@ -91,8 +100,11 @@ def main(argv=None) -> int:
                  len(cuts), hours, len(bad))
         (out / f".{name}.done").touch()
 
-    cmvn_path = out / "cmvn.pt"
-    if not cmvn_path.is_file():
+    if cmvn_path.is_file():
+        if len(complete) < len(args.sets):
+            log.info("CMVN statistics exist (%s), skipping; delete the file to redo them",
+                     cmvn_path)
+    else:
         pool = []
         for name in args.cmvn_sets:
             pool.extend(CutSet.from_file(out / f"cuts_{name}.jsonl.gz"))

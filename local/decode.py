@@ -238,7 +238,9 @@ def main(argv=None) -> int:
     ddir = exp.decode_dir(ckpt)
     inputs = decoding_inputs(args)
     if not args.force and already_decoded(ddir, inputs, log):
-        log.info("%s: already decoded (use --force to redo)", ddir.root)
+        log.info("%s: already decoded, skipping: the decoding of %s, whose done marker %s "
+                 "records the same graph and options; --force decodes again (run.sh: --force "
+                 "true)", ddir.root, ckpt.name, ddir.done)
         return 0
     model, system = load_model_for_inference(ckpt)
     model.to(device)

@@ -223,7 +223,10 @@ def main(argv=None) -> int:
                     **({"bpe_vocab_size": args.bpe_vocab_size} if not syllable else
                        {"tone_sandhi": sandhi}))
 
-    if not ((out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file()):
+    kept = []  # the parts found complete, for the one skip line at the end
+    if (out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file():
+        kept.append("units and lexicon (tokens.txt, lexicon.txt)")
+    else:
         words = (w for s in sentences for w in s)
         if syllable:
             lexicon, missing = syllable_lexicon(words, open_vocab, sandhi)
@@ -256,6 +259,8 @@ def main(argv=None) -> int:
         for f in ("lm.json", "TLG.fst", "lm.arpa"):
             (out / f).unlink(missing_ok=True)
         build_lm(sentences, out, settings, log)
+    else:
+        kept.append("LM (lm.arpa, the settings lm.json records)")
     graph_json = out / "graph.json"
     if (out / "TLG.fst").is_file() and graph_json.is_file():
         built = json.loads(graph_json.read_text()).get("topology", "standard")  # older files
@@ -269,6 +274,11 @@ def main(argv=None) -> int:
         log.info("TLG: %d states, %d arcs, built in %.1f s", *info["sizes"]["TLG"],
                  info["seconds"])
         write_json(out / "graph.json", info)
+    else:
+        kept.append(f"graph (TLG.fst, {args.topology} topology)")
+    if kept:
+        log.info("%s: %s: %s (delete a file named, or the dir, to rebuild it)", out,
+                 "complete, skipping" if len(kept) == 3 else "kept, complete", "; ".join(kept))
     write_json(lm_json, settings)  # last: the LM and TLG above match it
     return 0
 

@@ -188,6 +188,9 @@ def main(argv=None) -> int:
         (text_dir / "dev_spon.tsv").unlink(missing_ok=True)  # made from this dev.tsv below
         (text_dir / ".done").touch()
         log.info("text sets: %s", {name: len(take[name]) for name in SETS})
+    else:
+        log.info("text sets exist (done marker %s), skipping; delete it to redo them",
+                 text_dir / ".done")
 
     if not (text_dir / "dev_spon.tsv").is_file():  # also for a corpus made before dev_spon
         write_fast_copy(text_dir / "dev.tsv", text_dir / "dev_spon.tsv", "dev_spon",
@@ -222,7 +225,8 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
     stem = f"{name}_dry" if name in DEGRADED_LATER else name
     done = manifests / f".{stem}.done"
     if done.is_file():
-        log.info("%s: manifests exist, skipping", name)
+        log.info("%s: manifests exist (done marker %s), skipping; delete it to redo them",
+                 name, done)
         return
     rows = read_tsv(out / "text" / f"{name}.tsv")
     jobs = [SynthJob(r[0], r[2], r[3], int(r[4]), int(r[5]), out / "wav" / name / f"{r[0]}.wav")

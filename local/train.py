@@ -6,7 +6,13 @@
         --dev-cuts data/fbank/cuts_dev.jsonl.gz --cmvn data/fbank/cmvn.pt --num-epochs 10
 
 Rerunning the same command resumes from the newest complete checkpoint in
---exp-dir. Logs go to <exp-dir>/log/train.log and TensorBoard to
+--exp-dir (raising --num-epochs or --max-steps trains on). A rerun with an option that
+changes the updates (--lr, --warmup-steps, --max-duration, --seed, --model-overrides,
+--train-cuts ...; speechmoe/train/rerun.py lists the ones that may change) is refused
+with every difference named: give the new options their own --exp-dir, or add
+--start-over true (the old files move to <exp-dir>/previous-<date>-<time>/, nothing is
+deleted) or --continue-with-new-options true (resume with them; recorded in params.json's
+"history"). Logs go to <exp-dir>/log/train.log and TensorBoard to
 <exp-dir>/tensorboard.
 
 Data-parallel training: launch the same command with torchrun (NCCL on GPUs,
@@ -63,7 +69,16 @@ HELP = {
     "init_from": "a trained dense model's checkpoint (epoch-N.pt or avg-N-K.pt) to start from: "
                  "every expert a copy of its layer's feed-forward network, the embedding "
                  "network from the same base (the authors' 3M recipe; "
-                 "speechmoe/model/upcycle.py); a fresh run only, a resumed one ignores it",
+                 "speechmoe/model/upcycle.py); used by a fresh run only, but a resume "
+                 "with another --init-from is refused like any changed option",
+    "start_over": "train from scratch: the files of --exp-dir (checkpoints, logs, decodings) "
+                  "move to <exp-dir>/previous-<date>-<time>/, nothing is deleted (a rerun "
+                  "with it starts over again: drop it to resume)",
+    "continue_with_new_options": "resume an experiment trained with other options (a resume "
+                                 "is refused otherwise): the new options apply from its "
+                                 "newest checkpoint on (a mid-epoch one whose batching "
+                                 "changed restarts that epoch's data order); the change is "
+                                 "logged and appended to params.json's history",
 }
 
 

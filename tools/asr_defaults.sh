@@ -6,14 +6,32 @@
 # An empty value means what its comment says in brackets.
 #
 # Fixed by the layout, not options: the LM text stage 0 writes is $data/text/lm_text.txt
-# and a model's training, decoding and scores are in $exp/$model.
+# and a model's training, decoding and scores are in $exp_dir ($exp/$model, or
+# $exp/<model>_<tag> with --tag, unless --exp-dir names it).
+#
+# Reruns: every stage skips outputs that are complete and says so in one log line naming
+# the file that says so (a done marker, or the output itself); the data stages (0-3) redo
+# what their options changed, and are redone by deleting the file their skip line names.
+# Training (stage 4) resumes its newest checkpoint, but refuses one trained with options
+# that change the updates (--lr, --warmup-steps, --max-duration ...), naming each, until
+# a new --tag / --exp-dir, --start-over true or --continue-with-new-options true says
+# what to do.
 
 # --- running
 stage=0                  # run the stages from stage to stop_stage: 0 the recipe's data
 stop_stage=6             #   preparation, 1-6 the shared stages, 7 the export
 nj=2                     # parallel jobs of data preparation, features and decoding
 data=data                # manifests, audio copies, RIRs, features, lang dir
-exp=exp                  # experiments: $exp/<model>
+exp=exp                  # experiments: $exp/<model>[_<tag>]
+tag=""                   # names the experiment $exp/<model>_<tag>, e.g. --tag lr3e-3: another
+                         #   setting of the same model beside the first [empty: $exp/<model>]
+exp_dir=""               # the experiment directory of stages 4-7, whatever the model and tag
+                         #   [empty: $exp/<model>_<tag>, or $exp/<model> without a tag]
+force=false              # true: redo the experiment's stages even where complete: training from
+                         #   scratch (stage 4, as --start-over: the old files are moved aside,
+                         #   never deleted) and decoding (stage 5); scoring and export always
+                         #   run. Only the stages in --stage..--stop-stage, so `--stage 5
+                         #   --force true` decodes again without retraining
 
 # --- the sets (stage 0 writes $data/manifests/cuts_<set>.jsonl.gz: docs/adding-a-corpus.md)
 train_set=train          # training
@@ -84,6 +102,11 @@ spec_freq_width=""       #   widest frequency mask, in Mel bands
 spec_time_masks=""       #   time masks per utterance
 spec_time_width=""       #   widest time mask, in 10-ms frames
 spec_time_fraction=""    #   most of an utterance all time masks cover together
+start_over=false         # true: train from scratch, the experiment's files (checkpoints, logs,
+                         #   decodings) moved to $exp_dir/previous-<date>-<time>/ (a rerun with
+                         #   it starts over again: drop it to resume)
+continue_with_new_options=false  # true: resume an experiment trained with other options (refused
+                         #   otherwise); the change is logged and kept in $exp_dir/params.json
 world_size=1             # training processes on this machine (GPUs; gloo on CPU); >1: torchrun
 torchrun_args=""         # multi-node rendezvous (torchrun; run on every node), e.g. "--nnodes 2
                          #   --node-rank 0 --rdzv-backend c10d --rdzv-endpoint host0:29500"

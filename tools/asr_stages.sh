@@ -19,6 +19,12 @@
 #   7  export (optional, not in 0-6): $exp_dir/export/, a self-contained model directory
 #      for speechmoe-transcribe and speechmoe.recognizer.Recognizer
 #
+# A rerun says what each stage skips and why (one log line naming the done marker or the
+# output found). $exp_dir is $exp/$model (--tag T: $exp/${model}_T; --exp-dir: any). --force
+# true redoes stage 4 (training from scratch, --start-over: the old files moved aside) and 5
+# (decoding); training refuses to resume a checkpoint trained with other options until
+# --start-over true or --continue-with-new-options true (or a new --tag / --exp-dir).
+#
 # The variables they read, their defaults and meanings: tools/asr_defaults.sh, which
 # run.sh sources first (then its own values, then tools/parse_options.sh, then stage 0).
 # A recipe never repeats a default: it sets only what its corpus needs differently.
@@ -31,12 +37,17 @@ declare -F asr_options > /dev/null || die "run.sh must source tools/asr_defaults
 speechmoe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 local_dir=$speechmoe_root/local
 lm_text=$data/text/lm_text.txt  # written by stage 0
-exp_dir=$exp/$model
+if [ -z "$exp_dir" ]; then
+  exp_dir=$exp/$model${tag:+_$tag}
+fi
 train_sets="$train_set"
 [ "$rvb_fraction" != 0 ] && train_sets="$train_sets ${train_set}_rvb"
 [ "$aug_copies" != 0 ] && train_sets="$train_sets ${train_set}_aug"
 tune_sets=${tune_sets:-$dev_set}
 all_sets=$(echo $train_sets $dev_set $tune_sets $test_sets | tr ' ' '\n' | awk '!seen[$0]++' | xargs)
+
+# What stage 1 found complete, for its one skip line: "what (the file that says so)".
+skipped=()
 
 # The training noise (synthetic kinds, or the recordings under $noise_dir), made once.
 make_train_noise() {
@@ -47,12 +58,17 @@ make_train_noise() {
       --speech "$data/manifests/cuts_${train_set}.jsonl.gz" \
       ${noise_dir:+--noise-dir $noise_dir} || die "training noise failed"
     echo "$noise_dir" > "$data/rir/.noise_train.opts"
+  else
+    skipped+=("training noise ($data/rir/noise_train.jsonl.gz, same --noise-dir)")
   fi
 }
 
 # cuts_<set> from cuts_<set>_dry: every cut reverberated and mixed with noise at 5-20 dB
 degrade() {  # set rirs noise seed
-  [ -f "$data/manifests/cuts_$1.jsonl.gz" ] && return 0
+  if [ -f "$data/manifests/cuts_$1.jsonl.gz" ]; then
+    skipped+=("$1 ($data/manifests/cuts_$1.jsonl.gz)")
+    return 0
+  fi
   python "$local_dir/simulate_rir.py" apply --rirs "$2" --noise "$3" --snr 5,20 --keep-ids \
     --seed "$4" --cuts-in "$data/manifests/cuts_${1}_dry.jsonl.gz" \
     --cuts-out "$data/manifests/cuts_$1.jsonl.gz" || die "degrading $1 failed"
@@ -63,11 +79,17 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ ! -f "$data/rir/noise.jsonl.gz" ]; then
     python "$local_dir/simulate_rir.py" bank --out-dir "$data/rir" --num-rirs "$num_rirs" \
       --heldout "$heldout_rirs" || die "RIR simulation failed"
+  else
+    skipped+=("RIR bank ($data/rir/noise.jsonl.gz, written last)")
   fi
-  if [ "$rvb_fraction" != 0 ] && [ ! -f "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" ]; then
-    python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
-      --fraction "$rvb_fraction" --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
-      --cuts-out "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" || die "reverberation failed"
+  if [ "$rvb_fraction" != 0 ]; then
+    if [ ! -f "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" ]; then
+      python "$local_dir/simulate_rir.py" apply --rirs "$data/rir/rirs_train.jsonl.gz" \
+        --fraction "$rvb_fraction" --cuts-in "$data/manifests/cuts_${train_set}.jsonl.gz" \
+        --cuts-out "$data/manifests/cuts_${train_set}_rvb.jsonl.gz" || die "reverberation failed"
+    else
+      skipped+=("${train_set}_rvb ($data/manifests/cuts_${train_set}_rvb.jsonl.gz)")
+    fi
   fi
   if [ "$aug_copies" != 0 ]; then
     aug_out=$data/manifests/cuts_${train_set}_aug.jsonl.gz
@@ -84,6 +106,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         --snr "$noise_snr" || die "augmentation failed"
       echo "$aug_opts" > "$data/manifests/.${train_set}_aug.opts"
       rm -f "$data/fbank/.${train_set}_aug.done" "$data/fbank/cmvn.pt"
+    else
+      skipped+=("${train_set}_aug ($aug_out, made with these options:" \
+                "$data/manifests/.${train_set}_aug.opts)")
     fi
   fi
   for s in $degrade_sets; do
@@ -93,6 +118,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     [ -f "$data/manifests/cuts_$s.jsonl.gz" ] || make_train_noise
     degrade "$s" "$data/rir/rirs_train.jsonl.gz" "$data/rir/noise_train.jsonl.gz" 2
   done
+  if [ ${#skipped[@]} -gt 0 ]; then
+    joined=$(printf '%s; ' "${skipped[@]}")
+    log "Stage 1: complete, skipped: ${joined%; } (delete a file named to redo its part)"
+  fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -115,6 +144,17 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "Stage 4: training $model ($exp_dir)"
+  rerun_opts=()  # what to do with an experiment already there (tools/asr_defaults.sh)
+  if [ "$force" = true ]; then
+    log "--force true: training $model from scratch (--start-over: the files of $exp_dir" \
+      "move to $exp_dir/previous-<date>-<time>/, nothing is deleted)"
+  fi
+  if [ "$force" = true ] || [ "$start_over" = true ]; then
+    rerun_opts+=(--start-over true)
+  fi
+  if [ "$continue_with_new_options" = true ]; then
+    rerun_opts+=(--continue-with-new-options true)
+  fi
   train_cuts=""
   for s in $train_sets; do train_cuts="$train_cuts $data/fbank/cuts_$s.jsonl.gz"; done
   launcher="python"
@@ -134,17 +174,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     ${spec_freq_width:+--spec-freq-width "$spec_freq_width"} \
     ${spec_time_masks:+--spec-time-masks "$spec_time_masks"} \
     ${spec_time_width:+--spec-time-width "$spec_time_width"} \
-    ${spec_time_fraction:+--spec-time-fraction "$spec_time_fraction"} \
+    ${spec_time_fraction:+--spec-time-fraction "$spec_time_fraction"} ${rerun_opts[@]+"${rerun_opts[@]}"} \
     || die "training failed (log: $exp_dir/log/train.log)"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "Stage 5: decoding (CTC greedy, WFST)"
+  decode_opts=()
+  if [ "$force" = true ]; then
+    decode_opts+=(--force)
+  fi
   # shellcheck disable=SC2086
   python "$local_dir/decode.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
     --cmvn "$data/fbank/cmvn.pt" --cuts-dir "$data/fbank" --sets $test_sets \
     --tune-set $tune_sets --avg "$avg" --beam "$beam" --max-active "$max_active" \
-    --acoustic-scales "$acoustic_scales" --num-jobs "$nj" \
+    --acoustic-scales "$acoustic_scales" --num-jobs "$nj" ${decode_opts[@]+"${decode_opts[@]}"} \
     || die "decoding failed (log: $exp_dir/log/decode.log)"
 fi
 

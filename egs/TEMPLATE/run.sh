@@ -33,6 +33,9 @@ help_message="Usage: $0 [options]
   --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --unit-type bpe|syllable     modelling units
   --model NAME                 system to train: conf/model/NAME.yaml
+  --tag NAME                   train in exp/<model>_NAME, beside the first (or --exp-dir DIR)
+  --force true                 redo stages 4-5 of the range: training from scratch (old files
+                               moved aside, not deleted), decoding
 $(asr_options corpus_dir text_norm)"
 
 . ../../tools/parse_options.sh

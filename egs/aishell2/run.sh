@@ -57,6 +57,9 @@ help_message="Usage: $0 [options]
   --corpus-dir DIR             the directory that contains AISHELL-2/ (default: \$AISHELL2 from db.sh)
   --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --model NAME                 system to train: conf/model/NAME.yaml
+  --tag NAME                   train in exp/<model>_NAME, beside the first (or --exp-dir DIR)
+  --force true                 redo stages 4-5 of the range: training from scratch (old files
+                               moved aside, not deleted), decoding
   --world-size N               train on N GPUs of this machine (torchrun, data-parallel)
 $(asr_options corpus_dir num_dev)"
 

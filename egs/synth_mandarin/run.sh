@@ -75,6 +75,9 @@ help_message="Usage: $0 [options]
   --stage N / --stop-stage N   run stages N..M of 0-7 (default 0-6; 7 exports the model)
   --tiny true                  toy sizes for every stage (CI)
   --model NAME                 system to train: conf/model/NAME.yaml
+  --tag NAME                   train in exp/<model>_NAME, beside the first (or --exp-dir DIR)
+  --force true                 redo stages 4-5 of the range: training from scratch (old files
+                               moved aside, not deleted), decoding
   --world-size N               data-parallel training with N processes (torchrun)
 $(asr_options tiny num_train num_dev num_test)"
 

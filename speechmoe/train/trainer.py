@@ -35,6 +35,7 @@ from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
 from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
+from speechmoe.train import rerun
 from speechmoe.train.routing_stats import RoutingTracker
 from speechmoe.utils import resolve_amp, tune_malloc
 
@@ -77,6 +78,8 @@ class TrainParams:
     spec_time_fraction: float = 0.1  # ... in all at most this share of the utterance
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
     init_from: str = ""  # a dense model's checkpoint to upcycle from (speechmoe.model.upcycle)
+    start_over: bool = False  # a resume with other options: from scratch, old files moved
+    continue_with_new_options: bool = False  # ... or resumed with them (train/rerun.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,8 +93,6 @@ def lr_lambda(warmup: int):
     return f
 
 
-
-
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -100,6 +101,7 @@ def check_params(params: "TrainParams") -> None:
         raise ValueError(f"--amp {params.amp!r}: choose bf16, fp16, none or auto")
     if params.accum_grad < 1:
         raise ValueError(f"--accum-grad {params.accum_grad}: must be >= 1")
+    rerun.check_choice(params)
 
 
 def seed_everything(seed: int) -> None:
@@ -166,13 +168,17 @@ class Trainer:
         malloc_tuned = tune_malloc()
         self.dist = init_distributed(params.device)
         self.exp_dir = exp_dir = Path(params.exp_dir)
+        inputs = [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts,
+                  *([params.init_from] if params.init_from else [])]
+        for path in inputs:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
+        moved = rerun.start_over(params, inputs, self.dist)
         exp_dir.mkdir(parents=True, exist_ok=True)
         self.log = setup_logger(exp_dir / "log" / "train.log") if self.dist.is_main else \
             setup_logger(None, level=logging.ERROR)  # rank 0 reports for everyone
-        for path in [params.model_config, params.cmvn, params.dev_cuts, *params.train_cuts,
-                     *([params.init_from] if params.init_from else [])]:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"{path}: not found (run the earlier stages first)")
+        # params.json's history entry for this run, if any (set by rerun.py)
+        self.history_event = rerun.started_over(self.log, exp_dir, moved) if moved else None
 
         tokenizer = LexiconTokenizer(params.lang_dir)
         feat_cfg = FeatureConfig.for_cmvn(params.cmvn)
@@ -226,9 +232,7 @@ class Trainer:
                       system.name, num_params / 1e6, system.model.num_classes,
                       self.dist.world_size, self.dist.device, json.dumps(system.to_dict()))
         if self.dist.is_main:
-            (exp_dir / "params.json").write_text(json.dumps(
-                {"train": params.to_dict(), "system": system.to_dict(),
-                 "world_size": self.dist.world_size}, indent=1))
+            rerun.write_params_json(self)
 
         train_cuts = CutSet.from_files(params.train_cuts) if len(params.train_cuts) > 1 \
             else CutSet.from_file(params.train_cuts[0])
@@ -274,15 +278,13 @@ class Trainer:
 
     def _restore(self) -> tuple[int, int, Optional[dict]]:
         """(first epoch, global step, sampler state) from the newest complete checkpoint."""
-        resume = latest_checkpoint(self.exp_dir)
+        self.resumed_from = resume = latest_checkpoint(self.exp_dir)
         if resume is None:
             if self.params.init_from:
                 self._init_from(Path(self.params.init_from))
             return 1, 0, None
         ckpt = load_checkpoint(resume)
-        if ckpt["model_config"] != self.system.to_dict():
-            raise ValueError(f"{resume}: was trained with another model config; use a new "
-                             f"--exp-dir or the same config ({self.params.model_config})")
+        changed, other = rerun.check_resume(self, resume, ckpt)  # or refused
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -299,7 +301,8 @@ class Trainer:
         self.log.info("resuming from %s (epoch %d, step %d%s)", resume, start_epoch, ckpt["step"],
                       {None: "", "carried": f", {self.epoch_carried:.1f} s of the epoch done",
                        "partial": ", the epoch's time so far not recorded"}[self.epoch_resumed])
-        return start_epoch, int(ckpt["step"]), None if epoch_done else ckpt["sampler"]
+        return start_epoch, int(ckpt["step"]), rerun.resumed(
+            self, resume, ckpt, changed, other, None if epoch_done else ckpt["sampler"])
 
     def _init_from(self, path: Path) -> None:
         """A fresh run's weights from a dense checkpoint (upcycling); its updates are
@@ -453,6 +456,7 @@ class Trainer:
 
         p = self.params
         last_epoch = self.start_epoch - 1
+        rerun.nothing_to_train(self)
         for epoch in range(self.start_epoch, p.num_epochs + 1):
             if self.budget_spent():
                 break
