@@ -51,6 +51,8 @@ HELP = {
     "num_workers": "DataLoader worker processes",
     "log_interval": "steps between log lines / TensorBoard points / routing statistics",
     "save_every_n": "steps between mid-epoch checkpoints (0: epoch ends only)",
+    "valid_every_n": "steps between mid-epoch dev measurements (log/valid.jsonl, TensorBoard; "
+                     "0: epoch ends only): a dev curve whatever the epoch length",
     "keep_last_n": "mid-epoch checkpoints to keep",
     "max_bad_steps": "consecutive non-finite losses before the run stops",
     "device": "auto (CUDA if available), cuda or cpu",
