@@ -314,8 +314,9 @@ def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: floa
 
 def dev_report(args, log) -> int:
     """DEV.md and dev.json of the dev-only runs."""
-    summary = dev_summary(load_dev_runs(args.tables_dir, args.systems, args.seeds),
-                          args.reference_system)
+    summary = dev_summary(load_dev_runs(args.tables_dir, args.systems, args.seeds,
+                                        allow_missing=True),
+                          args.reference_system, args.seeds)
     dev_cuts = args.cuts_dir / f"cuts_{args.dev_set}.jsonl.gz"
     n = len(CutSet.from_file(dev_cuts)) if dev_cuts.is_file() else None
     text = dev_markdown(summary, args.reference_system, args.dev_set, n)

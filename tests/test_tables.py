@@ -470,7 +470,7 @@ def test_dev_summary_spread_ratio_and_stalled_seeds_by_hand(tmp_path):
 
 
 def test_dev_runs_missing_or_without_reference_are_errors(tmp_path):
-    from speechmoe.tables.dev import dev_summary, load_dev_runs
+    from speechmoe.tables.dev import dev_markdown, dev_summary, load_dev_runs
     from speechmoe.tables.runs import NoRunsError, RunFileError
 
     _dev_run(tmp_path, "moe", 1, 11.0)
@@ -478,6 +478,15 @@ def test_dev_runs_missing_or_without_reference_are_errors(tmp_path):
         load_dev_runs(tmp_path, ["b1", "moe"], [1])
     with pytest.raises(NoRunsError, match="reference system 'b1'"):
         dev_summary(load_dev_runs(tmp_path, ["moe"], [1]), "b1")
+    # seeds not run (stopped for lack of time) are listed, a system with none is an error
+    _dev_run(tmp_path, "b1", 1, 10.0)
+    _dev_run(tmp_path, "b1", 2, 12.0)
+    runs = load_dev_runs(tmp_path, ["b1", "moe"], [1, 2], allow_missing=True)
+    s = dev_summary(runs, "b1", [1, 2])
+    assert s["moe"]["seeds"] == [1] and s["moe"]["not_run"] == [2] and s["b1"]["not_run"] == []
+    assert "Not run: moe seed2" in dev_markdown(s, "b1", "dev", 300)
+    with pytest.raises(RunFileError, match="gone: no dev run"):
+        load_dev_runs(tmp_path, ["b1", "gone"], [1], allow_missing=True)
 
 
 def test_step_log_summary_finds_spikes_and_the_largest_gradient(tmp_path):

@@ -63,23 +63,31 @@ def step_log_summary(losses_jsonl: Path, spike_factor: float = 2.0,
 
 
 def load_dev_runs(tables_dir: str | Path, systems: list[str],
-                  seeds: list[int]) -> dict[str, dict[int, dict]]:
+                  seeds: list[int], allow_missing: bool = False) -> dict[str, dict[int, dict]]:
+    """{system: {seed: dev run}}; allow_missing: seeds not run are left out (a system with
+    none is still an error)."""
     runs: dict[str, dict[int, dict]] = {}
     for system in systems:
         for seed in seeds:
             path = dev_run_path(tables_dir, system, seed)
             if not path.is_file():
+                if allow_missing:
+                    continue
                 raise RunFileError(f"{path}: missing (run local/tables.py --dev-only)")
             run = json.loads(path.read_text())
             if not run.get("epochs"):
                 raise RunFileError(f"{path}: no epoch recorded")
             runs.setdefault(system, {})[seed] = run
+        if system not in runs:
+            raise RunFileError(f"{system}: no dev run in {tables_dir} (run local/tables.py "
+                               "--dev-only)")
     return runs
 
 
-def dev_summary(runs: dict[str, dict[int, dict]], reference: str) -> dict[str, dict]:
+def dev_summary(runs: dict[str, dict[int, dict]], reference: str,
+                seeds: list[int] | None = None) -> dict[str, dict]:
     """Per system: the final dev rates of every seed, mean/std, spread, its ratio to the
-    reference system's, and the stalled seeds."""
+    reference system's, the stalled seeds, and those of `seeds` not run."""
     if reference not in runs:
         raise NoRunsError(f"the reference system {reference!r} has no dev run")
     out: dict[str, dict] = {}
@@ -95,6 +103,7 @@ def dev_summary(runs: dict[str, dict[int, dict]], reference: str) -> dict[str, d
             "spread": max(ter.values()) - best,
             "stalled_seeds": [k for k, v in ter.items() if v > STALL_FACTOR * best],
             "updates": {k: r["epochs"][-1]["step"] for k, r in sorted(by_seed.items())},
+            "not_run": [k for k in (seeds or []) if k not in by_seed],
         }
     ref_spread = out[reference]["spread"]
     for s in out.values():
@@ -129,4 +138,8 @@ def dev_markdown(summary: dict[str, dict], reference: str, dev_set: str,
             f"{s['spread_ratio']:.2f} | {' '.join(f'seed{k}' for k in s['stalled_seeds']) or '-'}"
             f" | {s['ctc']['mean']:.4f} | "
             + "/".join(str(v) for v in s["updates"].values()) + " |")
+    not_run = [f"{system} seed{k}" for system, s in summary.items() for k in s.get("not_run", [])]
+    if not_run:
+        lines += ["", "Not run: " + ", ".join(not_run) + " (each row covers the seeds it "
+                  "lists)."]
     return "\n".join(lines) + "\n"
