@@ -85,7 +85,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="{}",
                    help='JSON: more systems, each a config of --conf-dir with overrides, e.g. '
                         '\'{"moe_8e_z": {"base": "moe_8e", "loss": {"z_loss": 0.001}}}\' '
-                        '(then --systems moe_8e_z)')
+                        '(then --systems moe_8e_z); "train": "..." adds local/train.py '
+                        'options to that system\'s runs')
     p.add_argument("--num-epochs", type=int, default=4)
     p.add_argument("--max-duration", type=float, default=120.0)
     p.add_argument("--lr", type=float, default=0.002)
@@ -170,9 +171,11 @@ def variants(args) -> dict[str, dict]:
     """--variants: name -> {"base": a config of --conf-dir, "model": {...}, "loss": {...}}."""
     out = json.loads(args.variants)
     for name, v in out.items():
-        if not isinstance(v, dict) or "base" not in v or set(v) - {"base", "model", "loss"}:
+        if not isinstance(v, dict) or "base" not in v or \
+                set(v) - {"base", "model", "loss", "train"}:
             raise ValueError(f"--variants: {name!r} must be {{\"base\": SYSTEM, \"model\": "
-                             f"{{...}}, \"loss\": {{...}}}}, got {v!r}")
+                             f"{{...}}, \"loss\": {{...}}, \"train\": \"train.py options\"}}, "
+                             f"got {v!r}")
     return out
 
 
@@ -300,6 +303,7 @@ def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: floa
     """<tables-dir>/dev_runs/<system>/seed<k>.json: what training measured on dev."""
     sysconf = load_config(run_dir / "model.yaml")
     record = {"system": system, "seed": seed, "config": sysconf.to_dict(),
+              "train_options": variants(args).get(system, {}).get("train", ""),
               "train_hours": round(train_hours, 3), "settings": run_settings(args),
               "epochs": epochs_record(args, run_dir), "dev_curve": dev_curve(run_dir),
               "steps": step_log_summary(run_dir / "log" / "losses.jsonl"),
@@ -360,6 +364,7 @@ def collect(args, system: str, seed: int, run_dir: Path,
         "system": system, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
         "macs_per_second": cost["macs_per_second"], "normalization": args.normalization,
         "config": sysconf.to_dict(), "checkpoint": ckpt.name,
+        "train_options": variants(args).get(system, {}).get("train", ""),
         "train_hours": round(train_hours, 3), "settings": run_settings(args),
         "epochs": epochs, "dev_curve": dev_curve(run_dir), "routing": routing,
         "decode": {"network_rtf": round(sum(t["network_seconds"] for t in tests) / audio, 5),
@@ -417,7 +422,9 @@ def main(argv=None) -> int:
                      "--cmvn", str(args.cmvn), "--num-epochs", str(args.num_epochs),
                      "--max-duration", str(args.max_duration), "--lr", str(args.lr),
                      "--warmup-steps", str(args.warmup_steps), "--seed", str(seed),
-                     *args.train_options.split()], log, f"training {system} seed {seed}")
+                     *args.train_options.split(),
+                     *variants(args).get(system, {}).get("train", "").split()],
+                    log, f"training {system} seed {seed}")
             if args.dev_only:
                 out = write_dev_run(args, system, seed, run_dir, train_hours)
                 log.info("[%d/%d] %s seed %d done in %.0f s -> %s", i, len(todo), system, seed,

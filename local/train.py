@@ -54,6 +54,9 @@ HELP = {
     "valid_every_n": "steps between mid-epoch dev measurements (log/valid.jsonl, TensorBoard; "
                      "0: epoch ends only): a dev curve whatever the epoch length",
     "keep_last_n": "mid-epoch checkpoints to keep",
+    "freeze_routing_after": "from this update on, the routers and the shared embedding network "
+                            "are frozen (0: never): routing then moves only with the backbone "
+                            "(StableMoE's second stage)",
     "max_bad_steps": "consecutive non-finite losses before the run stops",
     "device": "auto (CUDA if available), cuda or cpu",
     "amp": "mixed precision: bf16, fp16 (with a gradient scaler), none, or auto (bf16 where "

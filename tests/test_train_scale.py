@@ -173,3 +173,46 @@ def test_max_steps_ends_training_mid_epoch_and_a_rerun_adds_none(train_params):
     assert len(again) == len(epochs)
     assert "training finished: %d epochs, 4 steps (--max-steps 4)" % epochs[-1]["epoch"] in (
         exp / "log" / "train.log").read_text()
+
+
+def test_routing_frozen_from_an_update_on_and_churn_recorded(train_params):
+    """--freeze-routing-after 2: from update 2 on the routers and the embedding network do
+    not change (the rest of the model does), a resumed run freezes them again; every
+    validation after the first records the share of dev frames that changed expert."""
+    import json
+    from pathlib import Path
+
+    from speechmoe.model.moe import MoELayer
+    from speechmoe.train.trainer import train
+
+    params = dataclasses.replace(train_params, num_epochs=1, max_steps=2, save_every_n=0,
+                                 freeze_routing_after=2, valid_every_n=1)
+    train(params)
+    params = dataclasses.replace(params, num_epochs=2, max_steps=4)
+    trainer = Trainer(params)  # resumes at update 2: frozen again
+    routing = [p for m in trainer.model.modules() if isinstance(m, MoELayer) and m.router
+               for p in m.router.parameters()] + list(trainer.model.embedding.parameters())
+    assert routing and not any(p.requires_grad for p in routing)
+    before = [p.detach().clone() for p in routing]
+    other = trainer.model.output_layer.weight.detach().clone()
+    trainer.run()
+    assert trainer.step == 4
+    assert all(torch.equal(a, b) for a, b in zip(before, routing))
+    assert not torch.equal(other, trainer.model.output_layer.weight)
+    assert "routing frozen" in (Path(params.exp_dir) / "log" / "train.log").read_text()
+    log = Path(params.exp_dir) / "log"
+    records = sorted((json.loads(x) for f in ("valid.jsonl", "epochs.jsonl")
+                      for x in (log / f).read_text().splitlines()), key=lambda r: r["step"])
+    # a process's first validation has nothing to compare with (steps 1 and 3 here)
+    assert [r["step"] for r in records if "dev_routing_churn" in r] == [2, 4]
+    assert all(0.0 <= r.get("dev_routing_churn", 0) <= 1.0 for r in records)
+
+
+def test_routing_churn_by_hand():
+    from speechmoe.train.validate import RoutingChurn
+
+    c = RoutingChurn()
+    assert c.update(None) is None
+    assert c.update(torch.tensor([[0, 1, 2, 3]])) is None
+    assert c.update(torch.tensor([[0, 1, 3, 3]])) == 0.25
+    assert c.update(torch.tensor([[1, 0, 0, 0]])) == 1.0

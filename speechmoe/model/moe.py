@@ -225,3 +225,21 @@ class MoELayer(nn.Module):
         routing = RoutingInfo(probs=probs, log_z=torch.logsumexp(logits, dim=-1),
                               expert_index=dispatched, counts=counts, valid=valid)
         return x + self.dropout(out.reshape(B, T, D)), routing
+
+
+def freeze_routing(model: nn.Module) -> int:
+    """Stop training what decides the routing: every MoE layer's router and the shared
+    embedding network that feeds them (its CTC head included), as StableMoE (Dai et al.,
+    2022) freezes its router after a first stage. The routing then moves only as the
+    backbone's own hidden states move. Returns the number of parameters frozen."""
+    frozen = 0
+    modules = [m.router for m in model.modules() if isinstance(m, MoELayer) and m.router is not None]
+    if getattr(model, "embedding", None) is not None:
+        modules.append(model.embedding)
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad:
+                p.requires_grad_(False)
+                p.grad = None
+                frozen += p.numel()
+    return frozen

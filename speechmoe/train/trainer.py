@@ -25,7 +25,6 @@ from speechmoe.config import ModelConfig, SystemConfig, load_config
 from speechmoe.data.augment import SpecAugment
 from speechmoe.data.dataset import AsrDataset, filter_trainable
 from speechmoe.data.sampling import make_loader, make_sampler
-from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.errors import NonFiniteLossError  # noqa: F401  (raised here; tests name it)
 from speechmoe.faults import maybe_kill
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN
@@ -33,10 +32,12 @@ from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.logs import setup_logger
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
+from speechmoe.model.moe import freeze_routing
 from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train import rerun
 from speechmoe.train.routing_stats import RoutingTracker
+from speechmoe.train.validate import RoutingChurn, validate
 from speechmoe.utils import resolve_amp, tune_malloc
 
 log = logging.getLogger("speechmoe")
@@ -78,6 +79,7 @@ class TrainParams:
     spec_time_fraction: float = 0.1  # ... in all at most this share of the utterance
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
     init_from: str = ""  # a dense model's checkpoint to upcycle from (speechmoe.model.upcycle)
+    freeze_routing_after: int = 0  # > 0: routers and embedding network frozen from this update
     start_over: bool = False  # a resume with other options: from scratch, old files moved
     continue_with_new_options: bool = False  # ... or resumed with them (train/rerun.py)
 
@@ -116,40 +118,6 @@ def build_system(params: TrainParams, vocab_size: int,
     overrides = {"model": {**params.model_overrides, "num_classes": vocab_size,
                            "input_dim": feature_config.model_dim}}
     return load_config(params.model_config, overrides=overrides)
-
-
-@torch.no_grad()
-def validate(model, loader, system: SystemConfig, device=torch.device("cpu")) -> dict:
-    """Dev-set CTC loss (per output frame, whatever loss.normalization trains with, so that
-    systems compare) and greedy token error rate."""
-    import kaldialign
-
-    model.eval()
-    tot_loss = tot_frames = errs = ref_len = 0.0
-    tracker = RoutingTracker()
-    for batch in loader:
-        if not batch["cut_ids"]:
-            continue
-        out = model(batch["features"].to(device), batch["lengths"].to(device),
-                    with_embedding_loss=False)
-        _, parts = speechmoe_loss(out, batch["targets"].to(device),
-                                  batch["target_lengths"].to(device),
-                                  dataclasses.replace(system.loss, gamma=0.0,
-                                                      normalization="frame"))
-        frames = int(batch["lengths"].sum())
-        tot_loss += parts["ctc"] * frames
-        tot_frames += frames
-        tracker.update(out.routing)
-        hyps = ctc_greedy(out.log_probs, out.lengths)
-        for hyp, ref, n in zip(hyps, batch["targets"], batch["target_lengths"]):
-            ref = ref[:n].tolist()
-            errs += kaldialign.edit_distance(ref, hyp)["total"]
-            ref_len += len(ref)
-    model.train()
-    if not tot_frames or not ref_len:
-        raise ValueError("the dev set gave no frames or no reference tokens to validate on "
-                         "(every dev cut failed to load, or the dev cuts are empty)")
-    return {"ctc": tot_loss / tot_frames, "ter": 100 * errs / ref_len, "routing": tracker}
 
 
 class Trainer:
@@ -217,6 +185,7 @@ class Trainer:
         self.epoch_carried, self.epoch_hours, self.epoch_resumed = 0.0, 0.0, None
         self.epoch_t0 = time.time()
         self.start_epoch, self.step, sampler_state = self._restore()
+        self.maybe_freeze_routing()
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -274,7 +243,19 @@ class Trainer:
         self.batches_log = (exp_dir / "log" / f"batches.rank{self.dist.rank}.jsonl").open(
             "a", encoding="utf-8") if params.log_batches else None
         self.tracker = RoutingTracker()
+        self.churn = RoutingChurn()
         self.bad_in_a_row = self.skipped = 0
+
+    def maybe_freeze_routing(self) -> None:
+        """--freeze-routing-after N: at update N (or on resuming past it)."""
+        n = self.params.freeze_routing_after
+        if n and self.step >= n and not getattr(self, "routing_frozen", False):
+            if self.dist.enabled:
+                raise ValueError("--freeze-routing-after is not supported with several "
+                                 "processes (DDP expects every parameter's gradient)")
+            self.routing_frozen = True
+            self.log.info("update %d: routing frozen (%d router and embedding-network "
+                          "parameters)", self.step, freeze_routing(self.model))
 
     def _restore(self) -> tuple[int, int, Optional[dict]]:
         """(first epoch, global step, sampler state) from the newest complete checkpoint."""
@@ -441,6 +422,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self.maybe_freeze_routing()
         for routing in routings:
             self.tracker.update(routing)
         if len(batches) == 1:
@@ -513,10 +495,12 @@ class Trainer:
                               seen_hours, self.total_hours, valid["ctc"], valid["ter"])
                 dev_routing = valid["routing"].log(self.log, self.writer, self.step,
                                                    prefix="dev")
+                churn = self.churn.update(valid["experts"])
                 append_jsonl(self.epochs_log, {
                     "epoch": epoch, "step": self.step, "seconds": round(seconds, 1),
                     "hours": round(seen_hours, 3), "dev_ctc": valid["ctc"],
                     "dev_greedy_ter": valid["ter"], "dev_routing": dev_routing,
+                    **({"dev_routing_churn": churn} if churn is not None else {}),
                     **({"resumed": resumed} if resumed else {}),
                     **({"max_steps_reached": True} if self.budget_spent() else {})})
                 self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
@@ -542,9 +526,11 @@ class Trainer:
         valid = validate(self.model, self.dev_loader, self.system, self.dist.device)
         self.log.info("epoch %d step %d: dev ctc %.4f, dev greedy TER %.2f%%", epoch,
                       self.step, valid["ctc"], valid["ter"])
+        churn = self.churn.update(valid["experts"])
         append_jsonl(self.exp_dir / "log" / "valid.jsonl", {
             "epoch": epoch, "step": self.step, "dev_ctc": valid["ctc"],
-            "dev_greedy_ter": valid["ter"]})
+            "dev_greedy_ter": valid["ter"],
+            **({"dev_routing_churn": churn} if churn is not None else {})})
         self.writer.add_scalar("dev/ctc", valid["ctc"], self.step)
         self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
 
