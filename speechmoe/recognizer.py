@@ -19,7 +19,13 @@ shorter than one 25 ms analysis frame raises AudioError naming it.
 
 Each result has the text (characters for a syllable model scored by CER, words joined by
 spaces otherwise), the words, the tokens (units) of the CTC alignment and each token's
-start time in seconds (the output frame where its CTC spike starts; frames are 30 ms).
+start time in seconds (the output frame where its CTC spike starts; frames are 30 ms), and
+its segments (start and end time, text).
+
+Long recordings (longer than one network window, 20 s by default) go through
+speechmoe.longform: overlapping windows read from the file one at a time, segments cut at
+the pauses, each decoded as soon as it is cut, in memory that does not grow with the
+recording's length. `rec.segments("talk.flac")` yields the segments as they finish.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -39,6 +45,7 @@ from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
 from speechmoe.inference import load_model_for_inference
 from speechmoe.lang.bpe import pieces_to_words
 from speechmoe.lang.symbols import read_tokens
+from speechmoe.longform import LongFormConfig, PauseSegmenter, WindowPlan, stream_log_probs
 from speechmoe.utils import resolve_device
 
 MANIFEST = "manifest.json"
@@ -55,6 +62,20 @@ class ModelDirError(ValueError):
 
 
 @dataclass
+class Segment:
+    """A stretch of a recording decoded on its own: its words, tokens and times (seconds on
+    the recording's clock); start and end span its tokens with 0.2 s of margin."""
+    name: str
+    index: int
+    start: float
+    end: float
+    text: str
+    words: list[str]
+    tokens: list[str]
+    times: list[float]
+
+
+@dataclass
 class Transcript:
     name: str
     text: str
@@ -64,6 +85,7 @@ class Transcript:
     duration: float  # seconds of audio
     method: str = "wfst"
     extra: dict = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)  # those with words
 
 
 def sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -104,6 +126,63 @@ def read_audio(path: Union[str, Path], sample_rate: int = 16000):
     return samples, seconds
 
 
+def audio_info(path: Union[str, Path]) -> tuple[int, int]:
+    """(frames, sample rate) of an audio file without reading it; AudioError naming it."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: unreadable audio ({exc})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    return int(info.frames), int(info.samplerate)
+
+
+class _FileWindows:
+    """Reads [start, end) of a file in the model's sample rate, one window at a time
+    (mono, resampled per window: the window edges, where resampling is least exact, are in
+    the margins the long-form path drops)."""
+
+    def __init__(self, path: Path, sample_rate: int):
+        import soundfile as sf
+
+        frames, self.rate = audio_info(path)
+        self.path, self.sample_rate = Path(path), sample_rate
+        self.total = int(frames * sample_rate // self.rate) if self.rate != sample_rate \
+            else frames
+        self.file = sf.SoundFile(str(path))
+
+    def __call__(self, start: int, end: int):
+        import numpy as np
+
+        r, sr = self.rate, self.sample_rate
+        a, b = (start * r) // sr, -(-end * r // sr)
+        try:
+            self.file.seek(a)
+            data = self.file.read(b - a, dtype="float32", always_2d=True).mean(axis=1)
+        except Exception as exc:
+            raise AudioError(f"{self.path}: unreadable audio at {a / r:.1f} s ({exc})") from None
+        if r != sr:
+            from scipy.signal import resample_poly
+
+            g = math.gcd(r, sr)
+            data = resample_poly(data, sr // g, r // g).astype(np.float32)
+        data = data[: end - start]
+        if len(data) < end - start:
+            data = np.pad(data, (0, end - start - len(data)))
+        if not np.isfinite(data).all():
+            raise AudioError(f"{self.path}: audio holds NaN or infinite samples "
+                             f"(near {start / sr:.1f} s)")
+        return data
+
+    def close(self):
+        self.file.close()
+
+
 class Recognizer:
     def __init__(self, model, system, cmvn, feature_config, tokens: dict[int, str],
                  lang_info: dict, decoder=None, device: str = "cpu", session=None):
@@ -112,6 +191,7 @@ class Recognizer:
         self.features = feature_config
         self.tokens, self.lang_info, self.decoder = tokens, lang_info, decoder
         self.device = device
+        self.long_form = LongFormConfig()
 
     @classmethod
     def from_dir(cls, path: Union[str, Path], method: str = "auto", device: str = "auto",
@@ -167,30 +247,139 @@ class Recognizer:
     def frame_seconds(self) -> float:
         return self.features.frame_shift_ms / 1000 * self.features.subsample
 
+    def is_long(self, seconds: float) -> bool:
+        """Whether a recording this long goes through the long-form path."""
+        return seconds > self.long_form.window_seconds
+
     def transcribe(self, inputs: Iterable[Union[str, Path, tuple]],
                    batch_seconds: float = 120.0) -> list[Transcript]:
         """Recognise files (paths) or (name, samples, sample_rate) tuples, in batches of
-        about batch_seconds of audio. Raises AudioError for the first bad input; the
+        about batch_seconds of audio; a recording longer than one window through the
+        long-form path (segments). Raises AudioError for the first bad input; the
         command line (speechmoe-transcribe) reads files one by one to go on past one."""
-        items = []
+        items, long_ones = [], {}
         for x in inputs:
             if isinstance(x, tuple):
                 name, samples, rate = x
-                items.append((name, *self._prepare_samples(name, samples, rate)))
+                samples, seconds = self._prepare_samples(name, samples, rate)
             else:
+                name = str(x)
+                frames, rate = audio_info(x)
+                if self.is_long(frames / rate):
+                    long_ones[name] = self.transcribe_long(x)
+                    items.append((name, None, frames / rate))
+                    continue
                 samples, seconds = read_audio(x, self.features.sample_rate)
-                items.append((str(x), samples, seconds))
-        out: dict[str, Transcript] = {}
-        order = sorted(range(len(items)), key=lambda i: items[i][2])
+            if self.is_long(seconds):
+                long_ones[name] = self.transcribe_long((name, samples, self.features.sample_rate))
+                items.append((name, None, seconds))
+            else:
+                items.append((name, samples, seconds))
+        out: dict[str, Transcript] = dict(long_ones)
+        items_short = [it for it in items if it[1] is not None]
+        order = sorted(range(len(items_short)), key=lambda i: items_short[i][2])
         batch: list[int] = []
         for i in order:
             batch.append(i)
-            if sum(items[j][2] for j in batch) >= batch_seconds:
-                self._run([items[j] for j in batch], out)
+            if sum(items_short[j][2] for j in batch) >= batch_seconds:
+                self._run([items_short[j] for j in batch], out)
                 batch = []
         if batch:
-            self._run([items[j] for j in batch], out)
+            self._run([items_short[j] for j in batch], out)
         return [out[name] for name, _, _ in items]
+
+    def segments(self, source: Union[str, Path, tuple],
+                 config: Optional[LongFormConfig] = None) -> Iterator[Segment]:
+        """The segments of a recording of any length, each as soon as it is decoded (see
+        speechmoe.longform): source is a path (read window by window) or a
+        (name, samples, sample_rate) tuple."""
+        import numpy as np
+
+        cfg = (config or self.long_form).check()
+        sr = self.features.sample_rate
+        if isinstance(source, tuple):
+            name, samples, rate = source
+            samples, _ = self._prepare_samples(name, samples, rate)
+            total, reader, closer = len(samples), (lambda a, b: samples[a:b]), None
+        else:
+            name = str(source)
+            reader = _FileWindows(Path(source), sr)
+            total, closer = reader.total, reader.close
+        if total < int(0.025 * sr):
+            raise AudioError(f"{name}: too short ({total / sr * 1000:.0f} ms; at least 25 ms)")
+        plan = WindowPlan.make(cfg, sr, self.frame_seconds)
+        segmenter = PauseSegmenter(cfg, self.frame_seconds, blank=0)
+
+        def network(window):
+            feats = compute_features(np.asarray(window, dtype=np.float32), sr, self.features,
+                                     self.cmvn)
+            lp, _ = self._network([feats])
+            return lp[0]
+
+        def alone(start, lp):
+            """The segment's own audio through the network, as an utterance."""
+            if not cfg.second_pass:
+                return lp
+            a = start * plan.frame_samples
+            b = min(total, (start + len(lp)) * plan.frame_samples)
+            if b - a < int(0.025 * sr):
+                return lp
+            out = network(reader(a, b))
+            return out[: len(lp)]
+
+        def pieces():
+            for kept, energy in stream_log_probs(reader, total, plan, network,
+                                                 with_energy=True):
+                yield from segmenter.push(kept, energy)
+            yield from segmenter.finish()
+
+        index = 0
+        try:
+            for start, lp in pieces():
+                seg = self._segment(name, index, start, alone(start, lp))
+                if seg is not None:
+                    index += 1
+                    yield seg
+        finally:
+            if closer is not None:
+                closer()
+
+    def transcribe_long(self, source: Union[str, Path, tuple],
+                        config: Optional[LongFormConfig] = None) -> Transcript:
+        """One recording through the long-form path, its segments joined."""
+        name = source[0] if isinstance(source, tuple) else str(source)
+        segs = list(self.segments(source, config))
+        if isinstance(source, tuple):
+            seconds = len(source[1]) / source[2]
+        else:
+            frames, rate = audio_info(source)
+            seconds = frames / rate
+        return self.joined(name, segs, seconds)
+
+    def joined(self, name: str, segs: Sequence[Segment], seconds: float) -> Transcript:
+        """The transcript of a recording from its segments."""
+        words = [w for s in segs for w in s.words]
+        return Transcript(name=name, text=self.join(words), words=words,
+                          tokens=[t for s in segs for t in s.tokens],
+                          times=[t for s in segs for t in s.times], duration=seconds,
+                          method=self.method, segments=list(segs))
+
+    def _segment(self, name: str, index: int, start: int, lp,
+                 decoded: Optional[tuple] = None) -> Optional[Segment]:
+        """Decode one segment (frames from `start` on the recording's clock; `decoded`: its
+        words and alignment when already decoded); None when it holds no word."""
+        words, aligned = decoded if decoded is not None else self._decode(lp)
+        if not words:
+            return None
+        fs = self.frame_seconds
+        pad = int(round(0.2 / fs))
+        first, last = aligned[0][1] if aligned else 0, aligned[-1][1] if aligned else len(lp)
+        return Segment(name=name, index=index,
+                       start=round((start + max(0, first - pad)) * fs, 3),
+                       end=round((start + min(len(lp), last + 1 + pad)) * fs, 3),
+                       text=self.join(words), words=words,
+                       tokens=[self.tokens[t] for t, _ in aligned],
+                       times=[round((start + f) * fs, 3) for _, f in aligned])
 
     def _prepare_samples(self, name, samples, rate):
         import numpy as np
@@ -208,11 +397,10 @@ class Recognizer:
             raise AudioError(f"{name}: too short ({len(samples)} samples)")
         return samples, len(samples) / self.features.sample_rate
 
-    def _run(self, items: Sequence[tuple], out: dict) -> None:
-        feats = [compute_features(s, self.features.sample_rate, self.features, self.cmvn)
-                 for _, s, _ in items]
+    def _network(self, feats: Sequence[torch.Tensor]):
+        """Log-probs (numpy, B x T x C) and output lengths of a batch of feature matrices."""
         lengths = torch.tensor([f.shape[0] for f in feats])
-        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        x = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True)
         if self.session is not None:
             log_probs = self.session.run(None, {"features": x.numpy(),
                                                 "lengths": lengths.numpy()})[0]
@@ -220,22 +408,34 @@ class Recognizer:
             with torch.no_grad():
                 o = self.model(x.to(self.device), lengths.to(self.device))
             log_probs = o.log_probs.float().cpu().numpy()
-        for (name, _, seconds), lp, n in zip(items, log_probs, lengths.tolist()):
+        return log_probs, lengths.tolist()
+
+    def _decode(self, lp) -> tuple[list[str], list[tuple[int, int]]]:
+        """Words and (token id, frame) of the CTC alignment of one utterance's log-probs."""
+        if self.decoder is not None:
+            words, aligned = self.decoder.decode_aligned(lp)
+        else:
+            ids = lp.argmax(-1)
+            aligned = [(int(t), f) for f, t in enumerate(ids)
+                       if t != 0 and (f == 0 or ids[f - 1] != t)]
+            words = [self.tokens[t] for t in ctc_greedy(lp)[0]]
+        if self.decoder is None and self.lang_info.get("unit_type") == "bpe":
+            words = pieces_to_words(words)
+        return words, aligned
+
+    def _run(self, items: Sequence[tuple], out: dict) -> None:
+        feats = [compute_features(s, self.features.sample_rate, self.features, self.cmvn)
+                 for _, s, _ in items]
+        log_probs, lengths = self._network(feats)
+        for (name, _, seconds), lp, n in zip(items, log_probs, lengths):
             lp = lp[:n]
-            if self.decoder is not None:
-                words, aligned = self.decoder.decode_aligned(lp)
-            else:
-                ids = lp.argmax(-1)
-                aligned = [(int(t), f) for f, t in enumerate(ids)
-                           if t != 0 and (f == 0 or ids[f - 1] != t)]
-                words = [self.tokens[t] for t in ctc_greedy(lp)[0]]
-            if self.decoder is None and self.lang_info.get("unit_type") == "bpe":
-                words = pieces_to_words(words)
+            words, aligned = self._decode(lp)
+            seg = self._segment(name, 0, 0, lp, (words, aligned))
             out[name] = Transcript(
                 name=name, text=self.join(words), words=words,
                 tokens=[self.tokens[t] for t, _ in aligned],
                 times=[round(f * self.frame_seconds, 3) for _, f in aligned],
-                duration=seconds, method=self.method)
+                duration=seconds, method=self.method, segments=[seg] if seg else [])
 
     def join(self, words: Sequence[str]) -> str:
         """Characters joined without spaces for a CER (Chinese) model, with spaces else;

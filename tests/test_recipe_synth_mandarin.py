@@ -322,6 +322,142 @@ def test_recognizer_api_gives_tokens_with_times(recipe, exported):
         assert any(r.tokens for r in results)
 
 
+def test_a_long_recording_is_read_in_segments_like_its_utterances(recipe, exported, tmp_path):
+    """12 test utterances joined with 0.4 s pauses, through the long-form path with 8 s
+    windows (several windows and segments at this size): segments in order with times on
+    the recording's clock, the words those of the whole transcript, the CER close to the
+    utterances' decoded one by one; the command line's segment, JSON and SRT output."""
+    import kaldialign
+    import numpy as np
+    import soundfile as sf
+
+    from speechmoe.longform import LongFormConfig
+    from speechmoe.recognizer import Recognizer
+
+    refs = dict(line.split("\t")[:2] for line in
+                (recipe / "data" / "text" / "test_chat.tsv").read_text().splitlines())
+    wavs = sorted((recipe / "data" / "wav" / "test_chat").glob("*.wav"))[:12]
+    parts = []
+    for w in wavs:
+        x, sr = sf.read(w, dtype="float32")
+        parts += [x, np.zeros(int(0.4 * sr), dtype=np.float32)]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(parts), sr)
+    seconds = sum(len(x) for x in parts) / sr
+
+    rec = Recognizer.from_dir(exported, device="cpu")
+    one_by_one = rec.transcribe(wavs)
+    rec.long_form = LongFormConfig(window_seconds=8.0, overlap_seconds=2.0,
+                                   max_segment_seconds=6.0)
+    whole = rec.transcribe([long])[0]
+    segs = whole.segments
+    assert len(segs) >= 3 and [s.index for s in segs] == list(range(len(segs)))
+    assert all(0 <= s.start < s.end <= seconds + 0.1 for s in segs)
+    assert all(a.end <= b.start + 0.5 for a, b in zip(segs, segs[1:]))
+    assert whole.words == [w for s in segs for w in s.words] and whole.times == sorted(whole.times)
+    ref = "".join(refs[w.stem].replace(" ", "") for w in wavs)
+
+    def cer(hyp):
+        return 100 * kaldialign.edit_distance(list(ref), list(hyp))["total"] / len(ref)
+
+    per_utt, joined = cer("".join(r.text for r in one_by_one)), cer(whole.text)
+    print(f"tiny model, {len(ref)} characters: CER one by one {per_utt:.2f}, "
+          f"long-form {joined:.2f}")
+    assert joined <= per_utt + 5.0
+
+    r = transcribe_cli(exported, long, "--format", "segments", "--window-seconds", "8",
+                       "--max-segment-seconds", "6")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [row[3] for row in rows] == [s.text for s in segs]
+    assert all(row[0] == str(long) and float(row[1]) < float(row[2]) for row in rows)
+    out = tmp_path / "out"
+    for fmt in ("json", "srt"):
+        r = transcribe_cli(exported, long, "--format", fmt, "--window-seconds", "8",
+                           "--max-segment-seconds", "6", "--output-dir", out)
+        assert r.returncode == 0 and not r.stdout, r.stderr
+    doc = json.loads((out / "long.json").read_text())
+    assert doc["text"] == whole.text and len(doc["segments"]) == len(segs)
+    srt = (out / "long.srt").read_text().split("\n\n")
+    assert srt[0].splitlines()[0] == "1" and " --> " in srt[0].splitlines()[1]
+
+
+def test_the_decoding_stage_reads_cuts_longer_than_a_window_in_windows(recipe, exported,
+                                                                      monkeypatch):
+    """speechmoe.decode.posteriors with 1.5 s windows: every test cut is longer, so each goes
+    through the windowed path; the same cuts and frame counts as in one piece, and nearly
+    the same greedy output (the windows see less context)."""
+    from lhotse import CutSet
+
+    from speechmoe.decode.greedy import ctc_greedy
+    from speechmoe.decode.posteriors import posteriors
+    from speechmoe.longform import LongFormConfig
+    from speechmoe.recognizer import Recognizer
+
+    monkeypatch.chdir(recipe)  # the cuts' feature paths are the recipe's
+    rec = Recognizer.from_dir(exported, method="greedy", device="cpu")
+    cuts = CutSet.from_file(recipe / "data" / "fbank" / "cuts_test_read.jsonl.gz").subset(
+        first=6).to_eager()
+    assert all(c.duration > 1.5 for c in cuts)
+    whole = dict(posteriors(rec.model, cuts, rec.cmvn, 60.0, feature_config=rec.features))
+    windowed = dict(posteriors(rec.model, cuts, rec.cmvn, 60.0, feature_config=rec.features,
+                               long_form=LongFormConfig(window_seconds=1.5,
+                                                        overlap_seconds=0.6)))
+    assert sorted(whole) == sorted(windowed) == sorted(c.id for c in cuts)
+    assert all(whole[k].shape == windowed[k].shape for k in whole)
+    same = sum(ctc_greedy(whole[k])[0] == ctc_greedy(windowed[k])[0] for k in whole)
+    print(f"greedy output unchanged by 1.5 s windows: {same} of {len(whole)} cuts")
+
+
+def test_sherpa_onnx_runs_the_export_stages_model_and_graph(recipe, exported):
+    """Stage 7's sherpa-onnx/ directory in sherpa-onnx's own OfflineRecognizer (its fbank,
+    its padding, its FST decoder): on test utterances, batched, its greedy tokens and its
+    TLG words equal what the toolkit's greedy search and WFST decoder find on the same
+    model's log-probs from the toolkit's fbank (pitch held at the export's constants)."""
+    pytest.importorskip("sherpa_onnx")
+    import numpy as np
+    import onnxruntime as ort
+    import soundfile as sf
+
+    from speechmoe.decode.greedy import ctc_greedy
+    from speechmoe.decode.wfst import WfstDecoder
+    from speechmoe.features import FeatureConfig, fbank
+    from speechmoe.sherpa import sherpa_recognizer
+
+    d = exported / "sherpa-onnx"
+    settings = json.loads((d / "sherpa-onnx.json").read_text())
+    assert {"model.onnx", "tokens.txt", "TLG.fst", "words.txt", "README.md"} <= set(
+        settings["files"])
+    cfg = FeatureConfig.load(exported / "features.json")
+    words = {int(i): w for w, i in (line.split() for line in
+                                     (d / "words.txt").read_text().splitlines())}
+    tokens = {int(i): t for t, i in (line.split() for line in
+                                      (d / "tokens.txt").read_text().splitlines())}
+    sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+    decoder = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=1.0,  # folded in
+                          max_active=settings["decoding"].get("max_active", 3000))
+    wavs = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[:6]
+    audio = [sf.read(w, dtype="float32")[0] for w in wavs]
+    got = {}
+    for method in ("greedy", "wfst"):
+        rec = sherpa_recognizer(d, method=method)
+        streams = [rec.create_stream() for _ in audio]
+        for s, x in zip(streams, audio):
+            s.accept_waveform(16000, x)
+        rec.decode_streams(streams)  # one padded batch
+        got[method] = [s.result for s in streams]
+    n_same_words = 0
+    for i, x in enumerate(audio):
+        fb = fbank(x, 16000, cfg)
+        lp, n = sess.run(None, {"x": fb[None].numpy(), "x_lens": np.array([len(fb)])})
+        lp = lp[0, : int(n[0])]
+        assert list(got["greedy"][i].tokens) == [tokens[t] for t in ctc_greedy(lp)[0]]
+        want = decoder.decode(lp)
+        have = [words[w] for w in got["wfst"][i].words]
+        n_same_words += have == want
+    assert n_same_words == len(audio), f"{n_same_words} of {len(audio)} agree"
+
+
 def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe, exported):
     import numpy as np
     import onnxruntime as ort

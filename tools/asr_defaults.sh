@@ -117,6 +117,10 @@ avg=3                    # checkpoints averaged for decoding and export
 beam=16                  # WFST decoding beam
 max_active=7000          # WFST decoding: most active states
 acoustic_scales=0.7,1.0,1.4,2.0,2.8  # WFST acoustic scale candidates, chosen on tune_sets
+sherpa_onnx=true         # stage 7 also writes export/sherpa-onnx/ (sherpa-onnx's offline CTC
+                         #   recognizer: model, tokens, TLG; README.md inside)
+sherpa_pitch=mean        # a pitch model's pitch there (sherpa-onnx computes none): mean or
+                         #   unvoiced constants (local/export.py --sherpa-pitch)
 
 # The option list of a recipe's --help: every variable above, then the recipe's own ones
 # (the arguments), each with the value it has when called. run.sh sets

@@ -17,7 +17,8 @@
 #   5  decoding: CTC greedy and WFST, acoustic scale tuned on $tune_sets (errors pooled)
 #   6  scoring: per-utterance alignments, summaries, $exp_dir/results.json
 #   7  export (optional, not in 0-6): $exp_dir/export/, a self-contained model directory
-#      for speechmoe-transcribe and speechmoe.recognizer.Recognizer
+#      for speechmoe-transcribe and speechmoe.recognizer.Recognizer, and in it
+#      sherpa-onnx/ for sherpa-onnx's runtime (--sherpa-onnx true, the default)
 #
 # A rerun says what each stage skips and why (one log line naming the done marker or the
 # output found). $exp_dir is $exp/$model (--tag T: $exp/${model}_T; --exp-dir: any). --force
@@ -203,7 +204,13 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "Stage 7: export ($exp_dir/export)"
+  sherpa_opts=""
+  [ "$sherpa_onnx" = true ] && sherpa_opts="--sherpa-onnx --sherpa-pitch $sherpa_pitch"
+  # shellcheck disable=SC2086
   python "$local_dir/export.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
-    --cmvn "$data/fbank/cmvn.pt" --avg "$avg" || die "export failed"
+    --cmvn "$data/fbank/cmvn.pt" --avg "$avg" $sherpa_opts || die "export failed"
   log "transcribe recordings with: speechmoe-transcribe $exp_dir/export FILE..."
+  if [ "$sherpa_onnx" = true ]; then
+    log "sherpa-onnx: copy $exp_dir/export/sherpa-onnx/ to the device (its README.md)"
+  fi
 fi

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""sherpa-onnx against speechmoe-transcribe on the embedded recipe's dev set (issue 23).
+
+    cd egs/synth_mandarin
+    ../../.venv/bin/python results/sherpa_onnx/measure.py EXPORT_DIR OUT_DIR
+
+EXPORT_DIR is stage 7's export (with sherpa-onnx/ in it). Writes, for every runtime, the
+hypotheses (name<TAB>text) and OUT_DIR/summary.json: CER over dev (python -m
+speechmoe.scoring), RTF of the whole decode (audio read, fbank, network, search; one
+thread), for
+  toolkit-onnx          speechmoe-transcribe --onnx (real pitch, the toolkit's fbank)
+  sherpa-onnx           sherpa-onnx's OfflineRecognizer with the TLG, fbank options set
+                        as the export says (pitch held constant: sherpa-onnx has none)
+  sherpa-onnx-c-api     the same with only sample rate and feature dim set, as the C / C++
+                        API's config does (high_freq left at its -400)
+"""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+from speechmoe.sherpa import sherpa_recognizer
+
+export, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+py = sys.executable
+rows = [line.split("\t")[:2] for line in Path("data/text/dev.tsv").read_text().splitlines()]
+(out / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
+(out / "wav.scp").write_text("".join(f"{u} data/wav/dev/{u}.wav\n" for u, _ in rows))
+audio_seconds = sum(sf.info(f"data/wav/dev/{u}.wav").duration for u, _ in rows)
+
+
+def join(ws) -> str:
+    """As the toolkit joins a CER model's words: a space only between two Latin words."""
+    text = ""
+    for w in ws:
+        if text and text[-1].isascii() and text[-1].isalnum() and w[:1].isascii():
+            text += " "
+        text += w
+    return text
+
+
+def score(hyp: Path) -> str:
+    r = subprocess.run([py, "-m", "speechmoe.scoring", str(out / "ref.tsv"), str(hyp)],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+summary = {"dev_utterances": len(rows), "audio_seconds": round(audio_seconds, 1)}
+t0 = time.perf_counter()
+exe = Path(py).parent / "speechmoe-transcribe"
+r = subprocess.run([str(exe), str(export), str(out / "wav.scp"), "--onnx", "--threads", "1"],
+                   capture_output=True, text=True, check=True)
+wall = time.perf_counter() - t0
+(out / "hyp_toolkit_onnx.tsv").write_text(r.stdout)
+summary["toolkit-onnx"] = {"score": score(out / "hyp_toolkit_onnx.tsv"),
+                           "rtf": round(wall / audio_seconds, 4), "stderr": r.stderr.strip()}
+words = {int(i): w for w, i in (line.split() for line in
+                                 (export / "sherpa-onnx" / "words.txt").read_text().splitlines())}
+for name, c_api in (("sherpa-onnx", False), ("sherpa-onnx-c-api", True)):
+    t0 = time.perf_counter()
+    rec = sherpa_recognizer(export / "sherpa-onnx", method="wfst", num_threads=1,
+                            c_api_fbank=c_api)
+    hyps = []
+    for u, _ in rows:
+        x, sr = sf.read(f"data/wav/dev/{u}.wav", dtype="float32")
+        s = rec.create_stream()
+        s.accept_waveform(sr, x)
+        rec.decode_stream(s)
+        hyps.append(f"{u}\t{join(words[w] for w in s.result.words)}\n")
+    wall = time.perf_counter() - t0
+    (out / f"hyp_{name}.tsv").write_text("".join(hyps))
+    summary[name] = {"score": score(out / f"hyp_{name}.tsv"),
+                     "rtf": round(wall / audio_seconds, 4)}
+(out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+print(json.dumps(summary, indent=1, ensure_ascii=False))
