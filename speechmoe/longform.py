@@ -163,8 +163,9 @@ class PauseSegmenter:
         if n <= self.min_frames:
             return None
         runs = blank_runs(buf.argmax(-1) == self.blank)
+        open_run = None
         if not final and runs and runs[-1][1] == n:
-            runs = runs[:-1]  # may go on in the frames still to come
+            open_run = runs.pop()  # may go on in the frames still to come
 
         def point(s: int, e: int) -> int:
             """Where a blank run is cut: at the end of its quiet part, just before the next
@@ -190,6 +191,8 @@ class PauseSegmenter:
                 return c
         if n <= self.max_frames:
             return None  # wait for a pause (or for the limit)
+        if open_run is not None and open_run[0] <= self.max_frames:
+            return None  # a pause may be under way where the cut would go: wait for its end
         inside = [(e - s, point(s, e)) for s, e in runs
                   if s < self.max_frames and e > self.min_frames]
         inside = [(k, c) for k, c in inside if self.min_frames <= c <= self.max_frames]

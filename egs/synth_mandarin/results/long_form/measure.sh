@@ -31,6 +31,7 @@ print(f"{len(refs)} utterances, {total / 60:.1f} min")
 PY
 exe=../../.venv/bin/speechmoe-transcribe
 /usr/bin/time -v $exe "$model" "$out/wav.scp" --threads 2 > "$out/hyp_utts.tsv" 2> "$out/utts.stderr"
+rm -f "$out/segment_clock.txt"
 t0=$(date +%s.%N)
 # shellcheck disable=SC2086
 /usr/bin/time -v $exe "$model" "$out/long.wav" --threads 2 --format segments $opts 2> "$out/long.stderr" \
