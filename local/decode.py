@@ -45,7 +45,7 @@ from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.expdir import DecodeDir, ExpDir
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import load_model_for_inference
-from speechmoe.lang.symbols import read_tokens
+from speechmoe.lang.symbols import read_tokens, read_words
 from speechmoe.lang.tokenizer import read_lang_info
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.utils import resolve_device
@@ -147,7 +147,10 @@ class SetDecoder:
         self.feature_config = FeatureConfig.for_cmvn(args.cmvn)
         self.id2tok = {i: t for t, i in read_tokens(args.lang_dir / "tokens.txt").items()}
         self.pool = None
+        self.words: set[str] = set()
+        self.open_vocabulary = read_lang_info(args.lang_dir).get("open_vocabulary", "off")
         if "wfst" in args.methods:
+            self.words = set(read_words(args.lang_dir / "words.txt"))
             graph = args.lang_dir / "TLG.fst"
             if not graph.is_file():
                 raise FileNotFoundError(f"{graph}: not found (run the lang stage first)")
@@ -195,6 +198,8 @@ class SetDecoder:
                 collect(until=args.max_pending)  # bounded: wait for the oldest
             t_batch = time.time()
         collect(until=0)
+        if self.pool is not None:
+            self.report_unknown_words(name, result.refs)
         audio = sum(c.duration for c in cuts)
         workers = args.num_jobs if self.pool is not None else 0
         self.log.info("%s: %d utterances, %.0f s of audio: network %.1f s (RTF %.3f), all "
@@ -208,13 +213,33 @@ class SetDecoder:
         return result
 
 
+    def report_unknown_words(self, name: str, refs: dict[str, list[str]]) -> None:
+        """Say how many of a set's reference words the lexicon lacks, and what the WFST
+        can do about them (nothing with a closed vocabulary)."""
+        running = [w for ws in refs.values() for w in ws]
+        unknown = [w for w in running if w not in self.words]
+        if not unknown:
+            return
+        distinct = set(running)
+        how = ("the WFST can never output them (open_vocabulary off)"
+               if self.open_vocabulary == "off" else
+               "the WFST can output them only through the open vocabulary (spelled from "
+               "characters or BPE pieces)")
+        self.log.warning("%s: %d of its %d distinct reference words (%.1f%%; %d of %d running "
+                         "words) are not in the lexicon (%s): %s", name,
+                         len(set(unknown)), len(distinct), 100 * len(set(unknown)) /
+                         len(distinct), len(unknown), len(running),
+                         self.args.lang_dir / "words.txt", how)
+
+
 def tune_scale(decoder: SetDecoder, args, ddir: DecodeDir, scales: list[float], log,
-               timing: dict) -> float:
-    """Decode the tuning sets at every candidate, choose, and record the choice."""
+               timing: dict) -> tuple[float, dict[str, SetResult]]:
+    """Decode the tuning sets at every candidate, choose, and record the choice; (the
+    scale, each tuning set's decoding)."""
     metric = read_lang_info(args.lang_dir)["metric"]  # CER, or WER for a BPE lang dir
-    refs, hyps = {}, {}
+    refs, hyps, results = {}, {}, {}
     for name in dict.fromkeys(args.tune_sets):
-        tuned = decoder.decode(name, scales)
+        tuned = results[name] = decoder.decode(name, scales)
         timing[name] = tuned.timing
         refs[name], hyps[name] = tuned.refs, tuned.wfst
     choice = choose_scale(refs, hyps, metric)
@@ -224,7 +249,7 @@ def tune_scale(decoder: SetDecoder, args, ddir: DecodeDir, scales: list[float], 
     log.info("acoustic scale on %s: %s %s -> %.2f", " + ".join(choice.per_set), metric,
              {s: round(st.rate, 2) for s, st in choice.pooled.items()}, choice.best)
     ddir.write_scale_choice(choice.to_json())
-    return choice.best
+    return choice.best, results
 
 
 def main(argv=None) -> int:
@@ -248,12 +273,18 @@ def main(argv=None) -> int:
 
     decoder = SetDecoder(args, model, device, log)
     timing: dict = {}
-    best = scales[0]
+    best, tuned = scales[0], {}
     if decoder.pool is not None and len(scales) > 1:
-        best = tune_scale(decoder, args, ddir, scales, log, timing)
+        best, tuned = tune_scale(decoder, args, ddir, scales, log, timing)
     for name in args.sets:
-        result = decoder.decode(name, [best])
-        timing[name] = result.timing
+        if name in tuned:  # decoded at every scale already: its result at the chosen one
+            log.warning("%s is also a tuning set: its acoustic scale was chosen on it, so its "
+                        "WFST score is optimistic (a corpus with train and dev only: hold out "
+                        "a test set, docs/adding-a-corpus.md)", name)
+            result = tuned[name]
+        else:
+            result = decoder.decode(name, [best])
+            timing[name] = result.timing
         if "ctc_greedy" in args.methods:
             write_hyps(ddir.hyps("ctc_greedy", name), result.greedy)
         if decoder.pool is not None:

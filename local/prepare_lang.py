@@ -22,7 +22,11 @@ measurement that chose the defaults (uniform, weight 1: the best dev CER of the 
 variants).
 
 --unit-type bpe (any other language): sentencepiece pieces of a model trained on the LM
-text, a lexicon of the LM text's words (closed vocabulary).
+text, a lexicon of the LM text's words and, with --open-vocabulary uniform or freq, every
+piece as a fragment word (speechmoe.lang.bpe: ``▁he``, ``▁+llo``), so that a word the LM
+text lacks is decoded piece by piece and joined back (``hello``). The fragments share the
+unigram floor as the characters do (freq: by 1 + the piece's count in the LM text's
+segmentation; --char-weight scales a fragment's share).
 
 Sentences with a word that has no units are left out of the LM and the words are listed
 in <out-dir>/oov_words.txt. Outputs in --out-dir:
@@ -47,7 +51,8 @@ import sys
 from pathlib import Path
 
 from speechmoe.lang.arpa import load_arpa
-from speechmoe.lang.bpe import MODEL_NAME, BpeModel, bpe_lexicon, bpe_tokens, train_bpe
+from speechmoe.lang.bpe import MODEL_NAME, BpeModel, bpe_lexicon, bpe_tokens, \
+    fragment_lexicon, fragment_word, is_fragment, train_bpe
 from speechmoe.lang.graph import build_tlg
 from speechmoe.lang.kneser_ney import estimate_kneser_ney
 from speechmoe.lang.symbols import read_lexicon, read_tokens, write_lexicon, write_tokens
@@ -74,7 +79,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--open-vocabulary", choices=["freq", "uniform", "off"], default="uniform",
                    help="syllable units: every CJK character is a word of the lexicon and the "
                         "LM, with a unigram floor spread by character frequency (freq) or "
-                        "evenly (uniform); off: the LM text's words only")
+                        "evenly (uniform); bpe units: every piece is, likewise; off: the LM "
+                        "text's words only (a word outside them can never be output)")
     p.add_argument("--topology", choices=["standard", "compact"], default="compact",
                    help="the CTC topology T of TLG: standard (exact CTC) or compact (O(N) "
                         "arcs; one copy of the LM's states instead of one per last token: a "
@@ -105,8 +111,9 @@ def read_sentences(paths: list[Path]) -> list[list[str]]:
     return out
 
 
-def bpe_units(sentences, words, out: Path, vocab_size: int, log):
-    """Train (once) the sentencepiece model on the LM text; (lexicon, oov words, tokens)."""
+def bpe_units(sentences, words, out: Path, vocab_size: int, open_vocabulary: str, log):
+    """Train (once) the sentencepiece model on the LM text; (lexicon entries, oov words,
+    tokens), the entries ending with the fragment words with an open vocabulary."""
     model_path = out / MODEL_NAME
     if not model_path.is_file():
         train_bpe((" ".join(s) for s in sentences), model_path, vocab_size)
@@ -115,7 +122,31 @@ def bpe_units(sentences, words, out: Path, vocab_size: int, log):
     log.info("BPE: %s, %d pieces (asked for at most %d)", model_path, len(tokens) - 1,
              vocab_size)
     lexicon, missing = bpe_lexicon(model, words)
-    return lexicon, missing, tokens
+    warn_bpe_size(model, lexicon, log)
+    entries = sorted(lexicon.items())
+    if open_vocabulary != "off":
+        entries += fragment_lexicon(model, lexicon)
+    return entries, missing, tokens
+
+
+def warn_bpe_size(model: BpeModel, lexicon: dict, log) -> None:
+    """A vocabulary too large for its text: most words a piece of their own, so the model
+    learns whole words from a handful of examples each instead of reusable pieces."""
+    if not lexicon:
+        return
+    whole = sum(len(p) == 1 for p in lexicon.values())
+    if whole / len(lexicon) > 0.5:
+        log.warning("BPE: %d of the LM text's %d words (%.0f%%) are one piece each: %d pieces "
+                    "are too many for this text (a piece should recur in many words); use a "
+                    "smaller --bpe-vocab-size, e.g. %d", whole, len(lexicon),
+                    100 * whole / len(lexicon), len(model.pieces()) - 1,
+                    suggested_bpe_size(len(lexicon)))
+
+
+def suggested_bpe_size(num_words: int) -> int:
+    """A rule of thumb for a small text: about a tenth of its distinct words, between the
+    ~30 single characters a Latin alphabet needs and 500 (icefall's LibriSpeech CTC)."""
+    return int(min(500, max(50, round(num_words / 10, -1))))
 
 
 def syllable_lexicon(words, open_vocabulary: str, tone_sandhi: bool = False):
@@ -153,7 +184,24 @@ def write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def build_lm(sentences, out: Path, settings: dict, log) -> None:
+def fallback_words(lexicon, unit_type: str) -> list[str]:
+    """The open vocabulary's words: one-character words (syllable units) or the BPE
+    fragments."""
+    if unit_type == "bpe":
+        return sorted({w for w, _ in lexicon if is_fragment(w)})
+    return sorted({w for w, _ in lexicon if len(w) == 1})
+
+
+def fragment_frequencies(sentences, out: Path) -> dict[str, int]:
+    """How often each fragment's piece occurs in the BPE segmentation of the sentences."""
+    from collections import Counter
+
+    model = BpeModel(out / MODEL_NAME)
+    counts = Counter(p for s in sentences for w in s for p in (model.segment(w) or ()))
+    return {fragment_word(p): n for p, n in counts.items()}
+
+
+def build_lm(sentences, out: Path, settings: dict, log, unit_type: str = "syllable") -> None:
     """lm.arpa from the sentences whose every word is in the lexicon."""
     lexicon = read_lexicon(out / "lexicon.txt")
     known = {w for w, _ in lexicon}
@@ -162,7 +210,7 @@ def build_lm(sentences, out: Path, settings: dict, log) -> None:
              sum(map(len, usable)))
     vocabulary, base = (), None
     if settings["open_vocabulary"] != "off":
-        vocabulary = sorted({w for w, _ in lexicon if len(w) == 1})
+        vocabulary = fallback_words(lexicon, unit_type)
         weight = settings.get("char_weight", 1.0)
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"--char-weight {weight}: must be in (0, 1]")
@@ -172,9 +220,11 @@ def build_lm(sentences, out: Path, settings: dict, log) -> None:
         base = {w: 1.0 / weight - 1.0 for s in usable for w in s if w not in chars}
         base["</s>"] = 1.0 / weight - 1.0
         if settings["open_vocabulary"] == "freq":
-            base.update(character_frequencies(usable, vocabulary))
-        log.info("open vocabulary: %d one-character words in the LM (%s unigram floor, "
-                 "character weight %g)", len(vocabulary), settings["open_vocabulary"], weight)
+            base.update(fragment_frequencies(usable, out) if unit_type == "bpe" else
+                        character_frequencies(usable, vocabulary))
+        log.info("open vocabulary: %d %s in the LM (%s unigram floor, weight %g)",
+                 len(vocabulary), "BPE fragment words" if unit_type == "bpe" else
+                 "one-character words", settings["open_vocabulary"], weight)
     cutoffs = [int(c) for c in settings["cutoffs"].split(",")] if settings["cutoffs"] else None
     lm = estimate_kneser_ney(usable, order=settings["order"], cutoffs=cutoffs,
                              prune_threshold=settings["prune"], unk=False,
@@ -197,7 +247,7 @@ def main(argv=None) -> int:
         log.error("%s: no sentences", " ".join(map(str, args.lm_text)))
         return 1
     syllable = args.unit_type == "syllable"
-    open_vocab = args.open_vocabulary if syllable else "off"
+    open_vocab = args.open_vocabulary
     sandhi = syllable and args.tone_sandhi == "true"
 
     # lang.json first: a dir whose tokens exist always says how they were made.
@@ -232,7 +282,8 @@ def main(argv=None) -> int:
             lexicon, missing = syllable_lexicon(words, open_vocab, sandhi)
             units = fixed_units()
         else:
-            lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size, log)
+            lexicon, missing, units = bpe_units(sentences, words, out, args.bpe_vocab_size,
+                                                open_vocab, log)
         (out / "oov_words.txt").write_text("".join(w + "\n" for w in missing), encoding="utf-8")
         if missing:
             log.warning("%d words have no %s (listed in %s); their sentences are left out of "
@@ -258,7 +309,7 @@ def main(argv=None) -> int:
             log.info("LM settings changed (%s -> %s): rebuilding the LM and TLG", old, settings)
         for f in ("lm.json", "TLG.fst", "lm.arpa"):
             (out / f).unlink(missing_ok=True)
-        build_lm(sentences, out, settings, log)
+        build_lm(sentences, out, settings, log, args.unit_type)
     else:
         kept.append("LM (lm.arpa, the settings lm.json records)")
     graph_json = out / "graph.json"

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from speechmoe.decode.greedy import ctc_greedy
@@ -98,9 +99,18 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
             h.update(block)
 
 
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """float32 samples at ``rate`` -> at ``target`` (polyphase, scipy); unchanged if equal."""
+    if int(rate) == int(target):
+        return samples
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(rate), int(target))
+    return resample_poly(samples, int(target) // g, int(rate) // g).astype(np.float32)
+
+
 def read_audio(path: Union[str, Path], sample_rate: int = 16000):
     """(mono float32 samples at sample_rate, seconds); AudioError naming the file."""
-    import numpy as np
     import soundfile as sf
 
     path = Path(path)
@@ -113,11 +123,7 @@ def read_audio(path: Union[str, Path], sample_rate: int = 16000):
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio (0 samples)")
     samples = data.mean(axis=1)  # channels averaged
-    if rate != sample_rate:
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(rate), int(sample_rate))
-        samples = resample_poly(samples, sample_rate // g, int(rate) // g).astype(np.float32)
+    samples = resample(samples, rate, sample_rate)
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
     seconds = len(samples) / sample_rate
@@ -157,8 +163,6 @@ class _FileWindows:
         self.file = sf.SoundFile(str(path))
 
     def __call__(self, start: int, end: int):
-        import numpy as np
-
         r, sr = self.rate, self.sample_rate
         a, b = (start * r) // sr, -(-end * r // sr)
         try:
@@ -166,12 +170,7 @@ class _FileWindows:
             data = self.file.read(b - a, dtype="float32", always_2d=True).mean(axis=1)
         except Exception as exc:
             raise AudioError(f"{self.path}: unreadable audio at {a / r:.1f} s ({exc})") from None
-        if r != sr:
-            from scipy.signal import resample_poly
-
-            g = math.gcd(r, sr)
-            data = resample_poly(data, sr // g, r // g).astype(np.float32)
-        data = data[: end - start]
+        data = resample(data, r, sr)[: end - start]
         if len(data) < end - start:
             data = np.pad(data, (0, end - start - len(data)))
         if not np.isfinite(data).all():
@@ -293,8 +292,6 @@ class Recognizer:
         """The segments of a recording of any length, each as soon as it is decoded (see
         speechmoe.longform): source is a path (read window by window) or a
         (name, samples, sample_rate) tuple."""
-        import numpy as np
-
         cfg = (config or self.long_form).check()
         sr = self.features.sample_rate
         if isinstance(source, tuple):
@@ -382,17 +379,10 @@ class Recognizer:
                        times=[round((start + f) * fs, 3) for _, f in aligned])
 
     def _prepare_samples(self, name, samples, rate):
-        import numpy as np
-
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim == 2:
             samples = samples.mean(axis=1 if samples.shape[1] <= 8 else 0)
-        if rate != self.features.sample_rate:
-            from scipy.signal import resample_poly
-
-            g = math.gcd(int(rate), int(self.features.sample_rate))
-            samples = resample_poly(samples, self.features.sample_rate // g,
-                                    int(rate) // g).astype(np.float32)
+        samples = resample(samples, rate, self.features.sample_rate)
         if len(samples) < int(0.025 * self.features.sample_rate):
             raise AudioError(f"{name}: too short ({len(samples)} samples)")
         return samples, len(samples) / self.features.sample_rate

@@ -30,12 +30,18 @@ def test_lang_dir_files(bpe_lang):
               "lang.json"):
         assert (bpe_lang / f).is_file(), f
     assert read_lang_info(bpe_lang) == {"unit_type": "bpe", "metric": "WER",
-                                        "bpe_vocab_size": 40, "open_vocabulary": "off"}
+                                        "bpe_vocab_size": 40, "open_vocabulary": "uniform"}
     tokens = read_tokens(bpe_lang / "tokens.txt")
     assert tokens["<blk>"] == 0 and "<unk>" not in tokens
     assert 10 < len(tokens) <= 40
-    lexicon = dict(read_lexicon(bpe_lang / "lexicon.txt"))
+    entries = read_lexicon(bpe_lang / "lexicon.txt")
+    lexicon = {w: p for w, p in entries if not w.startswith("\u2581")}
     assert set(lexicon) == {w for s in TEXT for w in s.split()}
+    # the open vocabulary: every piece once more, as a fragment word of one piece
+    fragments = {w: p for w, p in entries if w.startswith("\u2581")}
+    assert sorted(p[0] for p in fragments.values()) == sorted(t for t in tokens if t != "<blk>")
+    for word, (piece,) in fragments.items():
+        assert word == (piece if piece.startswith("\u2581") else "\u2581+" + piece)
     # every piece is a token; pieces spell the word back
     for word, pieces in lexicon.items():
         assert all(p in tokens for p in pieces)
@@ -82,6 +88,95 @@ def test_tlg_decodes_pieces_to_words(bpe_lang):
     dec = WfstDecoder(str(bpe_lang / "TLG.fst"), str(bpe_lang / "words.txt"), beam=10,
                       max_active=1000)
     assert dec.decode(lp) == words
+
+
+def _peaked(tok, words):
+    """Log-posteriors peaked on the pieces of ``words``, each two frames then a blank."""
+    import numpy as np
+
+    frames = []
+    for i in tok.encode(words):
+        frames += [i, i, 0]
+    lp = np.full((len(frames), tok.vocab_size), -20.0, dtype=np.float32)
+    lp[np.arange(len(frames)), frames] = 0.0
+    return lp
+
+
+@pytest.fixture(scope="module")
+def closed_lang(bpe_lang, tmp_path_factory):
+    d = tmp_path_factory.mktemp("closed")
+    assert load_script("prepare_lang").main([
+        "--lm-text", str(bpe_lang.parent / "lm.txt"), "--out-dir", str(d), "--order", "2",
+        "--unit-type", "bpe", "--bpe-vocab-size", "40", "--open-vocabulary", "off"]) == 0
+    return d
+
+
+def test_open_vocabulary_decodes_a_word_the_lm_text_lacks(bpe_lang, closed_lang):
+    """"cats" and "mats" are not in the LM text: the open vocabulary spells them from
+    fragments and joins them back; the closed one cannot output them at all."""
+    from speechmoe.decode.wfst import WfstDecoder
+    from speechmoe.lang.symbols import read_lexicon
+    from speechmoe.lang.tokenizer import make_tokenizer
+
+    words = "the cats sat on the mats".split()
+    tok = make_tokenizer(bpe_lang)
+    lp = _peaked(tok, words)
+    for lang, expect in ((bpe_lang, words), (closed_lang, None)):
+        dec = WfstDecoder(str(lang / "TLG.fst"), str(lang / "words.txt"), beam=10,
+                          max_active=1000)
+        out = dec.decode(lp)
+        if expect:
+            assert out == expect
+        else:
+            assert "cats" not in out and "mats" not in out
+    assert all(not w.startswith("\u2581") for w, _ in read_lexicon(closed_lang / "lexicon.txt"))
+    # the LM's unigram level holds every fragment (a floor), the closed LM none
+    arpa = (bpe_lang / "lm.arpa").read_text(encoding="utf-8")
+    assert "\u2581+" in arpa
+    assert "\u2581+" not in (closed_lang / "lm.arpa").read_text(encoding="utf-8")
+
+
+def test_join_fragments():
+    from speechmoe.lang.bpe import fragment_word, join_fragments
+
+    s = "\u2581"
+    assert fragment_word(s + "he") == s + "he" and fragment_word("llo") == s + "+llo"
+    assert join_fragments(["the", s + "he", s + "+llo", "world"]) == ["the", "hello", "world"]
+    assert join_fragments(["cat", s + "+s"]) == ["cats"]  # a continuation extends a word
+    assert join_fragments([s, s + "+a", s + "+b"]) == ["ab"]  # a lone start piece
+    assert join_fragments([s + "+x", "y"]) == ["x", "y"]  # a continuation first: a word
+    assert join_fragments([s]) == []
+    assert join_fragments(["plain", "words"]) == ["plain", "words"]
+
+
+def test_too_large_bpe_vocabulary_is_warned_about():
+    from speechmoe.lang.bpe import BpeModel
+
+    prepare_lang = load_script("prepare_lang")
+
+    class Log:
+        messages = []
+
+        def warning(self, fmt, *args):
+            self.messages.append(fmt % args)
+
+    class Model(BpeModel):
+        def __init__(self):
+            pass
+
+        def pieces(self):
+            return ["<unk>"] + [f"p{i}" for i in range(499)]
+
+    log = Log()
+    whole = {f"w{i}": [f"\u2581w{i}"] for i in range(60)}
+    prepare_lang.warn_bpe_size(Model(), whole, log)
+    assert len(log.messages) == 1 and "60 of the LM text's 60 words" in log.messages[0]
+    assert "--bpe-vocab-size, e.g. 50" in log.messages[0]
+    split = {f"w{i}": ["\u2581w", f"{i}"] for i in range(60)}
+    prepare_lang.warn_bpe_size(Model(), split, log)
+    assert len(log.messages) == 1  # most words in several pieces: no warning
+    assert prepare_lang.suggested_bpe_size(3000) == 300
+    assert prepare_lang.suggested_bpe_size(100_000) == 500
 
 
 def test_unit_type_mismatch_is_refused(bpe_lang):

@@ -69,12 +69,16 @@ pitch=false              # append 2 pitch features (voicing, log F0): Kaldi's +p
 unit_type=syllable       # syllable: the fixed toned syllables + English phones (Mandarin, the
                          #   paper's units, scored by CER); bpe: sentencepiece pieces trained on
                          #   the LM text (any language, scored by WER)
-bpe_vocab_size=500       # pieces of the BPE model (unit_type=bpe; an upper bound)
-open_vocabulary=uniform  # syllable units: every CJK character is a one-character word of the
-                         #   lexicon and the LM too, the LM's unigram floor spread evenly (uniform)
-                         #   or by character frequency (freq); off: the LM text's words only
-char_weight=1.0          # open vocabulary: a character's share of the LM's unigram floor
-                         #   relative to a word's (<= 1)
+bpe_vocab_size=500       # pieces of the BPE model (unit_type=bpe; an upper bound); stage 3 warns
+                         #   when it is too many for the LM text (most words one piece each)
+open_vocabulary=uniform  # a word the LM text lacks can still be output: syllable units: every CJK
+                         #   character is a one-character word of the lexicon and the LM too; bpe:
+                         #   every piece is a fragment word, joined back into words after decoding
+                         #   (he +llo -> hello); the LM's unigram floor spread evenly over them
+                         #   (uniform) or by frequency in the LM text (freq); off: the LM text's
+                         #   words only (stage 5 logs how many test words that makes unreachable)
+char_weight=1.0          # open vocabulary: a character's (or fragment's) share of the LM's unigram
+                         #   floor relative to a word's (<= 1)
 tone_sandhi=false        # syllable units: the lexicon also holds each word as said under 3-3
                          #   tone sandhi (training labels keep citation tones)
 lm_order=3               # order of the Kneser-Ney word LM
@@ -89,7 +93,8 @@ model_overrides='{}'     # JSON overriding keys of the model config, e.g. '{"num
 num_epochs=10            # epochs to train
 max_duration=200         # seconds of audio per batch (per process)
 lr=0.001                 # peak learning rate (AdamW)
-warmup_steps=1000        # linear warm-up steps, then inverse square-root decay
+warmup_steps=1000        # linear warm-up steps, then inverse square-root decay (training warns
+                         #   after epoch 1 when the warm-up is over half the run: a smoke run)
 save_every_n=1000        # steps between mid-epoch checkpoints (0: epoch ends only)
 num_workers=""           # DataLoader worker processes per training process [empty: train.py's]
 amp=auto                 # mixed precision: bf16, fp16 (GPUs), none, or auto: bf16 where the

@@ -25,11 +25,12 @@ VOICE = "cmn-latn-pinyin"
 @dataclass(frozen=True)
 class SynthJob:
     utt_id: str
-    pinyin: str  # space-separated toned syllables
+    pinyin: str  # space-separated toned syllables (the text, for a voice other than VOICE)
     variant: str  # espeak-ng voice variant, e.g. "f2" ("" for the default voice)
     speed: int  # words per minute (espeak-ng -s)
     pitch: int  # 0-99 (espeak-ng -p)
     wav: Path
+    voice: str = VOICE  # espeak-ng voice; another language's, e.g. "en-us", reads plain text
 
 
 def check_tools() -> None:
@@ -41,7 +42,7 @@ def check_tools() -> None:
 
 def synthesize_one(job: SynthJob, sample_rate: int = 16000) -> Optional[str]:
     """Synthesize one utterance; return None on success, else an error message."""
-    voice = VOICE + (f"+{job.variant}" if job.variant else "")
+    voice = job.voice + (f"+{job.variant}" if job.variant else "")
     job.wav.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".wav", dir=job.wav.parent) as raw:
         r = subprocess.run(["espeak-ng", "-v", voice, "-s", str(job.speed), "-p", str(job.pitch),

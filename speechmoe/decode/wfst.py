@@ -35,6 +35,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from speechmoe.lang.bpe import join_fragments
 from speechmoe.lang.graph import max_ilabel
 from speechmoe.lang.symbols import read_words
 
@@ -146,7 +147,7 @@ class WfstDecoder:
             if tok != self.blank and tok != prev:
                 tokens.append((int(tok), int(frame)))
             prev = tok
-        return [self.words[i] for i in ids], tokens
+        return self._words(ids), tokens
 
     def _search(self, log_probs, acoustic_scale: Optional[float] = None
                 ) -> tuple[list[int], list[int], np.ndarray]:
@@ -186,13 +187,18 @@ class WfstDecoder:
     def decode(self, log_probs, acoustic_scale: Optional[float] = None) -> list[str]:
         """(T, C) natural-log CTC posteriors of one utterance -> words, searched at
         ``acoustic_scale`` (default: the decoder's own)."""
+        return self._words(self.decode_ids(log_probs, acoustic_scale))
+
+    def _words(self, ids: Sequence[int]) -> list[str]:
+        """Word ids -> words, the open vocabulary's BPE fragments joined into words
+        (speechmoe.lang.bpe.join_fragments: ``▁he ▁+llo`` -> ``hello``)."""
         out = []
-        for i in self.decode_ids(log_probs, acoustic_scale):
+        for i in ids:
             try:
                 out.append(self.words[i])
             except KeyError:
                 raise KeyError(f"output label {i} is not in the word table") from None
-        return out
+        return join_fragments(out)
 
     def decode_batch(self, log_probs: Union[Sequence, np.ndarray],
                      lengths: Optional[Sequence[int]] = None) -> list[list[str]]:

@@ -16,6 +16,14 @@ with ``tokens.txt`` and ``lexicon.txt``, the same TLG build and WFST decoder.
 A word with a character the model never saw (its pieces contain <unk>) has no
 segmentation: it is out of vocabulary, like a word without a pronunciation.
 
+Open vocabulary (the BPE counterpart of the Mandarin lang dir's one-character words):
+every piece is also a *fragment* word of the lexicon and the LM, so that a word the LM
+text never had can still be decoded, spelled from pieces. A fragment's word symbol is
+the piece itself when it starts a word (``▁he``) and ``▁+`` then the piece when it
+continues one (``llo`` -> ``▁+llo``); no word of normalised text starts with ``▁``.
+`join_fragments` turns decoded words back into words: ``▁he ▁+llo`` -> ``hello``, and a
+continuation after a whole word extends it (``cat ▁+s`` -> ``cats``).
+
 sentencepiece is imported inside the functions that need it.
 """
 
@@ -29,6 +37,7 @@ from speechmoe.lang.symbols import BLANK, RESERVED_WORDS, is_disambig
 
 MODEL_NAME = "bpe.model"
 WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
+CONTINUATION = WORD_START + "+"  # the word symbol of a piece inside a word: "▁+llo"
 
 
 def train_bpe(sentences: Iterable[str], model_path: str | Path, vocab_size: int = 500,
@@ -112,3 +121,45 @@ def bpe_lexicon(model: BpeModel, words: Iterable[str]) -> tuple[dict[str, list[s
         else:
             lexicon[w] = pieces
     return lexicon, missing
+
+
+def fragment_word(piece: str) -> str:
+    """A piece's word symbol in an open-vocabulary lexicon: ``▁he`` -> ``▁he`` (it starts a
+    word), ``llo`` -> ``▁+llo`` (it continues one)."""
+    return piece if piece.startswith(WORD_START) else CONTINUATION + piece
+
+
+def is_fragment(word: str) -> bool:
+    return word.startswith(WORD_START)
+
+
+def fragment_lexicon(model: BpeModel, words: Iterable[str] = ()) -> list[tuple[str, list[str]]]:
+    """(fragment word, [piece]) for every piece of the model but <unk>, leaving out any
+    whose symbol is already one of ``words`` (a word of the text starting with ``▁``)."""
+    taken = set(words)
+    out = []
+    for piece in model.pieces()[1:]:
+        word = fragment_word(piece)
+        if word not in taken:
+            out.append((word, [piece]))
+    return out
+
+
+def join_fragments(words: Sequence[str]) -> list[str]:
+    """Decoded words with fragments (``▁he ▁+llo``) -> words (``hello``); words without
+    fragments come back as they are. A continuation extends the word before it, whatever
+    it is; a lone ``▁`` piece starts an empty word that is dropped if nothing extends it."""
+    if not any(w.startswith(WORD_START) for w in words):
+        return list(words)
+    out: list[str] = []
+    for w in words:
+        if w.startswith(CONTINUATION):
+            if out:
+                out[-1] += w[len(CONTINUATION):]
+            else:
+                out.append(w[len(CONTINUATION):])
+        elif w.startswith(WORD_START):
+            out.append(w[len(WORD_START):])
+        else:
+            out.append(w)
+    return [w for w in out if w]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train import rerun
 from speechmoe.train.routing_stats import RoutingTracker
+from speechmoe.train.schedule import lr_lambda, warmup_warning
 from speechmoe.train.validate import RoutingChurn, validate
 from speechmoe.utils import resolve_amp, tune_malloc
 
@@ -85,14 +85,6 @@ class TrainParams:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def lr_lambda(warmup: int):
-    """Linear warm-up to the peak, then inverse square-root decay (Noam)."""
-    def f(step: int) -> float:
-        step = max(step, 1)
-        return min(step / warmup, math.sqrt(warmup / step)) if warmup > 0 else 1.0
-    return f
 
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -487,6 +479,9 @@ class Trainer:
                     self.validate_mid_epoch(epoch)
             bar.close()
             seen_hours, resumed = self.epoch_hours, self.epoch_resumed
+            if epoch == 1 and not resumed and self.dist.is_main and (warning := warmup_warning(
+                    p.warmup_steps, self.step, p.num_epochs, p.max_steps)):
+                self.log.warning(warning)
             if self.dist.is_main:
                 valid = validate(self.model, self.dev_loader, self.system, self.dist.device)
                 seconds = self.epoch_elapsed()
