@@ -46,6 +46,7 @@ from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
 from speechmoe.inference import load_model_for_inference
 from speechmoe.lang.bpe import pieces_to_words
 from speechmoe.lang.symbols import read_tokens
+from speechmoe.lang.tokenizer import words_to_text
 from speechmoe.longform import LongFormConfig, PauseSegmenter, WindowPlan, stream_log_probs
 from speechmoe.utils import resolve_device
 
@@ -430,14 +431,9 @@ class Recognizer:
     def join(self, words: Sequence[str]) -> str:
         """Characters joined without spaces for a CER (Chinese) model, with spaces else;
         greedy syllables are always joined with spaces."""
-        if self.decoder is not None and self.lang_info.get("metric", "CER") == "CER":
-            out = ""
-            for w in words:  # a space only between two Latin words
-                if out and out[-1].isascii() and out[-1].isalnum() and w[:1].isascii():
-                    out += " "
-                out += w
-            return out
-        return " ".join(words)
+        if self.decoder is None:
+            return " ".join(words)
+        return words_to_text(words, self.lang_info.get("metric", "CER"))
 
 
 def verify_model_dir(path: Path) -> dict:

@@ -25,11 +25,9 @@ from speechmoe.longform import LongFormConfig, WindowPlan, stream_log_probs
 
 
 def frame_plan(config: LongFormConfig, frame_seconds: float) -> WindowPlan:
-    """The long-form windows in model-input frames (one frame per output frame)."""
-    config.check()
-    window = int(config.window_seconds / frame_seconds)
-    margin = int(round(config.overlap_seconds / 2 / frame_seconds))
-    return WindowPlan(1, window, window - 2 * margin, margin)
+    """The long-form windows in model-input frames (one frame per output frame): the
+    recognizer's plan with one "sample" per frame."""
+    return WindowPlan.make(config.check(), 1.0 / frame_seconds, frame_seconds)
 
 
 def posteriors(model, cuts, cmvn, max_duration: float, device=None,

@@ -67,6 +67,19 @@ def scoring_tokens(words: Sequence[str], metric: str) -> list[str]:
     return [t for w in words for t in _CER_TOKEN.findall(w)]
 
 
+def words_to_text(words: Sequence[str], metric: str) -> str:
+    """Decoded words as text: for a CER (Chinese) lang dir without spaces, except one
+    between two Latin words; for WER, with spaces."""
+    if metric != "CER":
+        return " ".join(words)
+    out = ""
+    for w in words:
+        if out and out[-1].isascii() and out[-1].isalnum() and w[:1].isascii():
+            out += " "
+        out += w
+    return out
+
+
 class OOVError(ValueError):
     """A word or unit that the lang dir cannot express."""
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from speechmoe.lang.tokenizer import words_to_text
 from speechmoe.sherpa import sherpa_recognizer
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -31,16 +32,6 @@ rows = [line.split("\t")[:2] for line in Path("data/text/dev.tsv").read_text().s
 (out / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
 (out / "wav.scp").write_text("".join(f"{u} data/wav/dev/{u}.wav\n" for u, _ in rows))
 audio_seconds = sum(sf.info(f"data/wav/dev/{u}.wav").duration for u, _ in rows)
-
-
-def join(ws) -> str:
-    """As the toolkit joins a CER model's words: a space only between two Latin words."""
-    text = ""
-    for w in ws:
-        if text and text[-1].isascii() and text[-1].isalnum() and w[:1].isascii():
-            text += " "
-        text += w
-    return text
 
 
 def score(hyp: Path) -> str:
@@ -70,7 +61,7 @@ for name, c_api in (("sherpa-onnx", False), ("sherpa-onnx-c-api", True)):
         s = rec.create_stream()
         s.accept_waveform(sr, x)
         rec.decode_stream(s)
-        hyps.append(f"{u}\t{join(words[w] for w in s.result.words)}\n")
+        hyps.append(f"{u}\t{words_to_text([words[w] for w in s.result.words], "CER")}\n")
     wall = time.perf_counter() - t0
     (out / f"hyp_{name}.tsv").write_text("".join(hyps))
     summary[name] = {"score": score(out / f"hyp_{name}.tsv"),
