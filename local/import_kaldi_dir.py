@@ -27,7 +27,13 @@ outside its recording, an empty or unspeakable transcript after --text-norm:
 Outputs: <out-dir>/manifests/{recordings,supervisions,cuts}_<name>.jsonl.gz (one
 MonoCut per utterance, id = UTT, text = words separated by spaces),
 <out-dir>/text/<name>.txt, and with --lm-text the set's transcripts as LM text
-(give it for the training set only). A finished set is skipped on a rerun.
+(give it for the training set only). A finished set is skipped on a rerun (redone when
+its options change).
+
+A corpus with a training and a dev set only: --heldout-speakers N moves N whole speakers
+of the set (every k-th of the sorted speakers, k = speakers // N) into a set of their own,
+--heldout-name (default train_dev), left out of the LM text too. It validates training and
+tunes the acoustic scale, so that the corpus's dev set is decoded once, as a test set.
 """
 
 from __future__ import annotations
@@ -56,7 +62,25 @@ def get_parser() -> argparse.ArgumentParser:
                    help="required sample rate (the features are 16 kHz)")
     p.add_argument("--language", default=None, help="stored in the supervisions")
     p.add_argument("--num-jobs", type=int, default=2)
+    p.add_argument("--heldout-speakers", type=int, default=0,
+                   help="move this many whole speakers into --heldout-name (0: none)")
+    p.add_argument("--heldout-name", default="train_dev",
+                   help="the set of the held-out speakers")
     return p
+
+
+def hold_out(cuts: list, num_speakers: int, source: Path) -> tuple[list, list]:
+    """(kept cuts, held-out cuts): every k-th speaker of the sorted speakers held out."""
+    speakers = sorted({c.supervisions[0].speaker for c in cuts} - {None})
+    if not speakers:
+        raise ValueError(f"{source}: --heldout-speakers needs speakers (an utt2spk file)")
+    if num_speakers >= len(speakers):
+        raise ValueError(f"{source}: --heldout-speakers {num_speakers}, but the set has only "
+                         f"{len(speakers)} speakers (some must stay for training)")
+    step = len(speakers) // num_speakers
+    held = set(speakers[step - 1::step][:num_speakers])
+    return ([c for c in cuts if c.supervisions[0].speaker not in held],
+            [c for c in cuts if c.supervisions[0].speaker in held])
 
 
 def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, str], list[str]]:
@@ -110,10 +134,14 @@ def main(argv=None) -> int:
     manifests = out / "manifests"
     log = setup_logger(out / "log" / f"import_{name}.log")
     done = manifests / f".{name}.import.done"
+    options = f"text_norm={args.text_norm} heldout={args.heldout_speakers}:{args.heldout_name}"
     if done.is_file() and (manifests / f"cuts_{name}.jsonl.gz").is_file() and \
             (args.lm_text is None or args.lm_text.is_file()):
-        log.info("%s: manifests exist, skipping (delete %s to redo)", name, done)
-        return 0
+        if done.read_text().strip() in ("", options):  # empty: written before options were
+            log.info("%s: manifests exist, skipping (delete %s to redo)", name, done)
+            return 0
+        log.info("%s: imported with other options (%s, now %s): importing again", name,
+                 done.read_text().strip(), options)
     check_dir(kdir)
     normalize = get_normalizer(args.text_norm)
 
@@ -156,7 +184,7 @@ def main(argv=None) -> int:
 
     probed = probe_all({rec: wav_scp[rec] for rec, _, _ in where.values()}, args.sample_rate,
                        args.num_jobs)
-    cuts, lm_lines = [], []
+    cuts = []
     for utt in sorted(where):
         rec_id, start, end = where[utt]
         rec, reason = probed[rec_id]
@@ -175,7 +203,6 @@ def main(argv=None) -> int:
         duration = None if end is None else min(end, rec.duration) - start
         cuts.append(make_cut(utt, rec, words, speaker=utt2spk.get(utt), start=start,
                              duration=duration, language=args.language))
-        lm_lines.append(" ".join(words))
 
     referenced = {v.split()[0] for v in segments.values() if v.split()} if segments \
         else set(texts)
@@ -186,14 +213,20 @@ def main(argv=None) -> int:
     report_excluded(log, name, excluded, len(texts), manifests / f"excluded_{name}.txt")
     if not cuts:
         raise ValueError(f"{kdir}: no usable utterance (see {manifests / f'excluded_{name}.txt'})")
-    write_manifests(cuts, manifests, name)
-    write_lines(out / "text" / f"{name}.txt", (f"{c.id}\t{c.supervisions[0].text}" for c in cuts))
-    if args.lm_text is not None:
-        write_lines(args.lm_text, lm_lines)
-    hours = sum(c.duration for c in cuts) / 3600
-    log.info("%s: %d utterances, %.2f h, %d speakers -> %s", name, len(cuts), hours,
-             len({c.supervisions[0].speaker for c in cuts}), manifests / f"cuts_{name}.jsonl.gz")
-    done.touch()
+    sets = {name: cuts}
+    if args.heldout_speakers > 0:
+        sets[name], sets[args.heldout_name] = hold_out(cuts, args.heldout_speakers, kdir)
+    for set_name, set_cuts in sets.items():
+        write_manifests(set_cuts, manifests, set_name)
+        write_lines(out / "text" / f"{set_name}.txt",
+                    (f"{c.id}\t{c.supervisions[0].text}" for c in set_cuts))
+        hours = sum(c.duration for c in set_cuts) / 3600
+        log.info("%s: %d utterances, %.2f h, %d speakers -> %s", set_name, len(set_cuts),
+                 hours, len({c.supervisions[0].speaker for c in set_cuts}),
+                 manifests / f"cuts_{set_name}.jsonl.gz")
+    if args.lm_text is not None:  # the training part's transcripts only
+        write_lines(args.lm_text, (c.supervisions[0].text for c in sets[name]))
+    done.write_text(options + "\n")
     return 0
 
 

@@ -140,6 +140,39 @@ def test_missing_dir_or_file_is_one_clear_error(tmp_path):
                   str(tmp_path / "d")])
 
 
+def test_heldout_speakers_form_a_set_of_their_own(tmp_path):
+    """--heldout-speakers: whole speakers leave the set (and the LM text) for train_dev; a
+    rerun with another number imports again."""
+    from lhotse import CutSet
+
+    d = tmp_path / "k"
+    d.mkdir()
+    scp, text, spk = {}, {}, {}
+    for s in range(4):
+        for u in range(2):
+            utt = f"s{s}-{u}"
+            scp[utt] = str(write_wav(tmp_path / f"{utt}.wav"))
+            text[utt], spk[utt] = f"speaker {s} says {u}", f"s{s}"
+    for name, rows in (("wav.scp", scp), ("text", text), ("utt2spk", spk)):
+        write_table(d / name, rows)
+    out, mod = tmp_path / "data", load_script("import_kaldi_dir")
+    args = ["--kaldi-dir", str(d), "--name", "train", "--out-dir", str(out), "--num-jobs", "1",
+            "--lm-text", str(out / "lm.txt")]
+
+    def speakers(name):
+        cuts = CutSet.from_file(out / "manifests" / f"cuts_{name}.jsonl.gz")
+        return sorted({c.supervisions[0].speaker for c in cuts})
+
+    assert mod.main(args + ["--heldout-speakers", "1"]) == 0
+    assert speakers("train") == ["s0", "s1", "s2"] and speakers("train_dev") == ["s3"]
+    lm = (out / "lm.txt").read_text().splitlines()
+    assert len(lm) == 6 and not any(line.startswith("speaker 3") for line in lm)
+    assert mod.main(args + ["--heldout-speakers", "2"]) == 0  # other options: again
+    assert speakers("train") == ["s0", "s2"] and speakers("train_dev") == ["s1", "s3"]
+    with pytest.raises(ValueError, match="only 4 speakers"):
+        mod.main(args + ["--heldout-speakers", "4"])
+
+
 # --------------------------------------------------------------------------- TEMPLATE recipe
 
 EN_WORDS = ("the cat dog sat ran on in a mat park red big small good day sun log hat we "
@@ -263,10 +296,12 @@ def test_template_recipe_runs_bpe_end_to_end(template_recipe):
     assert detail["test"]["wfst"]["counts"]["ref_len"] == sum(
         len(line.split()) - 1 for line in (recipe / "data" / "text" / "test.txt")
         .read_text().splitlines())
-    # WFST hypotheses are words of the lexicon, greedy ones pieces (scored as joined words)
-    words = {line.split()[0] for line in lexicon}
+    # WFST hypotheses are words (the open vocabulary's fragments joined), greedy ones
+    # pieces (scored as joined words)
+    assert info["open_vocabulary"] == "uniform"
+    assert any(line.startswith("\u2581+") for line in lexicon)  # fragments in the lexicon
     hyp = next((exp / "decode").glob("*/wfst/test/hyp.txt")).read_text().splitlines()
-    assert hyp and all(w in words for line in hyp for w in line.split("\t")[1].split())
+    assert hyp and all("\u2581" not in line for line in hyp)
     scale = json.loads(next((exp / "decode").glob("*/wfst/acoustic_scale.json")).read_text())
     assert scale["tune_set"] == "dev" and "wer" in scale
     print(f"TEMPLATE (Kaldi dir, BPE) chain: {template_recipe['seconds']:.0f} s")

@@ -27,6 +27,10 @@ corpus_dir=$CORPUS       # db.sh
 text_norm=lower          # stage 0: mandarin | lower | upper | none (local/import_kaldi_dir.py)
 unit_type=bpe            # any language (syllable: Mandarin, the paper's units)
 num_workers=1            # DataLoader workers of training (0: in the main process)
+heldout_speakers=0       # stage 0: this many training speakers form the set train_dev (left
+                         #   out of training and the LM text): a corpus with train and dev only
+                         #   validates and tunes on it and scores dev as its test set:
+                         #   --heldout-speakers 4 --dev-set train_dev --test-sets dev
 
 help_message="Usage: $0 [options]
   --corpus-dir DIR             a dir with one Kaldi data dir per set (default: \$CORPUS, db.sh)
@@ -36,6 +40,8 @@ help_message="Usage: $0 [options]
   --tag NAME                   train in exp/<model>_NAME, beside the first (or --exp-dir DIR)
   --force true                 redo stages 4-5 of the range: training from scratch (old files
                                moved aside, not deleted), decoding
+  --heldout-speakers N         a corpus with train and dev only: N training speakers become
+                               train_dev (with --dev-set train_dev --test-sets dev)
 $(asr_options corpus_dir text_norm)"
 
 . ../../tools/parse_options.sh
@@ -55,10 +61,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     exit 1
   fi
   for s in $train_set $dev_set $test_sets; do
-    lm_opt=()
-    [ "$s" = "$train_set" ] && lm_opt=(--lm-text "$data/text/lm_text.txt")  # train only
+    [ "$s" = train_dev ] && [ "$heldout_speakers" -gt 0 ] && continue  # made from $train_set
+    opts=()
+    [ "$s" = "$train_set" ] && opts=(--lm-text "$data/text/lm_text.txt"  # train only
+                                     --heldout-speakers "$heldout_speakers")
     python ../../local/import_kaldi_dir.py --kaldi-dir "$corpus_dir/$s" --name "$s" \
-      --out-dir "$data" --text-norm "$text_norm" --num-jobs "$nj" "${lm_opt[@]}" || exit 1
+      --out-dir "$data" --text-norm "$text_norm" --num-jobs "$nj" "${opts[@]}" || exit 1
   done
   # Your own corpus format instead: one script writing $data/manifests/cuts_<set>.jsonl.gz
   # and $data/text/lm_text.txt (see docs/adding-a-corpus.md), e.g.
