@@ -18,7 +18,8 @@ corpus goes through lhotse's AISHELL-2 recipe
 (`lhotse.recipes.aishell2.prepare_aishell2`, which upper-cases English and
 strips some punctuation). If a file would break that recipe (it reads every
 wav), it is given a view of the corpus without the bad files, and the
-manifests point at the real files. Transcripts are then normalised
+manifests point at the real files (speechmoe.data.lhotse_prep, shared with
+every stage 0 built on a lhotse recipe). Transcripts are then normalised
 (speechmoe.data.manifests.normalize_mandarin: jieba words, numbers spoken out,
 English words in upper case); an empty or unspeakable one excludes its
 utterance. Every excluded utterance is reported by file and reason, with a
@@ -35,15 +36,15 @@ by spaces), text/<set>.txt, and text/lm_text.txt (the train transcripts only).
 from __future__ import annotations
 
 import argparse
-import logging
 import random
-import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from speechmoe.data.manifests import Excluded, check_wavs, make_cut, normalize_mandarin, \
-    report_excluded, write_lines, write_manifests
+from speechmoe.data.lhotse_prep import Part, cuts_from_recipe, read_transcripts, run_recipe, \
+    screen
+from speechmoe.data.manifests import normalize_mandarin, report_excluded, write_lines, \
+    write_manifests
 from speechmoe.logs import cli_main, setup_logger
 
 OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for academic "
@@ -110,70 +111,28 @@ def check_layout(root: Path) -> None:
             + "\n  ".join(missing) + f"\n{OBTAIN}.")
 
 
-def read_trans(path: Path, excluded: list) -> tuple[dict[str, str], bool]:
-    """trans.txt -> {utt: raw text}; also whether lhotse would choke on it (blank lines)."""
-    out: dict[str, str] = {}
-    unsafe = False
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.strip().split(maxsplit=1)
-            if not fields:
-                unsafe = True  # lhotse's reader indexes the first field of every line
-                continue
-            utt, text = fields[0], fields[1] if len(fields) > 1 else ""
-            if utt in out:
-                excluded.append(Excluded(utt, f"{path}:{n}", "duplicate utterance id in "
-                                         "trans.txt (the first line is used)"))
-                unsafe = True
-                continue
-            out[utt] = text
-    return out, unsafe
-
-
-def scan_part(root: Path, part: str, num_jobs: int):
-    """Pre-check one part: ({utt: wav path} usable, {utt: raw text}, [Excluded], unsafe)."""
+def scan_part(root: Path, part: str, num_jobs: int) -> Part:
+    """Pre-check one part (speechmoe.data.lhotse_prep.screen): its usable utterances and
+    problems."""
     part_dir = root / "AISHELL-2" / "iOS" / PARTS[part][0]
-    excluded: list = []
-    trans, unsafe = read_trans(part_dir / "trans.txt", excluded)
-    wavs: dict[str, Path] = {}
-    for path in sorted((part_dir / "wav").rglob("*.wav")):
-        utt = path.stem
-        if utt in wavs:
-            excluded.append(Excluded(utt, str(path), f"duplicate utterance id (also "
-                                     f"{wavs[utt]})"))
-            unsafe = True
-        elif utt not in trans:
-            excluded.append(Excluded(utt, str(path), "no transcript in trans.txt"))
-        else:
-            wavs[utt] = path
-    reported = {e.utt for e in excluded}
-    for utt in sorted(set(trans) - set(wavs) - reported):
-        excluded.append(Excluded(utt, str(part_dir / "wav" / "*" / f"{utt}.wav"),
-                                 "audio missing (listed in trans.txt, no such wav)"))
-    bad = check_wavs(list(wavs.values()), SAMPLE_RATE, num_jobs)
-    for utt, path in list(wavs.items()):
-        if str(path) in bad:
-            excluded.append(Excluded(utt, str(path), bad[str(path)]))
-            del wavs[utt]
-            unsafe = True  # lhotse's recipe reads every wav under wav/ and stops on a bad one
-    return wavs, trans, excluded, unsafe
+    return screen(part, (part_dir / "wav").rglob("*.wav"),
+                  read_transcripts([part_dir / "trans.txt"]),
+                  expected_audio=lambda utt: str(part_dir / "wav" / "*" / f"{utt}.wav"),
+                  expected_transcript=lambda utt: "trans.txt", sample_rate=SAMPLE_RATE,
+                  num_jobs=num_jobs)
 
 
-def make_view(view: Path, root: Path, usable: dict[str, dict[str, Path]],
-              trans: dict[str, dict[str, str]]) -> Path:
-    """A corpus tree with only the usable files (symlinks), for lhotse's recipe."""
-    if view.exists():
-        shutil.rmtree(view)
+def view_layout(parts: dict[str, Part]) -> tuple[dict, dict]:
+    """The corpus tree lhotse's recipe reads, usable utterances only: (links, files)."""
+    links, files = {}, {}
     for part, (sub, _) in PARTS.items():
-        part_dir = view / "AISHELL-2" / "iOS" / sub
-        (part_dir / "wav").mkdir(parents=True)
-        with (part_dir / "trans.txt").open("w", encoding="utf-8") as f:
-            for utt, path in usable[part].items():
-                f.write(f"{utt}\t{trans[part][utt]}\n")
-                link = part_dir / "wav" / path.parent.name / path.name
-                link.parent.mkdir(exist_ok=True)
-                link.symlink_to(path.resolve())
-    return view
+        part_dir = Path("AISHELL-2") / "iOS" / sub
+        lines = []
+        for utt, path in parts[part].usable.items():
+            lines.append(f"{utt}\t{parts[part].text[utt]}\n")
+            links[part_dir / "wav" / path.parent.name / path.name] = path
+        files[part_dir / "trans.txt"] = "".join(lines)
+    return links, files
 
 
 def heldout_speakers(cuts: list, num_dev: int, seed: int) -> set[str]:
@@ -211,63 +170,26 @@ def main(argv=None) -> int:
     check_layout(root)
     log.info("AISHELL-2 corpus: %s", root / "AISHELL-2")
 
-    usable, trans, excluded, unsafe = {}, {}, {}, False
+    parts = {}
     for part in PARTS:
-        usable[part], trans[part], excluded[part], u = scan_part(root, part, args.num_jobs)
-        unsafe |= u
-        log.info("%s: %d transcripts, %d usable wavs, %d problems", part, len(trans[part]),
-                 len(usable[part]), len(excluded[part]))
-        if not usable[part]:
+        parts[part] = scan_part(root, part, args.num_jobs)
+        if not parts[part].usable:
             raise CorpusLayoutError(f"{root / 'AISHELL-2' / 'iOS' / PARTS[part][0]}: no "
                                     "usable utterance (see the problems logged above)")
 
-    # lhotse's recipe on the corpus itself, or on a view without the files it cannot read.
-    view = out / "aishell2_view" if unsafe else None
-    if view is not None:
-        log.warning("some files would stop lhotse's recipe: it reads a view of the corpus "
-                    "without them (%s)", view)
-        make_view(view, root, usable, trans)
+    # lhotse's recipe on the corpus itself, or on a view without the files it cannot read
+    # (speechmoe.data.lhotse_prep).
     from lhotse.recipes.aishell2 import prepare_aishell2
 
-    root_logger = logging.getLogger()
-    level = root_logger.level
-    root_logger.setLevel(logging.ERROR)  # its per-file warnings repeat ours
-    try:
-        parts = prepare_aishell2(view or root, output_dir=None, num_jobs=args.num_jobs)
-    finally:
-        root_logger.setLevel(level)
-        if view is not None:
-            shutil.rmtree(view, ignore_errors=True)
+    prepared = run_recipe(prepare_aishell2, root, parts, out / "aishell2_view", view_layout,
+                          log, output_dir=None, num_jobs=args.num_jobs)
 
     sets: dict[str, list] = {}
     for part, (_, name) in PARTS.items():
-        recs = parts[part]["recordings"]
-        cuts = []
-        seen = set()
-        for sup in parts[part]["supervisions"]:
-            rec = recs[sup.recording_id]
-            real = usable[part].get(sup.id)
-            if real is None:  # not expected: our pre-check excluded it
-                continue
-            seen.add(sup.id)
-            words, reason = normalize_mandarin(sup.text or "")
-            if words is None:
-                excluded[part].append(Excluded(sup.id, str(real), f"{reason} (transcript "
-                                               f"{trans[part][sup.id]!r})"))
-                continue
-            if view is not None:  # point at the real file, not the view's symlink
-                from lhotse import AudioSource, Recording
-
-                rec = Recording(id=rec.id, sources=[AudioSource("file", [0], str(real))],
-                                sampling_rate=rec.sampling_rate, num_samples=rec.num_samples,
-                                duration=rec.duration)
-            cuts.append(make_cut(sup.id, rec, words, speaker=sup.speaker, language="Chinese"))
-        for utt in sorted(set(usable[part]) - seen):
-            excluded[part].append(Excluded(utt, str(usable[part][utt]),
-                                           "left out by lhotse's prepare_aishell2"))
-        sets[name] = sorted(cuts, key=lambda c: c.id)
-        total = len(set(trans[part]) | {e.utt for e in excluded[part]})
-        report_excluded(log, name, excluded[part], total, manifests / f"excluded_{name}.txt")
+        sets[name] = cuts_from_recipe(parts[part], prepared[part], normalize_mandarin,
+                                      "lhotse's prepare_aishell2", language="Chinese")
+        report_excluded(log, name, parts[part].excluded, parts[part].total,
+                        manifests / f"excluded_{name}.txt")
 
     held = heldout_speakers(sets["train"], args.num_dev, args.seed)
     sets[HELDOUT_SET] = [c for c in sets["train"] if c.supervisions[0].speaker in held]

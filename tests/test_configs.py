@@ -28,7 +28,8 @@ def test_there_are_configs_for_every_paper_system():
     assert {p.stem for p in small.glob("*.yaml")} >= set(PAPER_PARAMS)
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if p.parent != PAPER],
+# (a recipe's link to a paper config, egs/librispeech's, is the paper config: not dry-run)
+@pytest.mark.parametrize("path", [p for p in ALL_CONFIGS if p.resolve().parent != PAPER],
                          ids=lambda p: f"{p.parts[-4]}/{p.stem}")
 def test_config_dry_run(path):
     """Build the model, run a training forward + backward pass on a padded batch."""

@@ -4,8 +4,8 @@ A recipe's stage 0 turns its corpus into, per set, ``cuts_<set>.jsonl.gz``: one
 MonoCut per utterance (cut id = utterance id) whose supervision text is the
 normalised transcript, words separated by spaces, plus the LM text (the training
 transcripts, one sentence per line). Importers built on this module:
-local/prepare_aishell2.py (lhotse's AISHELL-2 recipe) and local/import_kaldi_dir.py
-(any Kaldi data dir).
+local/prepare_aishell2.py and local/prepare_librispeech.py (lhotse's recipes, through
+speechmoe.data.lhotse_prep) and local/import_kaldi_dir.py (any Kaldi data dir).
 
 Nothing here is fatal for one bad utterance: an importer collects `Excluded`
 records (utterance, file, reason) and `report_excluded` logs each one, writes
