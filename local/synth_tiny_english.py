@@ -6,7 +6,8 @@ newcomer tries egs/TEMPLATE on before their own (docs/adding-a-corpus.md).
     cd egs/mycorpus && ./run.sh --corpus-dir /tmp/tiny_en ...     # the docs' smoke run
 
 The text is real English prose: sentences of 5-14 plain words from the documentation
-that ships with CPython (``pydoc_data.topics``), shuffled with --seed. Each set's
+that ships with CPython (the language reference's ``pydoc_data.topics`` and the standard
+library's docstrings, about 2,400 sentences), shuffled with --seed. Each set's
 utterances are read by espeak-ng's en-us voice with voice variants as speakers and
 varied speed and pitch, resampled to 16 kHz. Sets: train (--num-train), dev (--num-dev),
 test (--num-test), disjoint sentences; ``<set>/wav.scp``, ``text`` (the sentence as
@@ -31,12 +32,25 @@ WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?,?")
 
 
 def sentences(min_words: int = 5, max_words: int = 14) -> list[str]:
-    """The plain sentences of CPython's bundled documentation, each once, sorted."""
+    """The plain sentences of the English prose that ships with CPython: the language
+    reference's topics (pydoc_data) and the docstrings of the standard library's modules,
+    each sentence once, sorted."""
+    import ast
+    import sysconfig
+
     from pydoc_data.topics import topics
 
-    text = re.sub(r"\s+", " ", " ".join(topics.values()))
+    prose = list(topics.values())
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        prose += [d for node in ast.walk(tree) if isinstance(node, (
+            ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and (d := ast.get_docstring(node))]
     out = set()
-    for s in re.split(r"(?<=[.!?]) ", text):
+    for s in re.split(r"(?<=[.!?]) ", re.sub(r"\s+", " ", " ".join(prose))):
         words = s[:-1].split()
         if s.endswith(".") and min_words <= len(words) <= max_words and \
                 all(WORD.fullmatch(w) for w in words):
@@ -48,7 +62,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--num-train", type=int, default=60)
+    p.add_argument("--num-train", type=int, default=400)
     p.add_argument("--num-dev", type=int, default=20)
     p.add_argument("--num-test", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
