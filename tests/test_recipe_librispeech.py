@@ -245,8 +245,7 @@ def test_recipe_values_only_what_differs_and_the_shared_configs(tmp_path):
     assert v["eval_sets"] == "dev_clean dev_other test_clean test_other"
     defaults = shared_defaults(tmp_path)
     own, _ = run_sh_assignments("librispeech")
-    # open_vocabulary is set on purpose: a BPE recipe must not depend on the default's choice
-    same = [n for n in own if n in defaults and v[n] == defaults[n] and n != "open_vocabulary"]
+    same = [n for n in own if n in defaults and v[n] == defaults[n]]
     assert not same, f"egs/librispeech/run.sh repeats tools/asr_defaults.sh: {same}"
     r, _ = resolve(tmp_path, "librispeech", "--help")
     assert r.returncode == 0 and "  --train-parts train-clean-100" in r.stdout.splitlines()

@@ -53,7 +53,6 @@ unit_type=bpe            # English: sentencepiece pieces, scored by WER. bpe_voc
                          #   default, 500, icefall's LibriSpeech choice (lang_bpe_500): each piece
                          #   is seen often in 100 h, and a few pieces a second of speech leave
                          #   CTC ample room in the model's 33 output frames a second
-open_vocabulary=uniform  # a word the LM text lacks is spelled from BPE pieces
 lm_prune=1e-7            # as the LibriSpeech release's 3-gram.pruned.1e-7 (openslr.org/11)
 # training at the paper's scale, on GPUs
 num_workers=4
