@@ -178,6 +178,18 @@ def check_fixed_tokens(path: Path) -> None:
                          "layer's size changes)")
 
 
+def lm_text_hash(paths: list[Path]) -> str:
+    """sha256 of the LM text files' bytes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
@@ -273,6 +285,21 @@ def main(argv=None) -> int:
                     **({"bpe_vocab_size": args.bpe_vocab_size} if not syllable else
                        {"tone_sandhi": sandhi}))
 
+    # A new LM text (another LM corpus, more training data) rebuilds the lexicon, the LM
+    # and the graph; the units stay (the fixed syllables, or the BPE model already trained,
+    # which the trained models' outputs are).
+    text_hash = lm_text_hash(args.lm_text)
+    lm_json = out / "lm.json"
+    old = json.loads(lm_json.read_text()) if lm_json.is_file() else None
+    if old is not None:
+        old.setdefault("char_weight", 1.0)  # written before the option existed
+        old.setdefault("lm_text_sha256", text_hash)  # likewise
+        if old["lm_text_sha256"] != text_hash and (out / "lexicon.txt").is_file():
+            log.info("%s: the LM text changed since this lang dir was built: rebuilding the "
+                     "lexicon, the LM and TLG (units kept%s)", out, "" if syllable else
+                     f": {out / MODEL_NAME}; delete it for new pieces, then retrain")
+            (out / "lexicon.txt").unlink()
+
     kept = []  # the parts found complete, for the one skip line at the end
     if (out / "lexicon.txt").is_file() and (out / "tokens.txt").is_file():
         kept.append("units and lexicon (tokens.txt, lexicon.txt)")
@@ -299,11 +326,7 @@ def main(argv=None) -> int:
     # The LM and the graphs are rebuilt when their settings change.
     settings = {"order": args.order, "cutoffs": args.cutoffs, "prune": args.prune,
                 "open_vocabulary": open_vocab, "char_weight": args.char_weight,
-                "tone_sandhi": sandhi}
-    lm_json = out / "lm.json"
-    old = json.loads(lm_json.read_text()) if lm_json.is_file() else None
-    if old is not None:
-        old.setdefault("char_weight", 1.0)  # written before the option existed
+                "tone_sandhi": sandhi, "lm_text_sha256": text_hash}
     if old != settings or not (out / "lm.arpa").is_file():
         if old is not None:
             log.info("LM settings changed (%s -> %s): rebuilding the LM and TLG", old, settings)

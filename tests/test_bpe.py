@@ -192,3 +192,26 @@ def test_lang_info_defaults_and_scoring_tokens(tmp_path):
         read_lang_info(tmp_path)
     assert scoring_tokens(["中国", "人民"], "CER") == ["中", "国", "人", "民"]
     assert scoring_tokens(["the", "cat"], "WER") == ["the", "cat"]
+
+
+def test_a_new_lm_text_rebuilds_lexicon_and_lm_but_keeps_the_units(bpe_lang, tmp_path):
+    """Another LM text (e.g. the LibriSpeech LM corpus added later) reaches the lexicon, the
+    LM and TLG on a rerun; the BPE model and tokens, which trained models depend on, stay."""
+    import shutil
+
+    from speechmoe.lang.symbols import read_lexicon
+
+    lang = tmp_path / "lang"
+    shutil.copytree(bpe_lang, lang)
+    tokens = (lang / "tokens.txt").read_bytes()
+    model = (lang / "bpe.model").read_bytes()
+    text = tmp_path / "lm.txt"
+    text.write_text("\n".join(TEXT + ["the dogs sat on the mat"]) + "\n")
+    assert load_script("prepare_lang").main([
+        "--lm-text", str(text), "--out-dir", str(lang), "--order", "2",
+        "--unit-type", "bpe", "--bpe-vocab-size", "40"]) == 0
+    assert "dogs" in dict(read_lexicon(lang / "lexicon.txt"))
+    assert (lang / "tokens.txt").read_bytes() == tokens
+    assert (lang / "bpe.model").read_bytes() == model
+    assert " dogs" in (lang / "lm.arpa").read_text(encoding="utf-8").replace("\t", " ")
+    assert json.loads((lang / "lm.json").read_text())["lm_text_sha256"]
