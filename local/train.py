@@ -41,6 +41,9 @@ HELP = {
     "num_epochs": "epochs to train",
     "max_steps": "stop after this many updates (0: no limit); the epoch in progress then ends "
                  "there: validated and saved as epoch-N.pt, like any other",
+    "budget_includes_base": "with --init-from: --max-steps counts the base's updates too "
+                            "(a budget of 2000 from a base of 973 trains 1027 more), for "
+                            "comparisons against models trained from scratch",
     "max_duration": "seconds of audio per batch",
     "num_buckets": "duration buckets of the DynamicBucketingSampler",
     "lr": "peak learning rate (AdamW)",

@@ -103,3 +103,12 @@ def test_training_starts_from_the_base_and_records_its_updates(train_params, tmp
     fresh.save("epoch-1.pt", 1, True)
     resumed = Trainer(params).model.state_dict()
     assert torch.all(resumed["backbone.moe.1.experts.0.hidden.weight"] == 0)
+    # --budget-includes-base: --max-steps counts the base's 123 updates, fresh or resumed
+    counted = dataclasses.replace(params, max_steps=125, budget_includes_base=True)
+    for trainer in (Trainer(counted), Trainer(dataclasses.replace(
+            counted, exp_dir=str(tmp_path / "counted"), init_from=str(path)))):
+        trainer.step = 1
+        assert trainer.base_updates() == 123 and not trainer.budget_spent()
+        trainer.step = 2
+        assert trainer.budget_spent()
+    assert not Trainer(dataclasses.replace(params, max_steps=125)).budget_spent()

@@ -27,9 +27,10 @@ from typing import Optional
 # other field (any added later included) must match the checkpoint's, or the resume is
 # refused. model_config is compared by content (the model/loss config), not by path.
 RESUMABLE = frozenset({
-    "exp_dir", "model_config", "num_epochs", "max_steps", "num_workers", "log_interval",
-    "save_every_n", "valid_every_n", "keep_last_n", "max_bad_steps", "device",
-    "log_batches", "dev_cuts", "start_over", "continue_with_new_options"})
+    "exp_dir", "model_config", "num_epochs", "max_steps", "budget_includes_base",
+    "num_workers", "log_interval", "save_every_n", "valid_every_n", "keep_last_n",
+    "max_bad_steps", "device", "log_batches", "dev_cuts", "start_over",
+    "continue_with_new_options"})
 # Not worth a log line when they differ (the same run moved, or how this rerun was asked).
 _SILENT = frozenset({"exp_dir", "model_config", "start_over", "continue_with_new_options"})
 

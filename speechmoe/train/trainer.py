@@ -53,6 +53,7 @@ class TrainParams:
     cmvn: str
     num_epochs: int = 10
     max_steps: int = 0  # > 0: stop after this many updates (the epoch in progress ends there)
+    budget_includes_base: bool = False  # --max-steps counts the --init-from base's updates
     max_duration: float = 200.0  # seconds of audio per batch
     num_buckets: int = 10
     lr: float = 1e-3  # peak learning rate
@@ -283,6 +284,7 @@ class Trainer:
         ckpt = load_checkpoint(path)
         base_cfg = ModelConfig(**ckpt["model_config"]["model"])
         report = upcycle(self.model, self.system.model, ckpt["model"], base_cfg, str(path))
+        self._base_updates = int(ckpt["step"]) if self.params.budget_includes_base else 0
         self.log.info("initialised from %s (%d updates): %s", path, int(ckpt["step"]),
                       report.summary())
         if self.dist.is_main:
@@ -530,7 +532,18 @@ class Trainer:
         self.writer.add_scalar("dev/greedy_ter", valid["ter"], self.step)
 
     def budget_spent(self) -> bool:
-        return self.params.max_steps > 0 and self.step >= self.params.max_steps
+        return self.params.max_steps > 0 and \
+            self.step + self.base_updates() >= self.params.max_steps
+
+    def base_updates(self) -> int:
+        """The upcycling base's updates, where --max-steps counts them (init_from.json)."""
+        if not (self.params.budget_includes_base and self.params.init_from):
+            return 0
+        if not hasattr(self, "_base_updates"):
+            path = self.exp_dir / "init_from.json"
+            self._base_updates = int(json.loads(path.read_text())["base_updates"]) \
+                if path.is_file() else 0
+        return self._base_updates
 
     def log_step(self, epoch: int, loss: float, parts: dict) -> None:
         """Loss, learning rate and routing statistics (summed over ranks) every log_interval."""
