@@ -86,7 +86,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help='JSON: more systems, each a config of --conf-dir with overrides, e.g. '
                         '\'{"moe_8e_z": {"base": "moe_8e", "loss": {"z_loss": 0.001}}}\' '
                         '(then --systems moe_8e_z); "train": "..." adds local/train.py '
-                        'options to that system\'s runs')
+                        'options to that system\'s runs ({seed} and {exp} filled in)')
     p.add_argument("--num-epochs", type=int, default=4)
     p.add_argument("--max-duration", type=float, default=120.0)
     p.add_argument("--lr", type=float, default=0.002)
@@ -165,6 +165,14 @@ def train_subset(args, log) -> list[Path]:
                  sum(c.duration for c in cuts) / 3600)
     done.write_text(json.dumps(spec) + "\n")
     return outs
+
+
+def variant_train_options(args, system: str, seed: int) -> list[str]:
+    """A variant's "train" options for one run, {seed} and {exp} (--exp-dir) filled in: an
+    upcycled variant names its base, e.g. "--init-from {exp}/dense_8l/seed{seed}/epoch-4.pt"."""
+    text = variants(args).get(system, {}).get("train", "")
+    return [w.replace("{seed}", str(seed)).replace("{exp}", str(args.exp_dir))
+            for w in text.split()]
 
 
 def variants(args) -> dict[str, dict]:
@@ -422,8 +430,7 @@ def main(argv=None) -> int:
                      "--cmvn", str(args.cmvn), "--num-epochs", str(args.num_epochs),
                      "--max-duration", str(args.max_duration), "--lr", str(args.lr),
                      "--warmup-steps", str(args.warmup_steps), "--seed", str(seed),
-                     *args.train_options.split(),
-                     *variants(args).get(system, {}).get("train", "").split()],
+                     *args.train_options.split(), *variant_train_options(args, system, seed)],
                     log, f"training {system} seed {seed}")
             if args.dev_only:
                 out = write_dev_run(args, system, seed, run_dir, train_hours)

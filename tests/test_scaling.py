@@ -136,3 +136,20 @@ def test_training_subset_from_another_corpus(tmp_path):
     args.train_utts = 0
     assert tables.train_subset(args, logging.getLogger("test")) == [
         big / "cuts_train.jsonl.gz", big / "cuts_train_aug.jsonl.gz"]
+
+
+def test_variant_train_options_name_the_runs_own_base():
+    """An upcycled variant's --init-from names its seed's dense run ({seed}, {exp})."""
+    import argparse
+    import json
+
+    from helpers import load_script
+
+    tables = load_script("tables")
+    args = argparse.Namespace(exp_dir="exp/scaling/3.5h", variants=json.dumps({
+        "up": {"base": "moe_8e", "train": "--init-from {exp}/dense_8l/seed{seed}/epoch-4.pt "
+                                          "--budget-includes-base true"}}))
+    assert tables.variant_train_options(args, "up", 2) == [
+        "--init-from", "exp/scaling/3.5h/dense_8l/seed2/epoch-4.pt",
+        "--budget-includes-base", "true"]
+    assert tables.variant_train_options(args, "b1", 1) == []

@@ -30,12 +30,26 @@ seeds="1 2 3"
 max_steps=2000
 valid_every_n=250
 variants=$(cat conf/stability_variants.json)  # moe_8e_freeze and the others (run_tables.sh)
+upcycle_sizes="3.5h"     # where moe_8e_up also runs (issue 19 part 2, compared on dev)
+upcycle_from=epoch-4.pt  # its base: dense_8l's checkpoint of the same seed (3.5h: update 973)
 moe_system=moe_8e_freeze  # whose change against B1 the figure plots
 report_only=false
 results=results/scaling
 exp=exp/scaling
 
 . ../../tools/parse_options.sh
+
+upcycled_variants() {  # the stability variants and moe_8e_up: MoE-8e (routing frozen from its
+  # update 250) upcycled from dense_8l's $upcycle_from of the same seed, the base's updates
+  # counted in the budget (local/tables.py fills in {exp} and {seed})
+  python - "$variants" "$upcycle_from" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1])
+v["moe_8e_up"] = {"base": "moe_8e", "train": "--freeze-routing-after 250 --init-from "
+                  "{exp}/dense_8l/seed{seed}/" + sys.argv[2] + " --budget-includes-base true"}
+print(json.dumps(v))
+PY
+}
 
 size_options() {  # the run_tables.sh options that make a size
   case "$1" in
@@ -54,12 +68,14 @@ if ! $report_only; then
            "--num-train 48000 --stop-stage 2)" >&2
       exit 1
     fi
-    echo "$(date '+%F %T') [run_scaling.sh] size $size: $opts"
+    size_systems=$systems
+    case " $upcycle_sizes " in *" $size "*) size_systems="$systems moe_8e_up" ;; esac
+    echo "$(date '+%F %T') [run_scaling.sh] size $size: $opts; $size_systems"
     # shellcheck disable=SC2086
     ./run_tables.sh --tables-dir "$results/$size" --exp "$exp/$size" \
-      --systems "$systems" --seeds "$seeds" $opts --num-epochs 1000 --avg 1 \
+      --systems "$size_systems" --seeds "$seeds" $opts --num-epochs 1000 --avg 1 \
       --train-options "--max-steps $max_steps --valid-every-n $valid_every_n" \
-      --variants "$variants"
+      --variants "$(upcycled_variants)"
   done
 fi
 # shellcheck disable=SC2086
