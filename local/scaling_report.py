@@ -32,6 +32,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure-system", default="moe_8e",
                    help="whose relative change the figure plots")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--optional-systems", nargs="*", default=[],
+                   help="systems run at some sizes only (not missing elsewhere), e.g. moe_8e_up")
+    p.add_argument("--dev-pairs", nargs="*", default=[], metavar="A:B",
+                   help="also compare A with B on dev, e.g. moe_8e_up:moe_8e_freeze")
     return p
 
 
@@ -42,8 +46,12 @@ def main(argv=None) -> int:
 
     if args.reference not in args.systems:
         raise ValueError(f"--reference {args.reference} is not one of --systems")
+    pairs = [tuple(p.split(":", 1)) for p in args.dev_pairs]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--dev-pairs {args.dev_pairs}: each must be A:B")
     report = scaling_report(args.results_dir, args.sizes, args.systems, args.seeds,
-                            args.test_sets, args.reference, n_boot=args.bootstrap)
+                            args.test_sets, args.reference, n_boot=args.bootstrap,
+                            optional=args.optional_systems, dev_pairs=pairs)
     paths = write_scaling(report, args.results_dir, args.figure_system)
     print(scaling_markdown(report, paths[-1].name))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)

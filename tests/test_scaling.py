@@ -153,3 +153,29 @@ def test_variant_train_options_name_the_runs_own_base():
         "--init-from", "exp/scaling/3.5h/dense_8l/seed2/epoch-4.pt",
         "--budget-includes-base", "true"]
     assert tables.variant_train_options(args, "b1", 1) == []
+
+
+def test_dev_rule_and_a_system_run_at_one_size_only(study):
+    """On dev: the seed-mean gap against the larger seed std (by hand); moe_8e_up, run at
+    3.5h only, is not "missing" at 17.5h and is compared with its from-scratch twin."""
+    from speechmoe.tables.scaling import dev_verdict
+
+    a, b = {"mean": 10.0, "std": 1.0}, {"mean": 12.5, "std": 2.0}
+    assert dev_verdict(a, b) == {"gap": -2.5, "threshold": 2.0, "verdict": "better"}
+    assert dev_verdict(b, a)["verdict"] == "worse"
+    assert dev_verdict(a, {"mean": 11.5, "std": 2.0})["verdict"] == "no difference"
+    assert dev_verdict(a, {"mean": 20.0, "std": None})["verdict"] == "n/a (one seed)"
+    for k in (1, 2, 3):
+        write_run(study / "3.5h", "moe_8e_up", k, 0.10, 3.5)  # dev 10.1 +- 0.3 vs 20.1 +- 2
+    r = scaling_report(study, ["3.5h", "17.5h"], ["b1", "moe_8e", "moe_8e_up"], [1, 2, 3], SETS,
+                       n_boot=100, optional=["moe_8e_up"], dev_pairs=[("moe_8e_up", "moe_8e")])
+    assert r["missing"] == []
+    small, large = ({(c["system"], c["ref"]): c for c in e["dev_comparisons"]}
+                    for e in r["sizes"])
+    assert small[("moe_8e", "b1")]["verdict"] == "no difference"
+    assert small[("moe_8e_up", "b1")]["verdict"] == "better"
+    assert small[("moe_8e_up", "moe_8e")]["verdict"] == "better"
+    assert round(small[("moe_8e_up", "moe_8e")]["gap"], 6) == -10.0
+    assert set(large) == {("moe_8e", "b1")} and large[("moe_8e", "b1")]["verdict"] == "better"
+    md = scaling_markdown(r)
+    assert "| moe_8e_up | moe_8e | -10.00 |" in md and "on dev, a system beats" in md

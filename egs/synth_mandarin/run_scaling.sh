@@ -80,4 +80,5 @@ if ! $report_only; then
 fi
 # shellcheck disable=SC2086
 python ../../local/scaling_report.py --results-dir "$results" --sizes $sizes \
-  --systems $systems --seeds $seeds --figure-system "$moe_system"
+  --systems $systems moe_8e_up --seeds $seeds --figure-system "$moe_system" \
+  --optional-systems moe_8e_up --dev-pairs moe_8e_up:moe_8e_freeze

@@ -33,6 +33,21 @@ def verdict(c: Mapping[str, Any]) -> str:
     return "better" if c["rel_change"] < 0 else "worse"
 
 
+DEV_RULE = ("on dev, a system beats another when its mean final dev greedy TER is lower by "
+            "more than both systems' seed standard deviations")
+
+
+def dev_verdict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """System a against b on dev (the seed stats of their final dev greedy TER)."""
+    gap = a["mean"] - b["mean"]
+    if a.get("std") is None or b.get("std") is None:
+        return {"gap": gap, "threshold": None, "verdict": "n/a (one seed)"}
+    threshold = max(a["std"], b["std"])
+    return {"gap": gap, "threshold": threshold,
+            "verdict": "no difference" if abs(gap) <= threshold else
+            ("better" if gap < 0 else "worse")}
+
+
 def _size_hours(runs: Mapping[str, Mapping[int, dict]], size: str) -> float:
     hours = {round(float(r["train_hours"]), 3) for by_seed in runs.values()
              for r in by_seed.values()}
@@ -55,11 +70,17 @@ def _dev_final(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
 
 def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Sequence[str],
                    seeds: Sequence[int], test_sets: Sequence[str], reference: str = "b1",
-                   method: str = "wfst", n_boot: int = 1000, bootstrap_seed: int = 0) -> dict:
+                   method: str = "wfst", n_boot: int = 1000, bootstrap_seed: int = 0,
+                   optional: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = ()
+                   ) -> dict:
     """Every number of SCALING.md as one JSON-able dict. A size without runs is listed as
-    missing; a comparison whose systems lack runs is an "n/a" entry with the reason."""
+    missing; a comparison whose systems lack runs is an "n/a" entry with the reason. A
+    system of ``optional`` (run at some sizes only) with no run at a size is left out there,
+    not listed as missing. On dev every system is compared with the reference, and each
+    (a, b) of ``dev_pairs`` a with b, by DEV_RULE."""
     results_dir = Path(results_dir)
     out: dict[str, Any] = {"reference": reference, "method": method, "rule": RULE,
+                           "dev_rule": DEV_RULE,
                            "test_sets": list(test_sets), "sizes": [], "missing": []}
     for size in sizes:
         tables_dir = results_dir / size
@@ -67,12 +88,13 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
             runs = load_runs(tables_dir, systems, seeds)
         except TablesError:
             runs = {}
-        missing = [f"{s}/seed{k}" for s in systems for k in seeds if k not in runs.get(s, {})]
+        missing = [f"{s}/seed{k}" for s in systems for k in seeds if k not in runs.get(s, {})
+                   and not (s in optional and s not in runs)]
         out["missing"] += [f"{size}: {m}" for m in missing]
         if not runs:
             continue
         entry: dict[str, Any] = {"size": size, "hours": _size_hours(runs, size),
-                                 "systems": {}, "comparisons": []}
+                                 "systems": {}, "comparisons": [], "dev_comparisons": []}
         for s in systems:
             if s not in runs:
                 continue
@@ -96,6 +118,11 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
                          "test_set": t}
                 c["verdict"] = verdict(c)
                 entry["comparisons"].append(c)
+        dev = {s: d["dev"] for s, d in entry["systems"].items()}
+        for a, b in [(s, reference) for s in dev if s != reference] + list(dev_pairs):
+            if a in dev and b in dev:
+                entry["dev_comparisons"].append({"system": a, "ref": b,
+                                                 **dev_verdict(dev[a], dev[b])})
         out["sizes"].append(entry)
     if not out["sizes"]:
         raise NoRunsError(f"{results_dir}: no finished run at any size ({', '.join(sizes)})")
@@ -111,7 +138,8 @@ def scaling_markdown(report: Mapping[str, Any], figure: str | None = None) -> st
     lines = ["# Where SpeechMoE's gain appears: the data-scaling study", "",
              f"Every run: the same budget of updates; WFST error rates on the test sets, pooled "
              f"over seeds; each system against {ref} with a 95% paired-bootstrap interval over "
-             f"utterances. Rule, fixed before the first run: {report['rule']}.", ""]
+             f"utterances. Rule, fixed before the first run: {report['rule']}; "
+             f"{report.get('dev_rule', DEV_RULE)}.", ""]
     for entry in report["sizes"]:
         lines += [f"## {entry['size']} ({entry['hours']:.2f} h of distinct training audio)", "",
                   "| system | seeds | final dev greedy TER (mean ± std) | "
@@ -137,6 +165,12 @@ def scaling_markdown(report: Mapping[str, Any], figure: str | None = None) -> st
                 f"| {c['system']} | {c['test_set']} | {100 * c['rel_change']:+.1f}% | "
                 f"[{100 * c['ci_low']:+.1f}%, {100 * c['ci_high']:+.1f}%] | "
                 f"{c['mean_diff']:+.2f} | {_pct(c['noise_threshold'])} | {c['verdict']} |")
+        if entry.get("dev_comparisons"):
+            lines += ["", "| on dev | against | mean gap of final dev greedy TER | larger seed "
+                      "std | verdict |", "| --- | --- | --- | --- | --- |"]
+            lines += [f"| {c['system']} | {c['ref']} | {c['gap']:+.2f} | "
+                      f"{_pct(c['threshold'])} | {c['verdict']} |"
+                      for c in entry["dev_comparisons"]]
         lines.append("")
     if report["missing"]:
         lines += ["Runs not finished yet: " + ", ".join(report["missing"]) + ".", ""]
