@@ -212,7 +212,6 @@ class SetDecoder:
                          "wfst_processes": workers, "acoustic_scales": len(scales)}
         return result
 
-
     def report_unknown_words(self, name: str, refs: dict[str, list[str]]) -> None:
         """Say how many of a set's reference words the lexicon lacks, and what the WFST
         can do about them (nothing with a closed vocabulary)."""

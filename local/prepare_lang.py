@@ -146,7 +146,7 @@ def warn_bpe_size(model: BpeModel, lexicon: dict, log) -> None:
 def suggested_bpe_size(num_words: int) -> int:
     """A rule of thumb for a small text: about a tenth of its distinct words, between the
     ~30 single characters a Latin alphabet needs and 500 (icefall's LibriSpeech CTC)."""
-    return int(min(500, max(50, round(num_words / 10, -1))))
+    return int(min(500, max(30, round(num_words / 10, -1))))
 
 
 def syllable_lexicon(words, open_vocabulary: str, tone_sandhi: bool = False):

@@ -171,7 +171,7 @@ def test_too_large_bpe_vocabulary_is_warned_about():
     whole = {f"w{i}": [f"\u2581w{i}"] for i in range(60)}
     prepare_lang.warn_bpe_size(Model(), whole, log)
     assert len(log.messages) == 1 and "60 of the LM text's 60 words" in log.messages[0]
-    assert "--bpe-vocab-size, e.g. 50" in log.messages[0]
+    assert "--bpe-vocab-size, e.g. 30" in log.messages[0]
     split = {f"w{i}": ["\u2581w", f"{i}"] for i in range(60)}
     prepare_lang.warn_bpe_size(Model(), split, log)
     assert len(log.messages) == 1  # most words in several pieces: no warning
