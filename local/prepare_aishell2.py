@@ -45,6 +45,7 @@ from speechmoe.data.lhotse_prep import Part, cuts_from_recipe, read_transcripts,
     screen
 from speechmoe.data.manifests import normalize_mandarin, report_excluded, write_lines, \
     write_manifests
+from speechmoe.errors import CorpusLayoutError
 from speechmoe.logs import cli_main, setup_logger
 
 OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for academic "
@@ -54,10 +55,6 @@ OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for 
 PARTS = {"train": ("data", "train"), "dev": ("dev", "dev_ios"), "test": ("test", "test_ios")}
 HELDOUT_SET = "train_dev"
 SAMPLE_RATE = 16000
-
-
-class CorpusLayoutError(FileNotFoundError):
-    """The corpus is missing or incomplete; the message names what and where."""
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,7 @@ from speechmoe.data.lhotse_prep import Part, cuts_from_recipe, read_transcripts,
     screen
 from speechmoe.data.manifests import Excluded, get_normalizer, NORMALIZERS, report_excluded, \
     write_lines, write_manifests
+from speechmoe.errors import CorpusLayoutError
 from speechmoe.logs import cli_main, setup_logger
 
 URL = "https://www.openslr.org/12"
@@ -61,10 +62,6 @@ TRAIN_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "train-c
 EVAL_PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "dev-clean-2")
 LM_NAMES = ("librispeech-lm-norm.txt", "librispeech-lm-norm.txt.gz")
 SAMPLE_RATE = 16000
-
-
-class CorpusLayoutError(FileNotFoundError):
-    """The corpus is missing or incomplete; the message names what and where."""
 
 
 def get_parser() -> argparse.ArgumentParser:
