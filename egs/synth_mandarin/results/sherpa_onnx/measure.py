@@ -61,7 +61,7 @@ for name, c_api in (("sherpa-onnx", False), ("sherpa-onnx-c-api", True)):
         s = rec.create_stream()
         s.accept_waveform(sr, x)
         rec.decode_stream(s)
-        hyps.append(f"{u}\t{words_to_text([words[w] for w in s.result.words], "CER")}\n")
+        hyps.append(f"{u}\t{words_to_text([words[w] for w in s.result.words], 'CER')}\n")
     wall = time.perf_counter() - t0
     (out / f"hyp_{name}.tsv").write_text("".join(hyps))
     summary[name] = {"score": score(out / f"hyp_{name}.tsv"),
