@@ -179,3 +179,4 @@ def test_dev_rule_and_a_system_run_at_one_size_only(study):
     assert set(large) == {("moe_8e", "b1")} and large[("moe_8e", "b1")]["verdict"] == "better"
     md = scaling_markdown(r)
     assert "| moe_8e_up | moe_8e | -10.00 |" in md and "on dev, a system beats" in md
+    assert not any(c["system"] == "moe_8e_up" for c in r["sizes"][1]["comparisons"])

@@ -107,7 +107,7 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
             entry["systems"][s] = {"seeds": list(runs[s]), "rates": rates,
                                    "dev": _dev_final(runs[s])}
         for s in systems:
-            if s == reference:
+            if s == reference or (s in optional and s not in runs):
                 continue
             for t in test_sets:
                 try:
