@@ -7,7 +7,8 @@ newcomer tries egs/TEMPLATE on before their own (docs/adding-a-corpus.md).
 
 The text is real English prose: sentences of 5-14 plain words from the documentation
 that ships with CPython (the language reference's ``pydoc_data.topics`` and the standard
-library's docstrings, about 2,400 sentences), shuffled with --seed. Each set's
+library's docstrings, about 2,400 sentences with Python 3.11; another Python version
+ships other text, so other sentences and numbers), shuffled with --seed. Each set's
 utterances are read by espeak-ng's en-us voice with voice variants as speakers and
 varied speed and pitch, resampled to 16 kHz. Sets: train (--num-train), dev (--num-dev),
 test (--num-test), disjoint sentences; ``<set>/wav.scp``, ``text`` (the sentence as
