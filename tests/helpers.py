@@ -49,3 +49,38 @@ def count_host_syncs(fn, *args, **kwargs):
     finally:
         torch.Tensor.tolist = original
     return result, events
+
+
+def recipe_env(*unset: str) -> dict:
+    """The environment a recipe's run.sh runs in: this interpreter's bin first on PATH
+    (path.sh finds the toolkit there), the named corpus variables (db.sh's) unset."""
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    for name in unset:
+        env.pop(name, None)
+    return env
+
+
+def copy_recipe_tree(top: Path, *recipes: str, ignore: tuple = ()) -> Path:
+    """A scratch copy of the recipe machinery under ``top``: tools/, local/ and each
+    egs/<recipe> (without its data/ and exp/, nor the ``ignore`` patterns); returns top.
+    Nothing is then written into the repository."""
+    import shutil
+
+    for d in ("tools", "local"):
+        shutil.copytree(ROOT / d, top / d, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in recipes:
+        shutil.copytree(ROOT / "egs" / name, top / "egs" / name,
+                        ignore=shutil.ignore_patterns("data", "exp", *ignore))
+    return top
+
+
+def run_recipe(recipe: Path, *args, env=None):
+    """./run.sh ARGS in a recipe directory, output captured."""
+    import subprocess
+
+    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env or recipe_env(),
+                          capture_output=True, text=True)

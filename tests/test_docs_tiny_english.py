@@ -4,7 +4,6 @@ WER clearly below 80% on the test set, every utterance scored, the empty file re
 About 4 minutes on 2 cores, so behind the `slow` marker (`make test-all`)."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import copy_recipe_tree, recipe_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "adding-a-corpus.md"
@@ -36,15 +36,13 @@ def test_the_walk_is_where_the_test_looks():
 @pytest.mark.slow
 @needs_espeak
 def test_tiny_english_walk_learns(tmp_path):
-    top = tmp_path / "tree"
-    for d in ("tools", "local", "docs"):
-        shutil.copytree(ROOT / d, top / d, ignore=shutil.ignore_patterns("__pycache__"))
-    for d in ("TEMPLATE", "synth_mandarin/conf"):
-        shutil.copytree(ROOT / "egs" / d, top / "egs" / d)
+    top = copy_recipe_tree(tmp_path / "tree", "TEMPLATE")
+    shutil.copytree(ROOT / "docs", top / "docs")
+    shutil.copytree(ROOT / "egs" / "synth_mandarin" / "conf",
+                    top / "egs" / "synth_mandarin" / "conf")
     (top / ".venv").symlink_to(Path(sys.executable).parents[1])  # the toolkit's environment
     script = walk_commands().replace("/tmp/tiny_en", str(tmp_path / "tiny_en"))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=top, env=env,
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=top, env=recipe_env(),
                        capture_output=True, text=True)
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     recipe = top / "egs" / "tiny_en"

@@ -3,10 +3,8 @@ and the TEMPLATE recipe followed as a new user would: a corpus of English speech
 Kaldi layout, BPE units, every stage at tiny size."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 
 from speechmoe.data.manifests import normalize_mandarin, normalize_words
-from helpers import load_script
+from helpers import copy_recipe_tree, load_script, recipe_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,26 +233,17 @@ TINY = ["--nj", "2", "--num-rirs", "3", "--rvb-fraction", "0", "--bpe-vocab-size
                                          "attention_ffn_dim": 128, "attention_heads": 2})]
 
 
-def recipe_env():
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env.pop("CORPUS", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def template_recipe(tmp_path_factory):
     """egs/TEMPLATE copied and set up as its README says, then run on an English corpus."""
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("espeak-ng / sox not installed (make install)")
-    top = tmp_path_factory.mktemp("tree")
-    for d in ("tools", "local"):
-        shutil.copytree(ROOT / d, top / d, ignore=shutil.ignore_patterns("__pycache__"))
+    top = copy_recipe_tree(tmp_path_factory.mktemp("tree"))
     shutil.copytree(ROOT / "egs" / "synth_mandarin" / "conf", top / "egs" / "synth_mandarin" /
                     "conf")
     recipe = top / "egs" / "mycorpus"
     shutil.copytree(ROOT / "egs" / "TEMPLATE", recipe)  # cp -r TEMPLATE mycorpus
-    env = recipe_env()
+    env = recipe_env("CORPUS")
     # before the configs are copied in, training says what to do
     r = subprocess.run(["./run.sh", "--stage", "4"], cwd=recipe, env=env, capture_output=True,
                        text=True)

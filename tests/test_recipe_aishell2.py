@@ -6,7 +6,6 @@ the chain runs `./run.sh --corpus-dir ...` with tiny sizes in a scratch copy of 
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import copy_recipe_tree, load_script, recipe_env
+from helpers import run_recipe as run
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://www.aishelltech.com/aishell_2"
@@ -69,35 +69,17 @@ def tone_corpus(root: Path) -> Path:
     return layout(root, rows)
 
 
-def recipe_env():
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return env
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """A scratch copy of the recipe machinery (nothing is written into the repository)."""
-    top = tmp_path_factory.mktemp("tree")
-    for d in ("tools", "local"):
-        shutil.copytree(ROOT / d, top / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "egs" / "aishell2", top / "egs" / "aishell2",
-                    ignore=shutil.ignore_patterns("data", "exp"))
-    return top / "egs" / "aishell2"
-
-
-def run(recipe: Path, *args, env=None):
-    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env or recipe_env(),
-                          capture_output=True, text=True)
+    return copy_recipe_tree(tmp_path_factory.mktemp("tree"), "aishell2") / "egs" / "aishell2"
 
 
 # --------------------------------------------------------------------------- layout errors
 
 
 def test_unset_corpus_location_names_db_sh_and_where_to_get_it(tree):
-    env = recipe_env()
-    env.pop("AISHELL2", None)
-    r = run(tree, "--stop-stage", "0", env=env)
+    r = run(tree, "--stop-stage", "0", env=recipe_env("AISHELL2"))
     assert r.returncode != 0
     assert "db.sh" in r.stderr and "--corpus-dir" in r.stderr and URL in r.stderr
 

@@ -7,16 +7,14 @@ the chain runs `./run.sh --corpus-dir ...` with tiny sizes in a scratch copy of 
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import copy_recipe_tree, load_script, recipe_env, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://www.openslr.org/12"
@@ -58,27 +56,16 @@ def tone_corpus(root: Path, train_parts=("train-clean-100",)) -> Path:
     return layout(root, rows, lambda path, text: tone_flac(path))
 
 
-def recipe_env():
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env.pop("LIBRISPEECH", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    """A scratch copy of the recipe machinery (nothing is written into the repository)."""
-    top = tmp_path_factory.mktemp("tree")
-    for d in ("tools", "local"):
-        shutil.copytree(ROOT / d, top / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "egs" / "librispeech", top / "egs" / "librispeech",
-                    ignore=shutil.ignore_patterns("data", "exp"))  # configs copied, not linked
-    return top / "egs" / "librispeech"
+    """A scratch copy of the recipe machinery (nothing is written into the repository;
+    the configs are copied, not linked)."""
+    return copy_recipe_tree(tmp_path_factory.mktemp("tree"), "librispeech") / "egs" / \
+        "librispeech"
 
 
 def run(recipe: Path, *args, env=None):
-    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env or recipe_env(),
-                          capture_output=True, text=True)
+    return run_recipe(recipe, *args, env=env or recipe_env("LIBRISPEECH"))
 
 
 def prepare(*args):

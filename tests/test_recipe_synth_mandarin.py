@@ -4,7 +4,6 @@ One run of `./run.sh --tiny true` (a few minutes on 2 cores) is shared by the te
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import copy_recipe_tree, recipe_env, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("test_read", "test_chat", "test_spon")
@@ -20,15 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.whic
                                 reason="espeak-ng / sox not installed (make install)")
 
 
-def recipe_env():
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return env
-
-
 def run(recipe: Path, *args, check=True):
-    r = subprocess.run(["./run.sh", *args], cwd=recipe, env=recipe_env(), capture_output=True,
-                       text=True)
+    r = run_recipe(recipe, *args)
     if check and r.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed ({r.returncode}):\n"
                              f"{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
@@ -38,12 +31,8 @@ def run(recipe: Path, *args, check=True):
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     """A copy of the repository's recipe machinery, with the tiny recipe run in it."""
-    top = tmp_path_factory.mktemp("tree")
-    for d in ("tools", "local"):
-        shutil.copytree(ROOT / d, top / d)
-    recipe = top / "egs" / "synth_mandarin"
-    shutil.copytree(ROOT / "egs" / "synth_mandarin", recipe,
-                    ignore=shutil.ignore_patterns("data", "exp", "RESULTS.md"))
+    recipe = copy_recipe_tree(tmp_path_factory.mktemp("tree"), "synth_mandarin",
+                              ignore=("RESULTS.md",)) / "egs" / "synth_mandarin"
     t0 = time.time()
     r = run(recipe, "--tiny", "true")
     recipe.joinpath("wall_seconds").write_text(f"{time.time() - t0:.0f}")
