@@ -274,6 +274,13 @@ def epochs_record(args, run_dir: Path) -> list[dict]:
     return epochs
 
 
+def base_updates(run_dir: Path) -> int:
+    """The updates of the dense model a run was upcycled from (init_from.json; 0 when the
+    run trained from scratch): the run's own steps start after them."""
+    path = run_dir / "init_from.json"
+    return int(json.loads(path.read_text())["base_updates"]) if path.is_file() else 0
+
+
 def dev_curve(run_dir: Path) -> list[dict]:
     """Dev CTC and greedy TER at every --valid-every-n step (log/valid.jsonl) and at every
     epoch's end, by update (a step measured twice after a resume: its last record)."""
@@ -375,6 +382,7 @@ def collect(args, system: str, seed: int, run_dir: Path,
         "train_options": variants(args).get(system, {}).get("train", ""),
         "train_hours": round(train_hours, 3), "settings": run_settings(args),
         "epochs": epochs, "dev_curve": dev_curve(run_dir), "routing": routing,
+        "base_updates": base_updates(run_dir),
         "decode": {"network_rtf": round(sum(t["network_seconds"] for t in tests) / audio, 5),
                    "decode_rtf": round(sum(t["decoding_seconds"] for t in tests) / audio, 5),
                    "wfst_processes": tests[0]["wfst_processes"], "acoustic_scale": scale,

@@ -180,3 +180,25 @@ def test_dev_rule_and_a_system_run_at_one_size_only(study):
     md = scaling_markdown(r)
     assert "| moe_8e_up | moe_8e | -10.00 |" in md and "on dev, a system beats" in md
     assert not any(c["system"] == "moe_8e_up" for c in r["sizes"][1]["comparisons"])
+
+
+def test_an_upcycled_runs_dev_curve_starts_after_its_base(study, tmp_path):
+    """The curve of a run upcycled from a dense model's update 973 is plotted at 973 + its
+    own steps; tables.py records those base updates from the run's init_from.json."""
+    for k in (1, 2, 3):
+        write_run(study / "3.5h", "moe_8e_up", k, 0.10, 3.5)
+        path = study / "3.5h" / "runs" / "moe_8e_up" / f"seed{k}.json"
+        run = json.loads(path.read_text())
+        path.write_text(json.dumps({**run, "base_updates": 973}))
+    r = scaling_report(study, ["3.5h"], ["b1", "moe_8e", "moe_8e_up"], [1, 2, 3], SETS,
+                       n_boot=10, optional=["moe_8e_up"])
+    systems = r["sizes"][0]["systems"]
+    assert [p["step"] for p in systems["moe_8e_up"]["dev"]["curve"]] == [1223, 1473]
+    assert [p["step"] for p in systems["b1"]["dev"]["curve"]] == [250, 500]
+
+    from helpers import load_script
+
+    tables = load_script("tables")
+    assert tables.base_updates(tmp_path) == 0
+    (tmp_path / "init_from.json").write_text(json.dumps({"base_updates": 973}))
+    assert tables.base_updates(tmp_path) == 973

@@ -58,10 +58,11 @@ def _size_hours(runs: Mapping[str, Mapping[int, dict]], size: str) -> float:
 
 def _dev_final(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
     """Seed stats of the last dev greedy TER, and the mean dev curve over seeds (the steps
-    every seed measured)."""
+    every seed measured). A curve's steps count all updates: those of an upcycled run's
+    dense base (its record's base_updates) come before its own."""
     finals = [r["epochs"][-1]["dev_greedy_ter"] for r in runs_of_system.values()]
-    curves = [{p["step"]: p["dev_greedy_ter"] for p in r.get("dev_curve", [])}
-              for r in runs_of_system.values()]
+    curves = [{p["step"] + int(r.get("base_updates", 0)): p["dev_greedy_ter"]
+               for p in r.get("dev_curve", [])} for r in runs_of_system.values()]
     steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
     return {**seed_stats(finals), "values": finals,
             "curve": [{"step": s, "dev_greedy_ter": sum(c[s] for c in curves) / len(curves)}
@@ -208,9 +209,13 @@ def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "
             if curve:
                 ax_dev.plot([p["step"] for p in curve], [p["dev_greedy_ter"] for p in curve],
                             styles[i % 3], label=f"{s} {e['size']}")
-    ax_dev.set_xlabel("updates")
+    ax_dev.set_xlabel("updates (an upcycled run's after its dense base's)")
     ax_dev.set_ylabel("dev greedy TER (%), mean over seeds")
     ax_dev.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax_dev.yaxis.set_major_formatter(ScalarFormatter())  # 6, 10, 20, not powers of ten
+    ax_dev.yaxis.set_minor_formatter(ScalarFormatter())
     ax_dev.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _save(fig, out_png)
