@@ -201,6 +201,10 @@ def test_routing_frozen_from_an_update_on_and_churn_recorded(train_params):
     assert not torch.equal(other, trainer.model.output_layer.weight)
     assert "routing frozen" in (Path(params.exp_dir) / "log" / "train.log").read_text()
     log = Path(params.exp_dir) / "log"
+    # L_e, a function of frozen parameters only from update 2 on, is no longer computed
+    steps = [json.loads(x) for x in (log / "losses.jsonl").read_text().splitlines()]
+    assert [("embedding_ctc" in r) for r in steps] == [True, True, False, False]
+    assert not trainer.embedding_loss and trainer.loss_config.gamma == 0.0
     records = sorted((json.loads(x) for f in ("valid.jsonl", "epochs.jsonl")
                       for x in (log / f).read_text().splitlines()), key=lambda r: r["step"])
     # a process's first validation has nothing to compare with (steps 1 and 3 here)

@@ -153,6 +153,7 @@ class Trainer:
         seed_everything(params.seed)
         self.model = build_model(system.model).to(self.dist.device)
         self.embedding_loss = system.loss.gamma > 0
+        self.loss_config = system.loss  # gamma set to 0 once the routing is frozen
         if self.model.embedding is not None and not self.embedding_loss:
             # gamma 0: the embedding network learns through the routers alone; its CTC
             # head would get no gradient (DDP would stop on it), so it is frozen.
@@ -249,6 +250,10 @@ class Trainer:
             self.routing_frozen = True
             self.log.info("update %d: routing frozen (%d router and embedding-network "
                           "parameters)", self.step, freeze_routing(self.model))
+            if self.embedding_loss:  # L_e now has no gradient: no longer computed
+                self.embedding_loss = False
+                self.loss_config = dataclasses.replace(self.system.loss, gamma=0.0)
+                self.log.info("L_e (gradient-free now) is no longer computed or logged")
 
     def _restore(self) -> tuple[int, int, Optional[dict]]:
         """(first epoch, global step, sampler state) from the newest complete checkpoint."""
@@ -347,7 +352,7 @@ class Trainer:
                 out = self.ddp(batch["features"].to(dev), batch["lengths"].to(dev),
                                with_embedding_loss=self.embedding_loss)
             loss, parts = speechmoe_loss(out, batch["targets"].to(dev),
-                                         batch["target_lengths"].to(dev), self.system.loss,
+                                         batch["target_lengths"].to(dev), self.loss_config,
                                          reduce=self.reduce, with_floats=False)
         return out, loss, parts
 
