@@ -1,4 +1,4 @@
-import sys, time, json
+import sys, time
 sys.path.insert(0, "/work/main")
 from pathlib import Path
 import kaldifst
