@@ -33,7 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="whose relative change the figure plots")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--optional-systems", nargs="*", default=[],
-                   help="systems run at some sizes only (not missing elsewhere), e.g. moe_8e_up")
+                   help="systems run at some sizes only (not missing elsewhere), e.g. "
+                        "moe_8e_up, or not run at one size: dense_8l@17.5h")
     p.add_argument("--dev-pairs", nargs="*", default=[], metavar="A:B",
                    help="also compare A with B on dev, e.g. moe_8e_up:moe_8e_freeze")
     return p

@@ -180,6 +180,13 @@ def test_dev_rule_and_a_system_run_at_one_size_only(study):
     md = scaling_markdown(r)
     assert "| moe_8e_up | moe_8e | -10.00 |" in md and "on dev, a system beats" in md
     assert not any(c["system"] == "moe_8e_up" for c in r["sizes"][1]["comparisons"])
+    # system@size: not run at that size by design; elsewhere its absence is still missing
+    for optional, missing in ((["moe_8e_up@17.5h"], []),
+                              (["moe_8e_up@3.5h"], [f"17.5h: moe_8e_up/seed{k}" for k in
+                                                    (1, 2, 3)])):
+        r = scaling_report(study, ["3.5h", "17.5h"], ["b1", "moe_8e", "moe_8e_up"],
+                           [1, 2, 3], SETS, n_boot=10, optional=optional)
+        assert r["missing"] == missing, optional
 
 
 def test_an_upcycled_runs_dev_curve_starts_after_its_base(study, tmp_path):

@@ -26,6 +26,7 @@ cd "$(dirname "$0")"
 
 sizes="3.5h 17.5h 70h"
 systems="b1 moe_8e_freeze dense_8l"
+not_run="dense_8l@17.5h"  # the study's design: dense_8l at the smallest and largest size
 seeds="1 2 3"
 max_steps=2000
 valid_every_n=250
@@ -78,7 +79,8 @@ if ! $report_only; then
       --variants "$(upcycled_variants)"
   done
 fi
+# the report covers the whole study whatever --sizes and --systems ran this time
 # shellcheck disable=SC2086
-python ../../local/scaling_report.py --results-dir "$results" --sizes $sizes \
-  --systems $systems moe_8e_up --seeds $seeds --figure-system "$moe_system" \
-  --optional-systems moe_8e_up --dev-pairs moe_8e_up:moe_8e_freeze
+python ../../local/scaling_report.py --results-dir "$results" --sizes 3.5h 17.5h 70h \
+  --systems b1 moe_8e_freeze dense_8l moe_8e_up --seeds 1 2 3 --figure-system "$moe_system" \
+  --optional-systems moe_8e_up $not_run --dev-pairs moe_8e_up:moe_8e_freeze

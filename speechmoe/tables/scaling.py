@@ -76,21 +76,23 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
                    ) -> dict:
     """Every number of SCALING.md as one JSON-able dict. A size without runs is listed as
     missing; a comparison whose systems lack runs is an "n/a" entry with the reason. A
-    system of ``optional`` (run at some sizes only) with no run at a size is left out there,
-    not listed as missing. On dev every system is compared with the reference, and each
+    system of ``optional`` (run at some sizes only; "system@size": not run at that size)
+    with no run at a size is left out there, not listed as missing. On dev every system is compared with the reference, and each
     (a, b) of ``dev_pairs`` a with b, by DEV_RULE."""
     results_dir = Path(results_dir)
     out: dict[str, Any] = {"reference": reference, "method": method, "rule": RULE,
                            "dev_rule": DEV_RULE,
                            "test_sets": list(test_sets), "sizes": [], "missing": []}
     for size in sizes:
+        skip = {o for o in optional if "@" not in o} | {
+            o.split("@", 1)[0] for o in optional if o.endswith("@" + size)}
         tables_dir = results_dir / size
         try:
             runs = load_runs(tables_dir, systems, seeds)
         except TablesError:
             runs = {}
         missing = [f"{s}/seed{k}" for s in systems for k in seeds if k not in runs.get(s, {})
-                   and not (s in optional and s not in runs)]
+                   and not (s in skip and s not in runs)]
         out["missing"] += [f"{size}: {m}" for m in missing]
         if not runs:
             continue
@@ -108,7 +110,7 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
             entry["systems"][s] = {"seeds": list(runs[s]), "rates": rates,
                                    "dev": _dev_final(runs[s])}
         for s in systems:
-            if s == reference or (s in optional and s not in runs):
+            if s == reference or (s in skip and s not in runs):
                 continue
             for t in test_sets:
                 try:
@@ -199,16 +201,21 @@ def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=t)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
+    hours = [e["hours"] for e in report["sizes"]]
+    ax.set_xticks(hours, [f"{h:.3g}" for h in hours])  # the sizes, not powers of ten
+    ax.minorticks_off()
     ax.set_xlabel("hours of distinct training audio")
     ax.set_ylabel(f"{system} vs {report['reference']}: relative change of CER (%)")
     ax.legend(fontsize=8)
-    styles = ["-", "--", ":"]
+    styles = ["-", "--", ":"]  # by size; a colour per system
+    colours = {}
     for i, e in enumerate(report["sizes"]):
         for s, d in e["systems"].items():
             curve = d["dev"]["curve"]
+            colour = colours.setdefault(s, f"C{len(colours)}")
             if curve:
                 ax_dev.plot([p["step"] for p in curve], [p["dev_greedy_ter"] for p in curve],
-                            styles[i % 3], label=f"{s} {e['size']}")
+                            styles[i % 3], color=colour, label=f"{s} {e['size']}")
     ax_dev.set_xlabel("updates (an upcycled run's after its dense base's)")
     ax_dev.set_ylabel("dev greedy TER (%), mean over seeds")
     ax_dev.set_yscale("log")
