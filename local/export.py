@@ -24,7 +24,9 @@ torch.load(weights_only=True).
 sherpa-onnx (speechmoe/sherpa.py): model.onnx as sherpa-onnx's offline `zipformer_ctc`
 type, taking sherpa-onnx's own fbank (deltas, CMVN, stacking and subsampling inside the
 graph; the acoustic scale folded into its log-probs; a pitch model's pitch replaced by
-constants, --sherpa-pitch), tokens.txt, TLG.fst and words.txt (unless --no-graph),
+constants, --sherpa-pitch), tokens.txt, TLG.fst and words.txt (unless --no-graph; this
+TLG is built from the lang dir's L_disambig.fst and G.fst with each word's label on its
+first token, where sherpa-onnx's decoder reads it: speechmoe/lang/word_start.py),
 sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
 """
 
@@ -42,6 +44,8 @@ from speechmoe.expdir import ExpDir
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import export_onnx, export_torchscript, load_model_for_inference, \
     quantize_onnx
+from speechmoe.lang.graph import built_topology
+from speechmoe.lang.word_start import build_word_start_tlg
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
@@ -139,12 +143,23 @@ def export_for_sherpa(args, model, tmp: Path, manifest: dict, log) -> None:
     """<tmp>/sherpa-onnx/ (not in manifest.json: it lists its own files' checksums)."""
     t0 = time.time()
     features = FeatureConfig.load(tmp / "features.json")
+    graph = None
+    if not args.no_graph:  # TLG.fst's word labels are where sherpa-onnx cannot read them
+        topology = built_topology(args.lang_dir)
+        if topology is None:
+            topology = "compact"
+            log.warning("%s has no graph.json: the sherpa-onnx graph gets the %s CTC "
+                        "topology", args.lang_dir, topology)
+        graph = tmp / "sherpa-TLG.fst"
+        build_word_start_tlg(args.lang_dir, graph, topology=topology)
     d = export_sherpa_onnx(
         model, features, GlobalCMVN.load(tmp / "cmvn.pt"), tmp / "sherpa-onnx",
-        tokens=tmp / "tokens.txt", graph=None if args.no_graph else tmp / "TLG.fst",
+        tokens=tmp / "tokens.txt", graph=graph,
         words=None if args.no_graph else tmp / "words.txt",
         acoustic_scale=manifest["acoustic_scale"], pitch=args.sherpa_pitch,
         info={k: manifest[k] for k in ("model", "checkpoint", "averaged", "exported")})
+    if graph is not None:
+        graph.unlink()
     fb = fbank_options(features)
     log.info("sherpa-onnx export: %.0f s (fbank %s%s)", time.time() - t0,
              fb["feature_extractor"], "" if fb["c_api_matches"] else

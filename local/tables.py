@@ -44,6 +44,7 @@ from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT
 from speechmoe.expdir import ExpDir
 from speechmoe.inference import load_model_for_inference
 from speechmoe.info import measure_cost
+from speechmoe.lang.graph import built_topology
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
@@ -236,10 +237,7 @@ SETTINGS_BEFORE_RECORDED = {"ctc_topology": "standard"}
 
 def graph_topology(lang_dir: Path) -> str:
     """The CTC topology of lang_dir's TLG (graph.json; older ones were all standard)."""
-    path = Path(lang_dir) / "graph.json"
-    if not path.is_file():
-        return "unknown"  # the tiny set's or a test's lang dir without graph.json
-    return json.loads(path.read_text()).get("topology", "standard")
+    return built_topology(lang_dir) or "unknown"  # a test's lang dir has no graph.json
 
 
 def check_finished_runs(args) -> None:

@@ -2,8 +2,9 @@
 
     from speechmoe.sherpa import export_sherpa_onnx, sherpa_recognizer
 
+    build_word_start_tlg("data/lang", "sherpa-TLG.fst")  # speechmoe.lang.word_start
     export_sherpa_onnx(model, features, cmvn, "exp/moe_4e/export/sherpa-onnx",
-                       tokens="data/lang/tokens.txt", graph="data/lang/TLG.fst",
+                       tokens="data/lang/tokens.txt", graph="sherpa-TLG.fst",
                        words="data/lang/words.txt", acoustic_scale=0.7)
     rec = sherpa_recognizer("exp/moe_4e/export/sherpa-onnx")   # sherpa_onnx.OfflineRecognizer
 
@@ -19,7 +20,10 @@ fixed in the graph. Everything between (SherpaCtcModel) is in model.onnx:
 the deltas and the stacking replicating each utterance's own last frame, as the toolkit
 does per utterance (so the padding never reaches a real frame). sherpa-onnx's graph
 decoder (kaldi-decoder's FasterDecoder, beam 16) has no acoustic scale: the tuned one is
-folded into the log-probs (greedy decoding does not change with it).
+folded into the log-probs (greedy decoding does not change with it). It reads a word
+only on an arc that starts a new token, so the graph is not data/lang/TLG.fst (whose
+determinization moves homophones' words to their word-end arcs, which sherpa-onnx skips)
+but build_word_start_tlg's, with every word on its first token.
 
 sherpa-onnx computes no pitch. A model trained with pitch (FeatureConfig.pitch) gets two
 constant columns in place of the pitch features: "mean" (the default), the training
@@ -216,6 +220,21 @@ def write_tokens(tokens: Union[str, Path], path: Path) -> int:
     return V
 
 
+def check_word_starts(graph: Union[str, Path], num_tokens: int) -> None:
+    """Raise unless every word label of the graph is on a token (not epsilon, not the
+    blank): the only arcs whose words sherpa-onnx's CTC FST decoder reads."""
+    import kaldifst
+
+    from speechmoe.lang.word_start import word_starts_violations
+
+    bad = word_starts_violations(kaldifst.StdVectorFst.read(str(graph)), num_tokens)
+    if bad:
+        raise ValueError(
+            f"{graph}: {bad} word labels are on epsilon or blank arcs, which sherpa-onnx "
+            "skips (their words would be lost): build the graph with "
+            "speechmoe.lang.word_start.build_word_start_tlg")
+
+
 def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCMVN,
                        out_dir: Union[str, Path], tokens: Union[str, Path],
                        graph: Optional[Union[str, Path]] = None,
@@ -225,6 +244,7 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     """The directory to copy to a device: model.onnx, tokens.txt, [TLG.fst, words.txt],
     sherpa-onnx.json (fbank options, decoding settings, each file's SHA-256) and README.md.
 
+    graph: a TLG whose words are on their first tokens (build_word_start_tlg; checked).
     acoustic_scale: folded into the log-probs (the tuned WFST scale; 1.0 when None).
     pitch: how a pitch model's missing pitch is filled (pitch_fill). max_active: the
     graph decoder's setting (OfflineCtcFstDecoderConfig; the toolkit decodes with 7000,
@@ -246,6 +266,7 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     if num_classes != V:
         raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
     if graph is not None:
+        check_word_starts(graph, V)
         shutil.copy(graph, tmp / "TLG.fst")
         shutil.copy(words, tmp / "words.txt")
     module = SherpaCtcModel(model, features, cmvn, scale, fill)
@@ -330,7 +351,8 @@ def readme(s: dict) -> str:
         f"{s['vocab_size']}) and `log_probs_len`). The deltas, global CMVN, frame stacking "
         "and subsampling are inside model.onnx; it takes sherpa-onnx's own fbank.", "",
         "Files: model.onnx, tokens.txt" + (", TLG.fst (the decoding graph, input labels "
-                                           "token id + 1), words.txt" if wfst else "")
+                                           "token id + 1, each word's label on its first "
+                                           "token), words.txt" if wfst else "")
         + ", sherpa-onnx.json (these settings and each file's SHA-256).", "",
         "## Feature options", "",
         f"The fbank must be computed with `FeatureExtractorConfig({py_fb})`.", "",

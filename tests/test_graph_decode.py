@@ -295,3 +295,67 @@ def test_cli_builds_a_graph_the_decoder_reads(tmp_path):
     assert (d / "TLG.fst").is_file() and (d / "words.txt").is_file()
     dec = WfstDecoder(d / "TLG.fst", d / "words.txt")
     assert dec.decode(spell("c d b a".split())) == ["cd", "bah"]
+
+
+def sherpa_words(graph_path, log_probs) -> list[int]:
+    """Word ids as sherpa-onnx's offline CTC FST decoder reads the best path
+    (offline-ctc-fst-decoder.cc, DecodeOne): an arc's word only where a new non-blank
+    token starts; epsilon, blank and repeated-token arcs are skipped, words and all."""
+    import kaldi_decoder
+    import kaldifst
+
+    fst = kaldifst.StdVectorFst.read(str(graph_path))  # the decoder only points to it
+    dec = kaldi_decoder.FasterDecoder(fst, kaldi_decoder.FasterDecoderOptions(max_active=7000))
+    dec.decode(kaldi_decoder.DecodableCtc(log_probs))
+    ok, best = dec.get_best_path()
+    assert ok
+    arcs = {}  # the best path is linear: state -> (next state, ilabel, olabel)
+    for line in best.to_str().splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            arcs[int(f[0])] = (int(f[1]), int(f[2]), int(f[3]))
+    words, prev, state = [], -1, best.start
+    while state in arcs:
+        state, ilabel, olabel = arcs[state]
+        if ilabel != prev and ilabel not in (0, 1) and olabel:
+            words.append(olabel)
+        prev = ilabel
+    return words
+
+
+SPELLINGS = ["b a", "c d b a", "a b b a", "e d d", "d e e e d", "a b c c d", "c d a b c e d"]
+
+
+@pytest.mark.parametrize("topology", ["standard", "compact"])
+def test_word_start_graph_puts_words_where_sherpa_onnx_reads_them(tmp_path, topology):
+    """TLG.fst's homophones (ba, bah) get their words on word-end arcs that are epsilon,
+    and a reader like sherpa-onnx's loses them; the word-start graph keeps every word
+    on its first token and is read the same by both decoders."""
+    import kaldifst
+
+    from speechmoe.lang.word_start import build_word_start_tlg, word_starts_violations
+    from speechmoe.sherpa import check_word_starts
+
+    d = write_lang(tmp_path)
+    graph.build_tlg(d, d / "lm.arpa", order=2, topology=topology)
+    info = build_word_start_tlg(d, d / "ws.fst", topology=topology)
+    assert info["sizes"]["TLG"][0] > 0
+    assert word_starts_violations(kaldifst.StdVectorFst.read(str(d / "TLG.fst")), 6) > 0
+    assert word_starts_violations(kaldifst.StdVectorFst.read(str(d / "ws.fst")), 6) == 0
+    with pytest.raises(ValueError, match="TLG.fst: .* word labels"):
+        check_word_starts(d / "TLG.fst", 6)
+    check_word_starts(d / "ws.fst", 6)
+    plain = WfstDecoder(d / "TLG.fst", d / "words.txt")
+    ws = WfstDecoder(d / "ws.fst", d / "words.txt")
+    lost = 0
+    for k, toks in enumerate(SPELLINGS):
+        for x in (spell(toks.split()), spell(toks.split(), rep=3, peak=0.6, noise=0.3,
+                                                seed=k)):
+            want = plain.decode_ids(x)
+            assert ws.decode_ids(x) == want == sherpa_words(d / "ws.fst", x), toks
+            lost += sherpa_words(d / "TLG.fst", x) != want
+    if topology == "compact":  # "b a" alone: ba's word label sits on its word-end arc
+        assert lost > 0
+    with pytest.raises(FileNotFoundError, match="G.fst"):
+        (d / "G.fst").unlink()
+        build_word_start_tlg(d, d / "x.fst")

@@ -425,7 +425,7 @@ def test_sherpa_onnx_runs_the_export_stages_model_and_graph(recipe, exported):
     sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
     decoder = WfstDecoder(d / "TLG.fst", d / "words.txt", acoustic_scale=1.0,  # folded in
                           max_active=settings["decoding"].get("max_active", 3000))
-    wavs = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[:6]
+    wavs = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[:20]
     audio = [sf.read(w, dtype="float32")[0] for w in wavs]
     got = {}
     for method in ("greedy", "wfst"):

@@ -13,6 +13,7 @@ One function per graph:
     G    make_grammar_fst      the word n-gram LM (ARPA, kaldilm's arpa2fst)
     LG   compose_lg            determinized and minimized L o G
     TLG  compose_tlg           T o LG; build_tlg runs the whole chain for a lang dir
+         (speechmoe.lang.word_start: the TLG for sherpa-onnx, words on their first token)
 
 The lang dir's text files (tokens.txt, lexicon.txt, words.txt) and the disambiguation
 symbols are speechmoe.lang.symbols.
@@ -344,6 +345,7 @@ _INPUT_LABEL_PROPERTIES = (0x10000 | 0x20000      # kAcceptor, kNotAcceptor
                            | 0x1000000 | 0x2000000    # kIEpsilons, kNoIEpsilons
                            | 0x10000000 | 0x20000000)  # kILabelSorted, kNotILabelSorted
 ILABEL_SORTED = 0x10000000
+_LABEL_PROPERTIES = 0xffff0000  # kAcceptor .. kNotOLabelSorted: every label-dependent bit
 
 
 def relabel_high_ilabels(fst, max_label: int) -> int:
@@ -394,6 +396,18 @@ def max_ilabel(fst) -> int:
             if arc.ilabel > best:
                 best = arc.ilabel
     return best
+
+
+def built_topology(lang_dir: Union[str, Path]) -> str | None:
+    """The CTC topology of lang_dir's TLG.fst as its graph.json records it (the lang
+    stage writes build_tlg's info there; files from before the choice: standard); None
+    without graph.json."""
+    import json
+
+    path = Path(lang_dir) / "graph.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("topology", "standard")
 
 
 def build_tlg(lang_dir: Union[str, Path], arpa_path: Union[str, Path],
