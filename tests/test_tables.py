@@ -316,6 +316,11 @@ def test_timing_notes_beside_the_runs_are_linked(tmp_path):
     assert "Known disturbances of these wall times: `runs/TIMING_NOTES.md`" in md
     assert json.loads((tmp_path / "tables.json").read_text())["meta"]["timing_notes"] == \
         "runs/TIMING_NOTES.md"
+    assert "\n> " not in md
+    (tmp_path / "NOTE.md").write_text("Superseded in part:\n\nsee SCALING.md.\n")
+    write_tables(tmp_path, systems=("b1",), seeds=(1,), n_bootstrap=10)
+    md = (tmp_path / "TABLES.md").read_text(encoding="utf-8")
+    assert "do not edit.\n\n> Superseded in part:\n>\n> see SCALING.md.\n\n- **Seeds**" in md
 
 
 def test_orderings_section(full):

@@ -38,6 +38,7 @@ Runs = Mapping[str, Mapping[int, dict]]
 SetNames = Mapping[str, str | None] | Sequence[str] | None
 
 TIMING_NOTES = "TIMING_NOTES.md"
+NOTE = "NOTE.md"  # beside TABLES.md, quoted under its title
 
 # How the numbers are made, written into tables.json beside them.
 _METHOD_NOTES = {
@@ -324,12 +325,16 @@ def write_tables(tables_dir: str | Path, out_md: str | Path | None = None,
     :data:`~speechmoe.tables.paper.DEFAULT_SET_NAMES`; a list of set names looks the columns
     up there). ``seeds=None`` takes every seed found. ``runs`` skips loading (already from
     :func:`~speechmoe.tables.runs.load_runs`). ``figures`` are linked at the end.
-    A ``runs/TIMING_NOTES.md`` (what disturbed the runs' wall times) is linked from the costs.
+    A ``runs/TIMING_NOTES.md`` (what disturbed the runs' wall times) is linked from the costs;
+    a ``NOTE.md`` beside TABLES.md (hand-written) is quoted under its title.
     """
     tables_dir = Path(tables_dir)
     if runs is None:
         runs = load_runs(tables_dir, systems, seeds)
     report = build_report(runs, systems, seeds, set_names, n_bootstrap, bootstrap_seed)
+    note = tables_dir / NOTE
+    if note.is_file():  # written by hand: what later studies say about these tables
+        report["meta"]["note"] = note.read_text(encoding="utf-8")
     notes = tables_dir / "runs" / TIMING_NOTES
     if notes.is_file():  # written by hand beside the runs: what disturbed their wall times
         report["meta"]["timing_notes"] = f"runs/{TIMING_NOTES}"
