@@ -97,6 +97,17 @@ def test_write_and_cli(study, tmp_path):
                                                               "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert json.loads((study / "scaling.json").read_text())["sizes"][1]["size"] == "17.5h"
+    assert "What the trend says" not in (study / "SCALING.md").read_text()
+
+
+def test_a_hand_written_note_is_quoted_after_the_rule(study):
+    r = scaling_report(study, ["3.5h", "17.5h"], ["b1", "moe_8e"], [1, 2, 3], SETS, n_boot=50)
+    (study / "NOTE.md").write_text("MoE-8e's lead grows with data.\n\nSecond paragraph.\n")
+    md = write_scaling(r, study)[0].read_text()
+    head, rest = md.split("## What the trend says", 1)
+    assert "Rule, fixed before the first run" in head and "## 3.5h" not in head
+    assert "> MoE-8e's lead grows with data.\n>\n> Second paragraph." in rest
+    assert rest.index("Second paragraph") < rest.index("## 3.5h")
 
 
 def test_nothing_run_and_mixed_hours_are_errors(tmp_path):

@@ -33,6 +33,8 @@ def verdict(c: Mapping[str, Any]) -> str:
     return "better" if c["rel_change"] < 0 else "worse"
 
 
+NOTE = "NOTE.md"  # beside SCALING.md, hand-written: what the trend says
+
 DEV_RULE = ("on dev, a system beats another when its mean final dev greedy TER is lower by "
             "more than both systems' seed standard deviations")
 
@@ -136,13 +138,19 @@ def _pct(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def scaling_markdown(report: Mapping[str, Any], figure: str | None = None) -> str:
+def scaling_markdown(report: Mapping[str, Any], figure: str | None = None,
+                     note: str | None = None) -> str:
+    """SCALING.md. ``note`` (a hand-written NOTE.md beside it: what the trend says) is quoted
+    under its own heading after the rule."""
     ref = report["reference"]
     lines = ["# Where SpeechMoE's gain appears: the data-scaling study", "",
              f"Every run: the same budget of updates; WFST error rates on the test sets, pooled "
              f"over seeds; each system against {ref} with a 95% paired-bootstrap interval over "
              f"utterances. Rule, fixed before the first run: {report['rule']}; "
              f"{report.get('dev_rule', DEV_RULE)}.", ""]
+    if note and note.strip():
+        lines += ["## What the trend says (written by hand, from the numbers below)", "",
+                  *[f"> {line}" if line else ">" for line in note.strip().splitlines()], ""]
     for entry in report["sizes"]:
         lines += [f"## {entry['size']} ({entry['hours']:.2f} h of distinct training audio)", "",
                   "| system | seeds | final dev greedy TER (mean ± std) | "
@@ -233,7 +241,9 @@ def write_scaling(report: Mapping[str, Any], results_dir: str | Path,
     results_dir = Path(results_dir)
     png = plot_scaling(report, results_dir / "scaling.png", system)
     md = results_dir / "SCALING.md"
-    md.write_text(scaling_markdown(report, png.name))
+    note = results_dir / NOTE
+    md.write_text(scaling_markdown(report, png.name,
+                                   note.read_text(encoding="utf-8") if note.is_file() else None))
     js = results_dir / "scaling.json"
     js.write_text(json.dumps(report, indent=1) + "\n")
     return [md, js, png]
