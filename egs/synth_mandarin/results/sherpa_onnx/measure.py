@@ -2,7 +2,7 @@
 """sherpa-onnx against speechmoe-transcribe on the embedded recipe's dev set (issue 23).
 
     cd egs/synth_mandarin
-    ../../.venv/bin/python results/sherpa_onnx/measure.py EXPORT_DIR OUT_DIR
+    ../../.venv/bin/python results/sherpa_onnx/measure.py EXPORT_DIR OUT_DIR [LANG_DIR]
 
 EXPORT_DIR is stage 7's export (with sherpa-onnx/ in it). Writes, for every runtime, the
 hypotheses (name<TAB>text) and OUT_DIR/summary.json: CER over dev (python -m
@@ -13,10 +13,14 @@ thread), for
                         as the export says (pitch held constant: sherpa-onnx has none)
   sherpa-onnx-c-api     the same with only sample rate and feature dim set, as the C / C++
                         API's config does (high_freq left at its -400)
+  sherpa-onnx-lang-tlg  (with LANG_DIR) sherpa-onnx as above with LANG_DIR/TLG.fst instead of
+                        the export's word-start graph: what the export did before the
+                        homophone fix (speechmoe/lang/word_start.py)
 """
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,10 +55,20 @@ summary["toolkit-onnx"] = {"score": score(out / "hyp_toolkit_onnx.tsv"),
                            "rtf": round(wall / audio_seconds, 4), "stderr": r.stderr.strip()}
 words = {int(i): w for w, i in (line.split() for line in
                                  (export / "sherpa-onnx" / "words.txt").read_text().splitlines())}
-for name, c_api in (("sherpa-onnx", False), ("sherpa-onnx-c-api", True)):
+runs = [("sherpa-onnx", export / "sherpa-onnx", False),
+        ("sherpa-onnx-c-api", export / "sherpa-onnx", True)]
+if len(sys.argv) > 3:  # the same directory with the lang dir's TLG.fst in place of the export's
+    lang_tlg = Path(sys.argv[3]).resolve() / "TLG.fst"
+    if not lang_tlg.is_file():
+        sys.exit(f"measure.py: {lang_tlg} does not exist")
+    swapped = Path(tempfile.mkdtemp(prefix="sherpa-lang-tlg-"))
+    graph = json.loads((export / "sherpa-onnx" / "sherpa-onnx.json").read_text())["decoding"]["graph"]
+    for f in (export / "sherpa-onnx").iterdir():
+        (swapped / f.name).symlink_to(lang_tlg if f.name == graph else f.resolve())
+    runs.append(("sherpa-onnx-lang-tlg", swapped, False))
+for name, model_dir, c_api in runs:
     t0 = time.perf_counter()
-    rec = sherpa_recognizer(export / "sherpa-onnx", method="wfst", num_threads=1,
-                            c_api_fbank=c_api)
+    rec = sherpa_recognizer(model_dir, method="wfst", num_threads=1, c_api_fbank=c_api)
     hyps = []
     for u, _ in rows:
         x, sr = sf.read(f"data/wav/dev/{u}.wav", dtype="float32")
