@@ -192,21 +192,30 @@ def scaling_markdown(report: Mapping[str, Any], figure: str | None = None,
 
 def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "moe_8e") -> Path:
     """Left: system's relative change against the reference per test set by hours (the 95%
-    CI as bars); right: the dev greedy TER curves of every system at every size."""
+    CI as bars, each seed's rate against the reference's pooled rate as rings); right: the dev greedy TER curves of every system at every size."""
     from speechmoe.tables.figures import _figure, _save
 
     fig = _figure(11, 4.2)
     ax, ax_dev = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for t in report["test_sets"]:
-        pts = [(e["hours"], c) for e in report["sizes"] for c in e["comparisons"]
+    n_sets = len(report["test_sets"])
+    for i, t in enumerate(report["test_sets"]):
+        pts = [(e, c) for e in report["sizes"] for c in e["comparisons"]
                if c["status"] == "ok" and c["system"] == system and c["test_set"] == t]
         if not pts:
             continue
-        xs = [h for h, _ in pts]
+        nudge = 1.0 + 0.04 * (i - (n_sets - 1) / 2)  # test sets side by side on the log axis
+        xs = [e["hours"] * nudge for e, _ in pts]
         ys = [100 * c["rel_change"] for _, c in pts]
         err = [[100 * (c["rel_change"] - c["ci_low"]) for _, c in pts],
                [100 * (c["ci_high"] - c["rel_change"]) for _, c in pts]]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=t)
+        line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=t)
+        # the seed spread: each seed's rate against the reference's pooled rate
+        sx, sy = [], []
+        for (e, c), x in zip(pts, xs):
+            by_seed = e["systems"][system]["rates"][t].get("rates_by_seed", {})
+            sx += [x] * len(by_seed)
+            sy += [100 * (r / c["pooled_rate_ref"] - 1) for r in by_seed.values()]
+        ax.scatter(sx, sy, s=14, facecolors="none", edgecolors=line[0].get_color(), lw=0.8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
     hours = [e["hours"] for e in report["sizes"]]
@@ -214,6 +223,7 @@ def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "
     ax.minorticks_off()
     ax.set_xlabel("hours of distinct training audio")
     ax.set_ylabel(f"{system} vs {report['reference']}: relative change of CER (%)")
+    ax.set_title("pooled over seeds, 95% CI; rings: single seeds", fontsize=8)
     ax.legend(fontsize=8)
     styles = ["-", "--", ":"]  # by size; a colour per system
     colours = {}
