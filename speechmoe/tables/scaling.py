@@ -192,7 +192,8 @@ def scaling_markdown(report: Mapping[str, Any], figure: str | None = None,
 
 def plot_scaling(report: Mapping[str, Any], out_png: str | Path, system: str = "moe_8e") -> Path:
     """Left: system's relative change against the reference per test set by hours (the 95%
-    CI as bars, each seed's rate against the reference's pooled rate as rings); right: the dev greedy TER curves of every system at every size."""
+    CI as bars, each seed's rate against the reference's pooled rate as rings); right: the
+    dev greedy TER curves of every system at every size."""
     from speechmoe.tables.figures import _figure, _save
 
     fig = _figure(11, 4.2)
@@ -253,7 +254,8 @@ def write_scaling(report: Mapping[str, Any], results_dir: str | Path,
     md = results_dir / "SCALING.md"
     note = results_dir / NOTE
     md.write_text(scaling_markdown(report, png.name,
-                                   note.read_text(encoding="utf-8") if note.is_file() else None))
+                                   note.read_text(encoding="utf-8") if note.is_file() else None),
+                  encoding="utf-8")
     js = results_dir / "scaling.json"
     js.write_text(json.dumps(report, indent=1) + "\n")
     return [md, js, png]
