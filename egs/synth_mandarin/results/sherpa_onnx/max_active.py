@@ -8,43 +8,24 @@ EXPORT_DIR is stage 7's export (with sherpa-onnx/ in it). RTF is the whole decod
 dev's audio: recognizer construction (graph loading), audio reading, fbank, network, search.
 """
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import soundfile as sf
-
-from speechmoe.lang.tokenizer import words_to_text
-from speechmoe.sherpa import sherpa_recognizer
+from dev_decode import dev_rows, read_words, score, sherpa_decode, total_audio_seconds
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
 values = [int(v) for v in sys.argv[3:]] or [3000, 1000, 300]
-rows = [line.split("\t")[:2] for line in Path("data/text/dev.tsv").read_text().splitlines()]
-audio_seconds = sum(sf.info(f"data/wav/dev/{u}.wav").duration for u, _ in rows)
-words = {int(i): w for w, i in (line.split() for line in
-                                 (export / "sherpa-onnx" / "words.txt").read_text().splitlines())}
+rows = dev_rows()
+seconds = total_audio_seconds(rows)
+words = read_words(export)
 tmp = Path(tempfile.mkdtemp(prefix="max-active-"))
 (tmp / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
-result = {"dev_utterances": len(rows), "audio_seconds": round(audio_seconds, 1), "runs": []}
+result = {"dev_utterances": len(rows), "audio_seconds": round(seconds, 1), "runs": []}
 for active in values:
-    t0 = time.perf_counter()
-    rec = sherpa_recognizer(export / "sherpa-onnx", method="wfst", num_threads=1,
-                            max_active=active)
-    hyps = []
-    for u, _ in rows:
-        x, sr = sf.read(f"data/wav/dev/{u}.wav", dtype="float32")
-        s = rec.create_stream()
-        s.accept_waveform(sr, x)
-        rec.decode_stream(s)
-        hyps.append(f"{u}\t{words_to_text([words[w] for w in s.result.words], 'CER')}\n")
-    wall = time.perf_counter() - t0
-    (tmp / "hyp.tsv").write_text("".join(hyps))
-    score = subprocess.run([sys.executable, "-m", "speechmoe.scoring", str(tmp / "ref.tsv"),
-                            str(tmp / "hyp.tsv")], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    result["runs"].append({"max_active": active, "score": score,
-                           "rtf": round(wall / audio_seconds, 4)})
+    hyps, wall = sherpa_decode(export / "sherpa-onnx", rows, words, max_active=active)
+    (tmp / "hyp.tsv").write_text(hyps)
+    result["runs"].append({"max_active": active, "score": score(tmp / "ref.tsv", tmp / "hyp.tsv"),
+                           "rtf": round(wall / seconds, 4)})
     print(result["runs"][-1], flush=True)
 out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")

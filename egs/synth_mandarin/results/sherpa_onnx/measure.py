@@ -24,24 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import soundfile as sf
-
-from speechmoe.lang.tokenizer import words_to_text
-from speechmoe.sherpa import sherpa_recognizer
+from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, wav
+from dev_decode import score as score_against
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 py = sys.executable
-rows = [line.split("\t")[:2] for line in Path("data/text/dev.tsv").read_text().splitlines()]
+rows = dev_rows()
 (out / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
-(out / "wav.scp").write_text("".join(f"{u} data/wav/dev/{u}.wav\n" for u, _ in rows))
-audio_seconds = sum(sf.info(f"data/wav/dev/{u}.wav").duration for u, _ in rows)
+(out / "wav.scp").write_text("".join(f"{u} {wav(u)}\n" for u, _ in rows))
+audio_seconds = total_audio_seconds(rows)
 
 
 def score(hyp: Path) -> str:
-    r = subprocess.run([py, "-m", "speechmoe.scoring", str(out / "ref.tsv"), str(hyp)],
-                       capture_output=True, text=True, check=True)
-    return r.stdout.strip()
+    return score_against(out / "ref.tsv", hyp)
 
 
 summary = {"dev_utterances": len(rows), "audio_seconds": round(audio_seconds, 1)}
@@ -53,8 +49,7 @@ wall = time.perf_counter() - t0
 (out / "hyp_toolkit_onnx.tsv").write_text(r.stdout)
 summary["toolkit-onnx"] = {"score": score(out / "hyp_toolkit_onnx.tsv"),
                            "rtf": round(wall / audio_seconds, 4), "stderr": r.stderr.strip()}
-words = {int(i): w for w, i in (line.split() for line in
-                                 (export / "sherpa-onnx" / "words.txt").read_text().splitlines())}
+words = read_words(export)
 runs = [("sherpa-onnx", export / "sherpa-onnx", False),
         ("sherpa-onnx-c-api", export / "sherpa-onnx", True)]
 if len(sys.argv) > 3:  # the same directory with the lang dir's TLG.fst in place of the export's
@@ -67,17 +62,8 @@ if len(sys.argv) > 3:  # the same directory with the lang dir's TLG.fst in place
         (swapped / f.name).symlink_to(lang_tlg if f.name == graph else f.resolve())
     runs.append(("sherpa-onnx-lang-tlg", swapped, False))
 for name, model_dir, c_api in runs:
-    t0 = time.perf_counter()
-    rec = sherpa_recognizer(model_dir, method="wfst", num_threads=1, c_api_fbank=c_api)
-    hyps = []
-    for u, _ in rows:
-        x, sr = sf.read(f"data/wav/dev/{u}.wav", dtype="float32")
-        s = rec.create_stream()
-        s.accept_waveform(sr, x)
-        rec.decode_stream(s)
-        hyps.append(f"{u}\t{words_to_text([words[w] for w in s.result.words], 'CER')}\n")
-    wall = time.perf_counter() - t0
-    (out / f"hyp_{name}.tsv").write_text("".join(hyps))
+    hyps, wall = sherpa_decode(model_dir, rows, words, c_api_fbank=c_api)
+    (out / f"hyp_{name}.tsv").write_text(hyps)
     summary[name] = {"score": score(out / f"hyp_{name}.tsv"),
                      "rtf": round(wall / audio_seconds, 4)}
 (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
