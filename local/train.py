@@ -51,7 +51,8 @@ HELP = {
     "weight_decay": "AdamW weight decay",
     "grad_clip": "gradient-norm clipping",
     "seed": "random seed (model init, sampler)",
-    "num_workers": "DataLoader worker processes",
+    "num_workers": "DataLoader worker processes (-1: 0 on a CPU, where a worker competes "
+                   "with the step's threads for the cores, 1 on a GPU)",
     "log_interval": "steps between log lines / TensorBoard points / routing statistics",
     "save_every_n": "steps between mid-epoch checkpoints (0: epoch ends only)",
     "valid_every_n": "steps between mid-epoch dev measurements (log/valid.jsonl, TensorBoard; "

@@ -22,6 +22,8 @@ to 0 = Nyquist as in Kaldi and kaldifeat).
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -294,6 +296,13 @@ def _delta_scales(order: int, window: int) -> list[torch.Tensor]:
     return scales
 
 
+@functools.lru_cache(maxsize=None)
+def _delta_taps(order: int, window: int) -> tuple[tuple[float, ...], ...]:
+    """_delta_scales of orders 1..order as floats, built once: add_deltas runs on every
+    utterance of every training batch, in the training process."""
+    return tuple(tuple(s.tolist()) for s in _delta_scales(order, window)[1:])
+
+
 def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:
     """Append delta features like Kaldi's add-deltas: (T, D) -> (T, D * (order + 1)).
 
@@ -303,11 +312,11 @@ def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Te
     """
     T = feats.shape[0]
     out = [feats]
-    for scale in _delta_scales(order, window)[1:]:
-        half = (scale.numel() - 1) // 2
+    for scale in _delta_taps(order, window):
+        half = (len(scale) - 1) // 2
         padded = torch.cat([feats[:1].expand(half, -1), feats, feats[-1:].expand(half, -1)])
         d = torch.zeros_like(feats)
-        for k, w in enumerate(scale.tolist()):
+        for k, w in enumerate(scale):
             if w != 0.0:
                 d += w * padded[k:k + T]
         out.append(d)

@@ -142,8 +142,68 @@ class _CompactCTC(torch.autograd.Function):
         return -occupancy * grad_nll[None, :, None], None, None, None
 
 
+class _GatheredLogSoftmax(torch.autograd.Function):
+    """log_softmax(logits)[..., columns] in float32 (float64 for float64 logits) without
+    the full log-softmax.
+
+    logits (B, T, C), any float dtype; columns (B, T, K) class indices. Forward: the
+    float32 logsumexp of each frame and the K picked logits. Backward, for an incoming
+    gradient g (B, T, K): d/dlogits = scatter(g) - softmax(logits) * sum_k g, written
+    straight into the gradient in logits' dtype. The separate log_softmax, gather and
+    their backwards wrote and read three float32 (B, T, C) tensors more (the log-probs,
+    the gather's zero-filled gradient, the log-softmax's gradient) and cast a fourth.
+    On the CPU both passes run over blocks of CPU_BLOCK frames, whose float32 temporaries
+    stay in cache. Measured on the recipe's batches (MoE-4e, bf16, 2 threads): the step
+    1.07x faster than log_softmax + gather, 1.14x with the blocks.
+    """
+
+    CPU_BLOCK = 512  # frames
+
+    @staticmethod
+    def forward(ctx, logits, columns):
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        flat = logits.reshape(-1, logits.shape[-1])
+        block = _GatheredLogSoftmax.block(flat)
+        lse = torch.empty(flat.shape[0], 1, dtype=dtype, device=logits.device)
+        for i in range(0, flat.shape[0], block):
+            torch.logsumexp(flat[i:i + block].to(dtype), dim=-1, keepdim=True,
+                            out=lse[i:i + block])
+        lse = lse.view(*logits.shape[:-1], 1)
+        ctx.save_for_backward(logits, lse, columns)
+        return logits.gather(-1, columns).to(dtype) - lse
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, lse, columns = ctx.saved_tensors
+        flat = logits.reshape(-1, logits.shape[-1])
+        lse, g = lse.reshape(-1, 1), g.reshape(-1, g.shape[-1])
+        columns = columns.reshape(-1, columns.shape[-1])
+        scale = -g.sum(dim=-1, keepdim=True)
+        grad = torch.empty_like(flat)
+        block = _GatheredLogSoftmax.block(flat)
+        for i in range(0, flat.shape[0], block):
+            rows = slice(i, i + block)
+            # softmax (in lse's float32, or float64) * -sum(g), plus g on its columns
+            grad[rows] = torch.sub(flat[rows], lse[rows]).exp_().mul_(scale[rows]) \
+                .scatter_add_(-1, columns[rows], g[rows])
+        return grad.view_as(logits), None
+
+    @staticmethod
+    def block(flat: torch.Tensor) -> int:
+        return _GatheredLogSoftmax.CPU_BLOCK if flat.device.type == "cpu" \
+            else max(1, flat.shape[0])
+
+
+def gathered_log_softmax(logits: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """torch.log_softmax(logits.float(), -1).gather(-1, columns), computed without the
+    (B, T, C) log-probs (forward) and their dense gradient (backward); the gradient is
+    returned in logits' dtype."""
+    return _GatheredLogSoftmax.apply(logits, columns)
+
+
 def ctc_sum(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-            target_lengths: torch.Tensor, blank: int = 0) -> torch.Tensor:
+            target_lengths: torch.Tensor, blank: int = 0, logits: bool = False
+            ) -> torch.Tensor:
     """CTC summed over the batch: torch's CTC, on the columns each utterance's labels use.
 
     log_probs (B, T, C) are gathered to (T, B, S + 1): the blank and the utterance's
@@ -153,6 +213,10 @@ def ctc_sum(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tenso
     backward cost O(T S) instead of torch's O(T C) (C ~ 1600 here, S ~ 30-60), and
     the gradient reaches log_probs through the gather: the same as torch's CTC with
     reduction="sum", to rounding.
+
+    logits=True: the first argument holds the output layer's logits, un-normalised;
+    the picked columns' log-probabilities come from gathered_log_softmax (the same
+    loss and gradient, to rounding, without the dense (B, T, C) log-softmax).
     """
     targets = padded_targets(targets, target_lengths)
     B, S = targets.shape
@@ -165,13 +229,22 @@ def ctc_sum(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tenso
     first = torch.where(repeat, torch.zeros_like(positions)[None, :], positions[None, :] + 1)
     compact = torch.cummax(first, dim=1).values
     columns = torch.cat([torch.full_like(labels[:, :1], blank), labels], dim=1)  # (B, S + 1)
-    lp = log_probs.to(torch.promote_types(log_probs.dtype, torch.float32)).gather(
-        2, columns[:, None, :].expand(B, log_probs.shape[1], S + 1)).transpose(0, 1)
-    return _CompactCTC.apply(lp, compact, lengths, target_lengths).sum()
+    columns = columns[:, None, :].expand(B, log_probs.shape[1], S + 1)
+    if logits:
+        lp = gathered_log_softmax(log_probs, columns)
+    else:
+        lp = log_probs.to(torch.promote_types(log_probs.dtype, torch.float32)).gather(2, columns)
+    return _CompactCTC.apply(lp.transpose(0, 1), compact, lengths, target_lengths).sum()
 
 
-def _ctc_sum(log_probs, lengths, targets, target_lengths, blank,
+def _ctc_sum(log_probs, logits, lengths, targets, target_lengths, blank,
              compact: bool = True) -> torch.Tensor:
+    """CTC summed over the batch from the model's logits when it returned them
+    (log_softmax=False), else from its log-probs."""
+    if logits is not None:
+        if compact:
+            return ctc_sum(logits, lengths, targets, target_lengths, blank, logits=True)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
     if compact:
         return ctc_sum(log_probs, lengths, targets, target_lengths, blank)
     return F.ctc_loss(log_probs.float().transpose(0, 1), targets, lengths, target_lengths,
@@ -186,7 +259,9 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     ``with_floats=False`` as detached 0-d tensors, which reads nothing back from the
     device, with "frames": the number of frames the per-frame losses are averaged over).
 
-    output: a speechmoe.model.ModelOutput. reduce: for data-parallel training, a
+    output: a speechmoe.model.ModelOutput; when it carries logits (the model run with
+    log_softmax=False, as the trainer does) the CTC losses read them through
+    gathered_log_softmax instead of the log-probs. reduce: for data-parallel training, a
     function summing a 1-D tensor over all ranks; every statistic the losses are
     made of (CTC sums, frame counts, per-expert importance and dispatch counts) is
     then taken over the global batch, so that L_m and L_b, which are not sums
@@ -196,7 +271,7 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     use_routing = bool(output.routing) and (cfg.alpha > 0 or cfg.z_loss > 0 or (
         cfg.beta > 0 and cfg.balance in ("mean_importance", "switch")))
     use_emb = cfg.gamma > 0
-    if use_emb and output.embedding_log_probs is None:
+    if use_emb and output.embedding_log_probs is None and output.embedding_logits is None:
         raise ValueError("loss.gamma > 0 needs the embedding network's log-probs: "
                          "run the model with with_embedding_loss=True")
 
@@ -204,11 +279,11 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     # what the CTC sums are divided by: output frames, or utterances ("utterance")
     count = (torch.ones_like(output.lengths).sum() if per_utt else output.lengths.sum()
              ).to(torch.float32)
-    stats = [_ctc_sum(output.log_probs, output.lengths, targets, target_lengths, blank,
-                      compact_ctc), count]
+    stats = [_ctc_sum(output.log_probs, output.logits, output.lengths, targets,
+                      target_lengths, blank, compact_ctc), count]
     if use_emb:
-        stats.append(_ctc_sum(output.embedding_log_probs, output.lengths, targets,
-                              target_lengths, blank, compact_ctc))
+        stats.append(_ctc_sum(output.embedding_log_probs, output.embedding_logits,
+                              output.lengths, targets, target_lengths, blank, compact_ctc))
     layers = output.routing if use_routing else []
     if layers:  # every layer at once: (L, N, n); sums over the real frames (valid), no
         # data-dependent selection; a few batched ops instead of ~30 per layer

@@ -114,6 +114,47 @@ def test_compact_ctc_equals_torch_ctc_over_the_whole_vocabulary():
     assert torch.all(per_frame[1, 25:] == 0)
 
 
+@pytest.mark.parametrize("block", [512, 7])
+def test_ctc_from_logits_equals_ctc_from_log_probs(block, monkeypatch):
+    """ctc_sum(logits=True) (the trainer's path: the picked columns' log-softmax from the
+    logits, speechmoe.losses.gathered_log_softmax) gives the loss and the gradient with
+    respect to the logits of the log-softmax path, with a label repeated apart (two
+    columns of one class), frames past an utterance's length and an empty transcript;
+    and from bf16 logits, the loss of their float32 log-softmax and a bf16 gradient.
+    Block 7: the CPU's blocks of frames, ending mid-utterance and with a short last one."""
+    from speechmoe.losses import _GatheredLogSoftmax
+
+    monkeypatch.setattr(_GatheredLogSoftmax, "CPU_BLOCK", block)
+    torch.manual_seed(1)
+    B, T, C = 4, 20, 30
+    logits = torch.randn(B, T, C, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([20, 14, 9, 20])
+    target_lengths = torch.tensor([6, 4, 0, 7])
+    targets = torch.randint(1, C, (B, 7))
+    targets[0, 3] = targets[0, 0]  # the same class at two positions, not consecutive
+    targets[3, 2] = targets[3, 1]  # and consecutive
+
+    def loss_and_grad(x, **kw):
+        loss = ctc_sum(x, lengths, targets, target_lengths, **kw)
+        (grad,) = torch.autograd.grad(loss, logits)
+        return loss.item(), grad
+
+    ref, ref_grad = loss_and_grad(torch.log_softmax(logits, -1))
+    fused, fused_grad = loss_and_grad(logits, logits=True)
+    assert fused == pytest.approx(ref, rel=1e-12)
+    assert torch.allclose(fused_grad, ref_grad, atol=1e-12)
+    assert torch.all(fused_grad[1, 14:] == 0) and torch.all(fused_grad[2, 9:] == 0)
+
+    low = logits.detach().to(torch.bfloat16).requires_grad_()
+    loss = ctc_sum(low, lengths, targets, target_lengths, logits=True)
+    loss.backward()
+    expect = ctc_sum(torch.log_softmax(low.detach().float(), -1), lengths, targets,
+                     target_lengths)
+    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    assert torch.allclose(low.grad.double(), ref_grad, atol=2e-2)
+
+
 def test_compact_ctc_is_inf_when_labels_do_not_fit():
     log_probs = torch.log_softmax(torch.randn(2, 3, 10), -1)
     loss = ctc_sum(log_probs, torch.tensor([3, 3]), torch.tensor([[1, 2, 3, 4], [1, 1, 0, 0]]),

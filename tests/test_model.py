@@ -77,6 +77,36 @@ def test_routing_per_layer_and_log_probs_normalised():
     assert torch.allclose(out.log_probs.exp().sum(-1), torch.ones(2, 6), atol=1e-5)
 
 
+def test_logits_output_gives_the_log_probs_loss_and_gradients():
+    """log_softmax=False (the trainer's forward) returns the two output layers' logits and
+    no log-probs; the loss computed from them, and every parameter's gradient, equal those
+    of the log-probs output."""
+    from speechmoe.config import LossConfig
+    from speechmoe.losses import speechmoe_loss
+
+    torch.manual_seed(0)
+    model = SpeechMoE(small()).train()
+    feats, lengths = torch.randn(3, 9, 24), torch.tensor([9, 7, 5])
+    targets, tlen = torch.randint(1, 11, (3, 3)), torch.tensor([3, 2, 1])
+    results = []
+    for log_softmax in (True, False):
+        torch.manual_seed(1)
+        out = model(feats, lengths, log_softmax=log_softmax)
+        loss, parts = speechmoe_loss(out, targets, tlen, LossConfig())
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        results.append((out, loss, parts, grads))
+    (ref, ref_loss, ref_parts, ref_grads), (out, loss, parts, grads) = results
+    assert out.log_probs.numel() == 0 and out.embedding_log_probs is None
+    assert ref.logits is None and ref.embedding_logits is None
+    assert torch.allclose(torch.log_softmax(out.logits, -1), ref.log_probs, atol=1e-6)
+    assert torch.allclose(torch.log_softmax(out.embedding_logits, -1),
+                          ref.embedding_log_probs, atol=1e-6)
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
+    assert parts["embedding_ctc"] == pytest.approx(ref_parts["embedding_ctc"], rel=1e-6)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-6)
+
+
 def test_wrong_feature_dim_is_a_clear_error():
     model = SpeechMoE(small())
     with pytest.raises(ValueError, match="input_dim=24"):

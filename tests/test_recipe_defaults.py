@@ -100,7 +100,8 @@ def run_sh_assignments(recipe: str):
 
 EXPECTED = {
     "synth_mandarin": dict(
-        model="moe_4e", num_epochs="4", max_duration="120", lr="0.002", warmup_steps="300",
+        model="moe_4e", num_epochs="4", max_duration="120", num_buckets="30", lr="0.002",
+        warmup_steps="300",
         save_every_n="200", avg="2", nj="2", num_rirs="200", heldout_rirs="20",
         rvb_fraction="0", pitch="true", aug_copies="1", tempo_perturb="1.0,1.1,1.2,1.3",
         speed_perturb="0.9,1.0,1.1", lm_order="3", lm_prune="0", open_vocabulary="uniform",
@@ -119,7 +120,7 @@ EXPECTED = {
     "TEMPLATE": dict(
         model="moe_4e", num_epochs="10", max_duration="200", lr="0.001", warmup_steps="1000",
         save_every_n="1000", avg="3", nj="2", num_rirs="200", rvb_fraction="0.5",
-        unit_type="bpe", bpe_vocab_size="500", text_norm="lower", num_workers="1",
+        unit_type="bpe", bpe_vocab_size="500", text_norm="lower", num_workers="",
         train_set="train", dev_set="dev", test_sets="test", tune_sets="dev",
         corpus_dir="/corpus/kaldi"),
 }

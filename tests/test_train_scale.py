@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from speechmoe.train.trainer import Trainer
+from speechmoe.train.trainer import AMP_DTYPES, Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Seems like `optimizer.step")
 
@@ -81,7 +81,9 @@ def test_mixed_precision_step_keeps_router_and_losses_in_fp32(train_params, two_
     trainer = Trainer(dataclasses.replace(train_params, amp=amp))
     out, loss, parts = trainer.forward_loss(two_batches[0])
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    assert out.log_probs.dtype == torch.float32
+    # the output layer's logits in the autocast dtype; the loss reads their log-softmax
+    # in fp32 (speechmoe.losses.gathered_log_softmax), no (B, T, C) log-probs made
+    assert out.logits.dtype == AMP_DTYPES[amp] and out.log_probs.numel() == 0
     assert all(r.probs.dtype == torch.float32 for r in out.routing)
     assert (trainer.scaler is not None) == (amp == "fp16")
     before = [p.detach().clone() for p in trainer.model.parameters()]
@@ -220,3 +222,13 @@ def test_routing_churn_by_hand():
     assert c.update(torch.tensor([[0, 1, 2, 3]])) is None
     assert c.update(torch.tensor([[0, 1, 3, 3]])) == 0.25
     assert c.update(torch.tensor([[1, 0, 0, 0]])) == 1.0
+
+
+def test_num_workers_default_loads_in_the_training_process_on_a_cpu():
+    from speechmoe.train.trainer import TrainParams, resolve_num_workers
+
+    auto = TrainParams.__dataclass_fields__["num_workers"].default
+    assert resolve_num_workers(auto, torch.device("cpu")) == 0
+    assert resolve_num_workers(auto, torch.device("cuda", 0)) == 1
+    assert resolve_num_workers(3, torch.device("cpu")) == 3
+    assert resolve_num_workers(0, torch.device("cuda", 0)) == 0

@@ -92,11 +92,14 @@ model=moe_4e             # the system: conf/model/<model>.yaml (b1 b2 moe_l1 moe
 model_overrides='{}'     # JSON overriding keys of the model config, e.g. '{"num_layers": 2}'
 num_epochs=10            # epochs to train
 max_duration=200         # seconds of audio per batch (per process)
+num_buckets=""           # duration buckets of the batch sampler [empty: train.py's, 10]; more
+                         #   buckets, less padding (speechmoe.bench.data_loading)
 lr=0.001                 # peak learning rate (AdamW)
 warmup_steps=1000        # linear warm-up steps, then inverse square-root decay (training warns
                          #   after epoch 1 when the warm-up is over half the run: a smoke run)
 save_every_n=1000        # steps between mid-epoch checkpoints (0: epoch ends only)
-num_workers=""           # DataLoader worker processes per training process [empty: train.py's]
+num_workers=""           # DataLoader worker processes per training process [empty: train.py's
+                         #   choice: 0 on a CPU, 1 on a GPU]
 amp=auto                 # mixed precision: bf16, fp16 (GPUs), none, or auto: bf16 where the
                          #   device computes it natively (GPUs with bf16, CPUs with AVX512-BF16
                          #   or AMX: the embedded recipe's step 1.36x faster), else none

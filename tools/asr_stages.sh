@@ -168,6 +168,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --lang-dir "$data/lang" --train-cuts $train_cuts \
     --dev-cuts "$data/fbank/cuts_$dev_set.jsonl.gz" --cmvn "$data/fbank/cmvn.pt" \
     --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
+    ${num_buckets:+--num-buckets "$num_buckets"} \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
     --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
     --amp "$amp" --accum-grad "$accum_grad" --spec-augment "$spec_augment" \

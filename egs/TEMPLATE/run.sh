@@ -26,7 +26,6 @@ cd "$(dirname "$0")"
 corpus_dir=$CORPUS       # db.sh
 text_norm=lower          # stage 0: mandarin | lower | upper | none (local/import_kaldi_dir.py)
 unit_type=bpe            # any language (syllable: Mandarin, the paper's units)
-num_workers=1            # DataLoader workers of training (0: in the main process)
 heldout_speakers=0       # stage 0: this many training speakers form the set train_dev (left
                          #   out of training and the LM text): a corpus with train and dev only
                          #   validates and tunes on it and scores dev as its test set:

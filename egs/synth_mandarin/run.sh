@@ -52,6 +52,8 @@ tempo_perturb=1.0,1.1,1.2,1.3  # fast speech as spoken (speed factors up to 1.3:
 # training at CPU scale (2 cores, ~80 min in all)
 num_epochs=4              # 3 gave dev_spon 33.5% CER, 4 gave 29.2% (RESULTS.md)
 max_duration=120
+num_buckets=30            # 10: 9.0% of a batch's frames padding, 30: 3.9%, and 5% fewer batches
+                          # (results/train_step_speedup/data_loading_bench.txt)
 lr=0.002
 warmup_steps=300
 save_every_n=200

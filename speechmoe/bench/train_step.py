@@ -17,7 +17,8 @@ settings stay apart), from the same seed and batch:
             vocabulary, --baseline-amp (none)
   new       what local/train.py does now: speechmoe.utils.tune_malloc, the channels-last
             memory kernel, the fused AdamW and a foreach gradient clipping, the CTC losses on
-            each utterance's own columns (speechmoe.losses.ctc_sum), the routing
+            each utterance's own columns (speechmoe.losses.ctc_sum) read from the logits
+            without a dense log-softmax (speechmoe.losses.gathered_log_softmax), the routing
             statistics of all layers in one batch of operations, --amp (none; auto: bf16
             where the device computes it natively, speechmoe.utils.native_bf16, as the
             recipes train)
@@ -126,7 +127,8 @@ class System:
         with record_function("forward"), torch.autocast(
                 self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             out = self.model(self.feats, self.lengths,
-                             with_embedding_loss=self.cfg.loss.gamma > 0)
+                             with_embedding_loss=self.cfg.loss.gamma > 0,
+                             log_softmax=self.path != "new")
         with record_function("loss"):
             loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
                                      with_floats=False, compact_ctc=self.path == "new")

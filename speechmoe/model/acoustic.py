@@ -23,10 +23,15 @@ from speechmoe.model.moe import RoutingInfo
 
 
 class ModelOutput(NamedTuple):
-    log_probs: torch.Tensor  # (B, T, C) float32 CTC log-probabilities of the backbone
+    log_probs: torch.Tensor  # (B, T, C) float32 CTC log-probabilities of the backbone;
+    # empty (0,) when the model ran with log_softmax=False: `logits` holds its output then
     lengths: torch.Tensor  # (B,) valid frames per utterance
     embedding_log_probs: Optional[torch.Tensor]  # (B, T, C) of the embedding net, for L_e
     routing: list[RoutingInfo]  # one entry per routed MoE layer
+    # log_softmax=False only (training): the output layers' logits, un-normalised, which
+    # the loss reads through speechmoe.losses.gathered_log_softmax
+    logits: Optional[torch.Tensor] = None  # (B, T, C), of the backbone
+    embedding_logits: Optional[torch.Tensor] = None  # (B, T, C), of the embedding net
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -60,11 +65,16 @@ class SpeechMoE(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
-                with_embedding_loss: Optional[bool] = None) -> ModelOutput:
+                with_embedding_loss: Optional[bool] = None,
+                log_softmax: bool = True) -> ModelOutput:
         """feats: (B, T, input_dim) normalised, stacked features; lengths: (B,).
 
         with_embedding_loss: also return the embedding network's CTC
         log-probs (default: in training mode only; inference does not need them).
+        log_softmax=False: return the output layers' logits (ModelOutput.logits and
+        .embedding_logits) instead of their log-probs, which are left empty: the training
+        loss needs only a few columns of each frame's log-softmax, and computes them from
+        the logits (speechmoe.losses.gathered_log_softmax).
         """
         B, T, _ = feats.shape
         if feats.shape[-1] != self.input_dim:
@@ -74,18 +84,26 @@ class SpeechMoE(nn.Module):
         want_emb_loss = self.training if with_embedding_loss is None else with_embedding_loss
         e: Optional[torch.Tensor] = None
         emb_log_probs: Optional[torch.Tensor] = None
+        emb_logits: Optional[torch.Tensor] = None
         embedding = self.embedding
         if embedding is not None and (self.routes_on_embedding or want_emb_loss):
             e = embedding(feats, mask)
             if want_emb_loss:
-                emb_log_probs = embedding.log_probs(e)
+                head = embedding.ctc_head(e)
+                if log_softmax:
+                    emb_log_probs = torch.log_softmax(head.float(), dim=-1)
+                else:
+                    emb_logits = head
         x = self.dropout(self.input_layer(feats))
         route_e = e if self.routes_on_embedding else None
         if route_e is not None and self.detach_embedding:
             route_e = route_e.detach()  # the routers read e; only L_e trains the network (3M)
         x, routing = self.backbone(x, mask, route_e)
-        log_probs = torch.log_softmax(self.output_layer(self.norm(x)).float(), dim=-1)
-        return ModelOutput(log_probs, lengths, emb_log_probs, routing)
+        logits = self.output_layer(self.norm(x))
+        if log_softmax:
+            return ModelOutput(torch.log_softmax(logits.float(), dim=-1), lengths,
+                               emb_log_probs, routing, None, None)
+        return ModelOutput(logits.new_empty(0), lengths, None, routing, logits, emb_logits)
 
 
 def build_model(cfg: ModelConfig) -> SpeechMoE:

@@ -30,13 +30,9 @@ class SharedEmbeddingNetwork(nn.Module):
             memory_lookahead_order=cfg.memory_lookahead_order,
             memory_lookahead_stride=cfg.memory_lookahead_stride, dropout=cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.ctc_head = nn.Linear(cfg.d_model, cfg.num_classes)
+        self.ctc_head = nn.Linear(cfg.d_model, cfg.num_classes)  # its own CTC output, for L_e
 
     def forward(self, feats: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """feats: (B, T, input_dim) -> the shared embedding e: (B, T, d_model)."""
         e, _ = self.body(self.input_layer(feats), mask)
         return self.norm(e)
-
-    def log_probs(self, e: torch.Tensor) -> torch.Tensor:
-        """The embedding network's own CTC output, for L_e."""
-        return torch.log_softmax(self.ctc_head(e).float(), dim=-1)
