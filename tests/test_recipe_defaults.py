@@ -100,7 +100,7 @@ def run_sh_assignments(recipe: str):
 
 EXPECTED = {
     "synth_mandarin": dict(
-        model="moe_4e", num_epochs="4", max_duration="120", num_buckets="30", lr="0.002",
+        model="moe_4e", num_epochs="4", max_duration="120", num_buckets="", lr="0.002",
         warmup_steps="300",
         save_every_n="200", avg="2", nj="2", num_rirs="200", heldout_rirs="20",
         rvb_fraction="0", pitch="true", aug_copies="1", tempo_perturb="1.0,1.1,1.2,1.3",

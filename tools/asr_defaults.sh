@@ -93,7 +93,8 @@ model_overrides='{}'     # JSON overriding keys of the model config, e.g. '{"num
 num_epochs=10            # epochs to train
 max_duration=200         # seconds of audio per batch (per process)
 num_buckets=""           # duration buckets of the batch sampler [empty: train.py's, 10]; more
-                         #   buckets, less padding (speechmoe.bench.data_loading)
+                         #   pad less, but 30 made the embedded recipe no faster and its dev
+                         #   worse (egs/synth_mandarin/RESULTS.md)
 lr=0.001                 # peak learning rate (AdamW)
 warmup_steps=1000        # linear warm-up steps, then inverse square-root decay (training warns
                          #   after epoch 1 when the warm-up is over half the run: a smoke run)

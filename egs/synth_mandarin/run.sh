@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedded default recipe: synthesized Mandarin speech from real text, every stage on CPU.
 #
-#   ./run.sh                          # stages 0-6 with the default sizes (~80 min on 2 cores)
+#   ./run.sh                          # stages 0-6 with the default sizes (~45 min on 2 cores)
 #   ./run.sh --tiny true              # every stage at toy size (~5-10 min), as CI runs it
 #   ./run.sh --stage 4 --model b1     # train and evaluate another system of the paper
 #
@@ -49,11 +49,9 @@ aug_copies=1              # train_aug, its cuts drawn as below: chosen on dev (R
 tempo_perturb=1.0,1.1,1.2,1.3  # fast speech as spoken (speed factors up to 1.3: worse on dev,
                           # RESULTS.md)
 # (spec_augment and tone_sandhi keep their defaults, off: RESULTS.md says why)
-# training at CPU scale (2 cores, ~80 min in all)
+# training at CPU scale (2 cores, ~33 of the ~45 min in all)
 num_epochs=4              # 3 gave dev_spon 33.5% CER, 4 gave 29.2% (RESULTS.md)
 max_duration=120
-num_buckets=30            # 10: 9.0% of a batch's frames padding, 30: 3.9%, and 5% fewer batches
-                          # (results/train_step_speedup/data_loading_bench.txt)
 lr=0.002
 warmup_steps=300
 save_every_n=200
