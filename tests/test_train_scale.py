@@ -225,7 +225,8 @@ def test_routing_churn_by_hand():
 
 
 def test_num_workers_default_loads_in_the_training_process_on_a_cpu():
-    from speechmoe.train.trainer import TrainParams, resolve_num_workers
+    from speechmoe.data.sampling import resolve_num_workers
+    from speechmoe.train.trainer import TrainParams
 
     auto = TrainParams.__dataclass_fields__["num_workers"].default
     assert resolve_num_workers(auto, torch.device("cpu")) == 0

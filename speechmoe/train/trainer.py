@@ -23,7 +23,7 @@ from speechmoe.checkpoint import latest_checkpoint, load_checkpoint, prune_step_
 from speechmoe.config import ModelConfig, SystemConfig, load_config
 from speechmoe.data.augment import SpecAugment
 from speechmoe.data.dataset import AsrDataset, filter_trainable
-from speechmoe.data.sampling import make_loader, make_sampler
+from speechmoe.data.sampling import make_loader, make_sampler, resolve_num_workers
 from speechmoe.errors import NonFiniteLossError  # noqa: F401  (raised here; tests name it)
 from speechmoe.faults import maybe_kill
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN
@@ -61,7 +61,7 @@ class TrainParams:
     weight_decay: float = 1e-5
     grad_clip: float = 5.0
     seed: int = 42
-    num_workers: int = -1  # DataLoader workers; -1: resolve_num_workers (0 on a CPU, 1 on a GPU)
+    num_workers: int = -1  # DataLoader workers; -1: 0 on a CPU, 1 on a GPU (resolve_num_workers)
     log_interval: int = 50
     save_every_n: int = 200  # mid-epoch checkpoint interval (steps); 0 = epoch ends only
     valid_every_n: int = 0  # mid-epoch dev validation interval (steps, log/valid.jsonl); 0 = off
@@ -89,21 +89,6 @@ class TrainParams:
 
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_num_workers(num_workers: int, device: torch.device) -> int:
-    """DataLoader workers: num_workers when >= 0, else 0 on a CPU and 1 on a GPU.
-
-    On a CPU the step's compute threads use every core, and a worker process loading the
-    next batch takes its core away from one of them mid-step; the threads then wait for
-    each other at every parallel operation. Measured on the embedded recipe (2 cores,
-    speechmoe.bench.recipe_step, MoE-4e in bf16): 59.7 and 67.0 s of audio per second
-    with one worker, 91.6 and 90.5 with the batches loaded in the training process
-    between steps (~0.04 s a batch). On a GPU a worker overlaps loading with the
-    device's compute."""
-    if num_workers >= 0:
-        return num_workers
-    return 0 if device.type == "cpu" else 1
 
 
 def check_params(params: "TrainParams") -> None:
@@ -232,8 +217,7 @@ class Trainer:
         self.sampler = make_sampler(train_cuts, params.max_duration, params.num_buckets, True,
                                     params.seed, self.dist.world_size, self.dist.rank)
         num_workers = resolve_num_workers(params.num_workers, self.dist.device)
-        self.log.info("data loading: %s", f"{num_workers} worker process(es)" if num_workers
-                      else "in the training process (no worker)")
+        self.log.info("data loading: %s worker process(es)", num_workers or "no")
         self.loader = make_loader(self.sampler, dataset, num_workers)
         self.sampler_state = sampler_state
         self.total_hours = sum(c.duration for c in train_cuts) / 3600
