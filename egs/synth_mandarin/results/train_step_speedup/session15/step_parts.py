@@ -4,7 +4,6 @@ from speechmoe.config import load_config
 from speechmoe.model import build_model
 from speechmoe.losses import speechmoe_loss
 from speechmoe.utils import tune_malloc
-from torch.profiler import profile, ProfilerActivity, record_function
 tune_malloc(); torch.set_num_threads(2)
 ov = {"d_model": 128, "ffn_dim": 256, "attention_ffn_dim": 256, "num_classes": 1585, "input_dim": 1008}
 B, T = int(sys.argv[2]), int(sys.argv[3])
