@@ -22,8 +22,6 @@ to 0 = Nyquist as in Kaldi and kaldifeat).
 
 from __future__ import annotations
 
-import functools
-
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -296,7 +294,7 @@ def _delta_scales(order: int, window: int) -> list[torch.Tensor]:
     return scales
 
 
-@functools.lru_cache(maxsize=None)
+@lru_cache(maxsize=None)
 def _delta_taps(order: int, window: int) -> tuple[tuple[float, ...], ...]:
     """_delta_scales of orders 1..order as floats, built once: add_deltas runs on every
     utterance of every training batch, in the training process."""

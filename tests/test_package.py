@@ -65,8 +65,7 @@ def test_the_benchmarks_two_paths_train_alike(tmp_path):
     """The baseline path (revision 6f02136's step) and the new one (malloc tuning, the
     channels-last memory kernel, fused AdamW, foreach clipping, batched routing
     statistics, the CTC on each utterance's own columns, read from the logits) give the
-    same losses over 20 steps
-    of a tiny routed model, in fp32."""
+    same losses over 20 steps of a tiny routed model, in fp32."""
     import torch
 
     from speechmoe.bench.train_step import System

@@ -40,10 +40,10 @@ def resolve_num_workers(num_workers: int, device: torch.device) -> int:
     On a CPU the step's compute threads use every core, and a worker process loading the
     next batch takes its core away from one of them mid-step; the threads then wait for
     each other at every parallel operation. Measured on the embedded recipe (2 cores,
-    speechmoe.bench.recipe_step, MoE-4e in bf16, three runs): 59.7, 67.0 and 120.3 s of
-    audio per second with one worker, 91.6, 90.5 and 141.4 with the batches loaded in the
-    training process between steps (~0.04 s a batch). On a GPU a worker overlaps loading with the
-    device's compute."""
+    speechmoe.bench.recipe_step, MoE-4e in bf16, four runs): 1.2-1.8x more audio per
+    second with the batches loaded in the training process between steps (~0.04 s a
+    batch) than with one worker (egs/synth_mandarin/results/train_step_speedup/
+    recipe_step_bench.txt). On a GPU a worker overlaps loading with the device's compute."""
     if num_workers >= 0:
         return num_workers
     return 0 if device.type == "cpu" else 1
