@@ -26,7 +26,7 @@ type, taking sherpa-onnx's own fbank (deltas, CMVN, stacking and subsampling ins
 graph; the acoustic scale folded into its log-probs; a pitch model's pitch replaced by
 constants, --sherpa-pitch), tokens.txt, TLG.fst and words.txt (unless --no-graph; this
 TLG is built from the lang dir's L_disambig.fst and G.fst with each word's label on its
-first token, where sherpa-onnx's decoder reads it: speechmoe/lang/word_start.py),
+last token, where sherpa-onnx's decoder reads it: speechmoe/lang/token_start.py),
 sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
 """
 
@@ -45,7 +45,7 @@ from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import export_onnx, export_torchscript, load_model_for_inference, \
     quantize_onnx
 from speechmoe.lang.graph import built_topology
-from speechmoe.lang.word_start import build_word_start_tlg
+from speechmoe.lang.token_start import build_token_start_tlg
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
@@ -151,7 +151,7 @@ def export_for_sherpa(args, model, tmp: Path, manifest: dict, log) -> None:
             log.warning("%s has no graph.json: the sherpa-onnx graph gets the %s CTC "
                         "topology", args.lang_dir, topology)
         graph = tmp / "sherpa-TLG.fst"
-        build_word_start_tlg(args.lang_dir, graph, topology=topology)
+        build_token_start_tlg(args.lang_dir, graph, topology=topology)
     d = export_sherpa_onnx(
         model, features, GlobalCMVN.load(tmp / "cmvn.pt"), tmp / "sherpa-onnx",
         tokens=tmp / "tokens.txt", graph=graph,

@@ -2,7 +2,7 @@
 
     from speechmoe.sherpa import export_sherpa_onnx, sherpa_recognizer
 
-    build_word_start_tlg("data/lang", "sherpa-TLG.fst")  # speechmoe.lang.word_start
+    build_token_start_tlg("data/lang", "sherpa-TLG.fst")  # speechmoe.lang.token_start
     export_sherpa_onnx(model, features, cmvn, "exp/moe_4e/export/sherpa-onnx",
                        tokens="data/lang/tokens.txt", graph="sherpa-TLG.fst",
                        words="data/lang/words.txt", acoustic_scale=0.7)
@@ -23,7 +23,7 @@ decoder (kaldi-decoder's FasterDecoder, beam 16) has no acoustic scale: the tune
 folded into the log-probs (greedy decoding does not change with it). It reads a word
 only on an arc that starts a new token, so the graph is not data/lang/TLG.fst (whose
 determinization moves homophones' words to their word-end arcs, which sherpa-onnx skips)
-but build_word_start_tlg's, with every word on its first token.
+but build_token_start_tlg's, with every word on its last token.
 
 sherpa-onnx computes no pitch. A model trained with pitch (FeatureConfig.pitch) gets two
 constant columns in place of the pitch features: "mean" (the default), the training
@@ -220,19 +220,19 @@ def write_tokens(tokens: Union[str, Path], path: Path) -> int:
     return V
 
 
-def check_word_starts(graph: Union[str, Path], num_tokens: int) -> None:
+def check_token_starts(graph: Union[str, Path], num_tokens: int) -> None:
     """Raise unless every word label of the graph is on a token (not epsilon, not the
     blank): the only arcs whose words sherpa-onnx's CTC FST decoder reads."""
     import kaldifst
 
-    from speechmoe.lang.word_start import word_starts_violations
+    from speechmoe.lang.token_start import token_start_violations
 
-    bad = word_starts_violations(kaldifst.StdVectorFst.read(str(graph)), num_tokens)
+    bad = token_start_violations(kaldifst.StdVectorFst.read(str(graph)), num_tokens)
     if bad:
         raise ValueError(
             f"{graph}: {bad} word labels are on epsilon or blank arcs, which sherpa-onnx "
             "skips (their words would be lost): build the graph with "
-            "speechmoe.lang.word_start.build_word_start_tlg")
+            "speechmoe.lang.token_start.build_token_start_tlg")
 
 
 def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCMVN,
@@ -244,7 +244,7 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     """The directory to copy to a device: model.onnx, tokens.txt, [TLG.fst, words.txt],
     sherpa-onnx.json (fbank options, decoding settings, each file's SHA-256) and README.md.
 
-    graph: a TLG whose words are on their first tokens (build_word_start_tlg; checked).
+    graph: a TLG whose words are on token starts (build_token_start_tlg; checked).
     acoustic_scale: folded into the log-probs (the tuned WFST scale; 1.0 when None).
     pitch: how a pitch model's missing pitch is filled (pitch_fill). max_active: the
     graph decoder's setting (OfflineCtcFstDecoderConfig; the toolkit decodes with 7000,
@@ -266,7 +266,7 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     if num_classes != V:
         raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
     if graph is not None:
-        check_word_starts(graph, V)
+        check_token_starts(graph, V)
         shutil.copy(graph, tmp / "TLG.fst")
         shutil.copy(words, tmp / "words.txt")
     module = SherpaCtcModel(model, features, cmvn, scale, fill)

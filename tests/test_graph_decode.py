@@ -327,35 +327,49 @@ SPELLINGS = ["b a", "c d b a", "a b b a", "e d d", "d e e e d", "a b c c d", "c 
 
 
 @pytest.mark.parametrize("topology", ["standard", "compact"])
-def test_word_start_graph_puts_words_where_sherpa_onnx_reads_them(tmp_path, topology):
-    """TLG.fst's homophones (ba, bah) get their words on word-end arcs that are epsilon,
-    and a reader like sherpa-onnx's loses them; the word-start graph keeps every word
-    on its first token and is read the same by both decoders."""
+def test_token_start_graph_puts_words_where_sherpa_onnx_reads_them(tmp_path, topology):
+    """TLG.fst's homophones (ba, bah) and prefix words (ab in abc) get their words on
+    word-end arcs that are epsilon, and a reader like sherpa-onnx's loses them; the
+    token-start graph puts every word on its last token and is read the same by both
+    decoders."""
     import kaldifst
 
-    from speechmoe.lang.word_start import build_word_start_tlg, word_starts_violations
-    from speechmoe.sherpa import check_word_starts
+    from speechmoe.lang.symbols import read_words
+    from speechmoe.lang.token_start import build_token_start_tlg, token_start_violations
+    from speechmoe.sherpa import check_token_starts
 
     d = write_lang(tmp_path)
     graph.build_tlg(d, d / "lm.arpa", order=2, topology=topology)
-    info = build_word_start_tlg(d, d / "ws.fst", topology=topology)
+    info = build_token_start_tlg(d, d / "ts.fst", topology=topology)
     assert info["sizes"]["TLG"][0] > 0
-    assert word_starts_violations(kaldifst.StdVectorFst.read(str(d / "TLG.fst")), 6) > 0
-    assert word_starts_violations(kaldifst.StdVectorFst.read(str(d / "ws.fst")), 6) == 0
+    assert token_start_violations(kaldifst.StdVectorFst.read(str(d / "TLG.fst")), 6) > 0
+    ts = kaldifst.StdVectorFst.read(str(d / "ts.fst"))
+    assert token_start_violations(ts, 6) == 0
+    # each word label on the arc of one of its pronunciations' last token (ilabel: id + 1)
+    # ("eddy e d d": its last token is d all the same, the first of the run)
+    last_tokens: dict[int, set[int]] = {}
+    words = read_words(d / "words.txt")
+    for line in LEXICON.strip().splitlines():
+        word, *pron = line.split()
+        last_tokens.setdefault(words[word], set()).add(TOKEN_IDS[pron[-1]] + 1)
+    labelled = [(arc.ilabel, arc.olabel) for state in range(ts.num_states)
+                for arc in kaldifst.ArcIterator(ts, state) if arc.olabel]
+    assert {w for _, w in labelled} == set(last_tokens)
+    assert all(i in last_tokens[w] for i, w in labelled), labelled
     with pytest.raises(ValueError, match="TLG.fst: .* word labels"):
-        check_word_starts(d / "TLG.fst", 6)
-    check_word_starts(d / "ws.fst", 6)
+        check_token_starts(d / "TLG.fst", 6)
+    check_token_starts(d / "ts.fst", 6)
     plain = WfstDecoder(d / "TLG.fst", d / "words.txt")
-    ws = WfstDecoder(d / "ws.fst", d / "words.txt")
+    tsd = WfstDecoder(d / "ts.fst", d / "words.txt")
     lost = 0
     for k, toks in enumerate(SPELLINGS):
         for x in (spell(toks.split()), spell(toks.split(), rep=3, peak=0.6, noise=0.3,
                                                 seed=k)):
             want = plain.decode_ids(x)
-            assert ws.decode_ids(x) == want == sherpa_words(d / "ws.fst", x), toks
+            assert tsd.decode_ids(x) == want == sherpa_words(d / "ts.fst", x), toks
             lost += sherpa_words(d / "TLG.fst", x) != want
     if topology == "compact":  # "b a" alone: ba's word label sits on its word-end arc
         assert lost > 0
     with pytest.raises(FileNotFoundError, match="G.fst"):
         (d / "G.fst").unlink()
-        build_word_start_tlg(d, d / "x.fst")
+        build_token_start_tlg(d, d / "x.fst")

@@ -13,7 +13,7 @@ One function per graph:
     G    make_grammar_fst      the word n-gram LM (ARPA, kaldilm's arpa2fst)
     LG   compose_lg            determinized and minimized L o G
     TLG  compose_tlg           T o LG; build_tlg runs the whole chain for a lang dir
-         (speechmoe.lang.word_start: the TLG for sherpa-onnx, words on their first token)
+         (speechmoe.lang.token_start: the TLG for sherpa-onnx, words on their last token)
 
 The lang dir's text files (tokens.txt, lexicon.txt, words.txt) and the disambiguation
 symbols are speechmoe.lang.symbols.

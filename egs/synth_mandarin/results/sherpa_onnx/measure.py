@@ -14,8 +14,8 @@ thread), for
   sherpa-onnx-c-api     the same with only sample rate and feature dim set, as the C / C++
                         API's config does (high_freq left at its -400)
   sherpa-onnx-lang-tlg  (with LANG_DIR) sherpa-onnx as above with LANG_DIR/TLG.fst instead of
-                        the export's word-start graph: what the export did before the
-                        homophone fix (speechmoe/lang/word_start.py)
+                        the export's token-start graph: what the export did before the
+                        homophone fix (speechmoe/lang/token_start.py)
 """
 import json
 import subprocess
@@ -48,7 +48,8 @@ r = subprocess.run([str(exe), str(export), str(out / "wav.scp"), "--onnx", "--th
 wall = time.perf_counter() - t0
 (out / "hyp_toolkit_onnx.tsv").write_text(r.stdout)
 summary["toolkit-onnx"] = {"score": score(out / "hyp_toolkit_onnx.tsv"),
-                           "rtf": round(wall / audio_seconds, 4), "stderr": r.stderr.strip()}
+                           "rtf": round(wall / audio_seconds, 4),
+                           "stderr": r.stderr.strip().splitlines()[-1]}  # its summary line
 words = read_words(export)
 runs = [("sherpa-onnx", export / "sherpa-onnx", False),
         ("sherpa-onnx-c-api", export / "sherpa-onnx", True)]
