@@ -351,7 +351,7 @@ def readme(s: dict) -> str:
         f"{s['vocab_size']}) and `log_probs_len`). The deltas, global CMVN, frame stacking "
         "and subsampling are inside model.onnx; it takes sherpa-onnx's own fbank.", "",
         "Files: model.onnx, tokens.txt" + (", TLG.fst (the decoding graph, input labels "
-                                           "token id + 1, each word's label on its first "
+                                           "token id + 1, each word's label on its last "
                                            "token), words.txt" if wfst else "")
         + ", sherpa-onnx.json (these settings and each file's SHA-256).", "",
         "## Feature options", "",
