@@ -45,8 +45,8 @@ from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import export_onnx, export_torchscript, load_model_for_inference, \
     quantize_onnx
 from speechmoe.lang.graph import built_topology
-from speechmoe.lang.token_start import build_token_start_tlg
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
+from speechmoe.lang.token_start import build_token_start_tlg
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
 from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
