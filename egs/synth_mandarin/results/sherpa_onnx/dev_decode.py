@@ -1,7 +1,9 @@
 """What measure.py and max_active.py share: dev's utterances, sherpa-onnx's decode of them
 with an exported directory, and the toolkit's scoring. Run from egs/synth_mandarin."""
+import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +30,18 @@ def read_words(export: Path) -> dict[int, str]:
     """The exported words.txt: sherpa-onnx returns word ids."""
     return {int(i): w for w, i in (line.split() for line in
                                    (export / "sherpa-onnx" / "words.txt").read_text().splitlines())}
+
+
+def with_graph(export: Path, graph: Path, name: str) -> Path:
+    """A temporary copy of the export's sherpa-onnx/ directory (symbolic links) whose
+    decoding graph is ``graph`` instead of the exported one."""
+    swapped = Path(tempfile.mkdtemp(prefix=f"sherpa-{name}-"))
+    exported = json.loads((export / "sherpa-onnx" / "sherpa-onnx.json").read_text()
+                          )["decoding"]["graph"]
+    for f in (export / "sherpa-onnx").iterdir():
+        (swapped / f.name).symlink_to(Path(graph).resolve() if f.name == exported
+                                      else f.resolve())
+    return swapped
 
 
 def sherpa_decode(model_dir: Path, rows, words: dict[int, str], **recognizer_options

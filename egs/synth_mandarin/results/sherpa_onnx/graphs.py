@@ -10,10 +10,9 @@ the dev CER (python -m speechmoe.scoring) and the RTF of the whole decode on one
 """
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds
+from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, with_graph
 from dev_decode import score as score_against
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -22,18 +21,13 @@ rows = dev_rows()
 (out / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
 audio_seconds = total_audio_seconds(rows)
 words = read_words(export)
-graph_name = json.loads((export / "sherpa-onnx" / "sherpa-onnx.json").read_text()
-                        )["decoding"]["graph"]
 summary = {"dev_utterances": len(rows), "audio_seconds": round(audio_seconds, 1)}
 for spec in sys.argv[3:]:
     name, graph = spec.split("=", 1)
-    swapped = Path(tempfile.mkdtemp(prefix=f"sherpa-{name}-"))
-    for f in (export / "sherpa-onnx").iterdir():
-        (swapped / f.name).symlink_to(Path(graph).resolve() if f.name == graph_name
-                                      else f.resolve())
-    hyps, wall = sherpa_decode(swapped, rows, words)
+    hyps, wall = sherpa_decode(with_graph(export, Path(graph), name), rows, words)
     (out / f"hyp_{name}.tsv").write_text(hyps)
-    summary[name] = {"graph": graph, "score": score_against(out / "ref.tsv", out / f"hyp_{name}.tsv"),
+    summary[name] = {"graph": graph,
+                     "score": score_against(out / "ref.tsv", out / f"hyp_{name}.tsv"),
                      "rtf": round(wall / audio_seconds, 4)}
     print(name, summary[name], flush=True)
 (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -20,11 +20,10 @@ thread), for
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, wav
+from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, wav, with_graph
 from dev_decode import score as score_against
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -57,11 +56,7 @@ if len(sys.argv) > 3:  # the same directory with the lang dir's TLG.fst in place
     lang_tlg = Path(sys.argv[3]).resolve() / "TLG.fst"
     if not lang_tlg.is_file():
         sys.exit(f"measure.py: {lang_tlg} does not exist")
-    swapped = Path(tempfile.mkdtemp(prefix="sherpa-lang-tlg-"))
-    graph = json.loads((export / "sherpa-onnx" / "sherpa-onnx.json").read_text())["decoding"]["graph"]
-    for f in (export / "sherpa-onnx").iterdir():
-        (swapped / f.name).symlink_to(lang_tlg if f.name == graph else f.resolve())
-    runs.append(("sherpa-onnx-lang-tlg", swapped, False))
+    runs.append(("sherpa-onnx-lang-tlg", with_graph(export, lang_tlg, "lang-tlg"), False))
 for name, model_dir, c_api in runs:
     hyps, wall = sherpa_decode(model_dir, rows, words, c_api_fbank=c_api)
     (out / f"hyp_{name}.tsv").write_text(hyps)
