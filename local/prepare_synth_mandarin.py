@@ -50,13 +50,14 @@ import logging
 import random
 import sys
 from pathlib import Path
+from typing import Optional
 
 from speechmoe.data.audio import probe_recording
 from speechmoe.data.corpus import CORPUS_JSON, corpus_record
 from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.data.synth import SynthJob, synthesize
 from speechmoe.data.voices import (LEGACY_HELDOUT_VOICES, LEGACY_TRAIN_VOICES, draw_voices,
-                                   espeak_data_dir, load_voices, save_voices)
+                                   espeak_data_dirs, load_voices, save_voices)
 from speechmoe.lang.units import mandarin_pronunciation
 from speechmoe.logs import cli_main, setup_logger
 from speechmoe.utils import atomic_write_text
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
         write_fast_copy(text_dir / "dev_unseen.tsv", text_dir / "dev_spon.tsv", "dev_spon",
                         CONDITIONS["test_spon"][1], args.seed)
     voices = load_voices(text_dir / "voices.json")
-    espeak = espeak_data_dir(voices.values(), out / "espeak")
+    espeak = espeak_data_dirs(voices.values(), out / "espeak")
     for name in SETS + ("dev_spon",):
         make_set(out, name, voices, espeak, args.num_jobs, log)
     return 0
@@ -309,7 +310,7 @@ def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], see
     tmp.replace(dst)
 
 
-def synth_job(row: list[str], voice, espeak: Path, wav: Path) -> SynthJob:
+def synth_job(row: list[str], voice, espeak: Optional[Path], wav: Path) -> SynthJob:
     """The synthesis of one text row: a drawn speaker's voice from `espeak`, warped, at the
     row's rate; one of espeak-ng's own variants (version 1's voices) as it is."""
     utt, pinyin, speaker, wpm, pitch = row[0], row[2], row[3], int(row[4]), int(row[5])
@@ -324,7 +325,7 @@ def read_tsv(path: Path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
-def make_set(out: Path, name: str, voices: dict, espeak: Path, num_jobs: int,
+def make_set(out: Path, name: str, voices: dict, espeak: dict[str, Path], num_jobs: int,
              log: logging.Logger) -> None:
     from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
 
@@ -336,11 +337,16 @@ def make_set(out: Path, name: str, voices: dict, espeak: Path, num_jobs: int,
                  name, done)
         return
     rows = read_tsv(out / "text" / f"{name}.tsv")
-    jobs = [synth_job(r, voices.get(r[3]), espeak, out / "wav" / name / f"{r[0]}.wav")
-            for r in rows]
+    jobs = [synth_job(r, voices.get(r[3]), espeak.get(r[3]),
+                      out / "wav" / name / f"{r[0]}.wav") for r in rows]
     failures = synthesize(jobs, num_jobs=num_jobs, desc=f"synthesize {name}")
     for utt, err in failures.items():
         log.warning("%s: %s: synthesis failed, utterance dropped: %s", name, utt, err)
+    if len(failures) > max(1, len(rows) // 100):  # a broken voice or tool, not a bad row
+        utt, err = next(iter(failures.items()))
+        raise RuntimeError(f"{name}: synthesis failed for {len(failures)} of {len(rows)} "
+                           f"utterances (more than 1%), e.g. {utt}: {err}; the manifests of "
+                           f"{name} were not written")
 
     recordings, supervisions, cuts, bad = [], [], [], []
     for r, job in zip(rows, jobs):

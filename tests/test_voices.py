@@ -93,17 +93,17 @@ def test_two_drawn_speakers_sound_different_and_keep_their_tones(tmp_path):
     import soundfile as sf
 
     from speechmoe.data.synth import SynthJob, synthesize_one
-    from speechmoe.data.voices import TONE_PROBE, espeak_data_dir, long_term_spectrum
+    from speechmoe.data.voices import TONE_PROBE, espeak_data_dirs, long_term_spectrum
 
     voices = draw_voices(["S0001", "S0002"], 1)
-    root = espeak_data_dir(voices, tmp_path / "espeak")
+    dirs = espeak_data_dirs(voices, tmp_path / "espeak")
     spectra, lengths = [], []
     for v in voices:
         syllables = []
         for k, syl in enumerate(TONE_PROBE):
             wav = tmp_path / f"{v.name}_{k}.wav"
             assert synthesize_one(SynthJob(v.name, syl, v.name, v.espeak_rate(170), 50, wav,
-                                           espeak_path=root, warp=v.warp)) is None
+                                           espeak_path=dirs[v.name], warp=v.warp)) is None
             x, sr = sf.read(wav)
             assert sr == 16000
             syllables.append(x)
@@ -112,6 +112,22 @@ def test_two_drawn_speakers_sound_different_and_keep_their_tones(tmp_path):
         lengths.append(sum(map(len, syllables)))
     assert spread(spectra)["mean_pairwise_db"] > 1.0  # a male and a female voice
     assert abs(lengths[0] / lengths[1] - 1) < 0.35  # the warp does not change the rate much
+
+
+@pytest.mark.skipif(not have_espeak, reason="espeak-ng / sox not installed (make install)")
+def test_hundreds_of_speakers_all_synthesize(tmp_path):
+    """espeak-ng fails every synthesis once a data dir lists more than 349 voices (its 131
+    languages included): 450 speakers go into data dirs of 100, and the last one speaks."""
+    from speechmoe.data.synth import SynthJob, synthesize_one
+    from speechmoe.data.voices import VOICES_PER_DATA_DIR, espeak_data_dirs
+
+    voices = draw_voices([f"S{i:04d}" for i in range(450)], 2)
+    dirs = espeak_data_dirs(voices, tmp_path / "espeak")
+    assert len(set(dirs.values())) == -(-450 // VOICES_PER_DATA_DIR) == 5
+    for v in (voices[0], voices[-1]):
+        assert synthesize_one(SynthJob(v.name, "ni3 hao3", v.name, 170, 50,
+                                       tmp_path / f"{v.name}.wav", espeak_path=dirs[v.name],
+                                       warp=v.warp)) is None
 
 
 def test_corpus_record(tmp_path):

@@ -32,7 +32,7 @@ class SynthJob:
     wav: Path
     voice: str = VOICE  # espeak-ng voice; another language's, e.g. "en-us", reads plain text
     espeak_path: Optional[Path] = None  # espeak-ng --path: a data dir holding `variant`
-    #   (speechmoe.data.voices.espeak_data_dir); None: the system's
+    #   (speechmoe.data.voices.espeak_data_dirs); None: the system's
     warp: float = 1.0  # vocal-tract-length warp: the audio resampled so every frequency
     #   moves by this factor (sox speed; speed and pitch are pre-compensated by the caller)
 

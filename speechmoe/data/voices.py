@@ -24,7 +24,7 @@ variants (measured on Debian's 101: formant frequencies mostly 80-120%, male F0 
   - the speaker's speaking-rate range (espeak-ng words per minute) and pitch setting
     (espeak-ng -p) range, from which each of the speaker's utterances draws.
 
-`espeak_data_dir` writes the variants beside (symlinks to) the system's espeak-ng data;
+`espeak_data_dirs` writes the variants beside (symlinks to) the system's espeak-ng data;
 `espeak-ng --path DIR -v cmn-latn-pinyin+<speaker>` then speaks with them.
 """
 
@@ -167,25 +167,31 @@ def system_espeak_data() -> Path:
                        f"{', '.join(SYSTEM_DATA_DIRS)}): run tools/install_system_deps.sh")
 
 
-def espeak_data_dir(voices: Sequence[SpeakerVoice], root: Path) -> Path:
-    """`root`/espeak-ng-data: the system's data (symlinked) with these speakers' variants in
-    voices/!v/; pass `root` to espeak-ng --path. Rewritten whole on every call."""
+# espeak-ng lists at most 349 voices (N_VOICES_LIST), its 131 language voices included, and
+# fails every synthesis beyond that: the variants go into data dirs of this many each.
+VOICES_PER_DATA_DIR = 100
+
+
+def espeak_data_dirs(voices: Sequence[SpeakerVoice], root: Path) -> dict[str, Path]:
+    """Write the voices' variants beside (symlinks to) the system's espeak-ng data, in data
+    dirs of VOICES_PER_DATA_DIR voices each (`root`/NNN/espeak-ng-data/voices/!v/); return
+    each voice's dir, to pass to espeak-ng --path. Rewritten whole on every call."""
     system = system_espeak_data()
-    data = root / "espeak-ng-data"
-    tmp = root / "espeak-ng-data.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "voices" / "!v").mkdir(parents=True)
-    for entry in system.iterdir():
-        if entry.name != "voices":
-            (tmp / entry.name).symlink_to(entry)
-    for entry in (system / "voices").iterdir():
-        if entry.name != "!v":
-            (tmp / "voices" / entry.name).symlink_to(entry)
-    for v in voices:
-        (tmp / "voices" / "!v" / v.name).write_text(v.variant_text(), encoding="utf-8")
-    shutil.rmtree(data, ignore_errors=True)
-    tmp.replace(data)
-    return root
+    voices = list(voices)
+    out: dict[str, Path] = {}
+    shutil.rmtree(root, ignore_errors=True)
+    for k in range(0, len(voices), VOICES_PER_DATA_DIR):
+        shard = root / f"{k // VOICES_PER_DATA_DIR:03d}"
+        data = shard / "espeak-ng-data"
+        (data / "voices" / "!v").mkdir(parents=True)
+        for entry in system.iterdir():
+            if entry.name != "voices":
+                (data / entry.name).symlink_to(entry)
+        # (voices/mb, MBROLA's, is left out: its 90 entries count against the limit)
+        for v in voices[k:k + VOICES_PER_DATA_DIR]:
+            (data / "voices" / "!v" / v.name).write_text(v.variant_text(), encoding="utf-8")
+            out[v.name] = shard
+    return out
 
 
 # --- How voices differ, and whether each still says its tones ----------------------------

@@ -42,7 +42,7 @@ def main() -> int:
 
     from speechmoe.data.synth import SynthJob, synthesize
     from speechmoe.data.voices import (LEGACY_HELDOUT_VOICES, LEGACY_TRAIN_VOICES, TONE_PROBE,
-                                       classify_tones, espeak_data_dir, load_voices,
+                                       classify_tones, espeak_data_dirs, load_voices,
                                        long_term_spectrum, spread, tone_shapes)
 
     voices = load_voices(args.data / "text" / "voices.json")
@@ -60,7 +60,7 @@ def main() -> int:
     }
     drawn = {**voices, **unwarped}
     work = Path(tempfile.mkdtemp(prefix="voices-"))
-    espeak = espeak_data_dir(drawn.values(), work / "espeak")
+    espeak = espeak_data_dirs(drawn.values(), work / "espeak")
 
     def job(name: str, key: str, pinyin: str) -> SynthJob:
         wav = work / "wav" / name / f"{key}.wav"
@@ -69,7 +69,7 @@ def main() -> int:
             variant = "" if name == "default" else name
             return SynthJob(f"{name}-{key}", pinyin, variant, 170, 50, wav)
         return SynthJob(f"{name}-{key}", pinyin, name, v.espeak_rate(170), 50, wav,
-                        espeak_path=espeak, warp=v.warp)
+                        espeak_path=espeak[name], warp=v.warp)
 
     names = [n for g in groups.values() for n in g]
     jobs = {(n, k): job(n, k, text) for n in names
