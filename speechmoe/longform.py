@@ -16,14 +16,15 @@ grow with its length:
    ``pause_seconds`` or more ends a segment at once (once it is ``min_segment_seconds``
    long). A CTC model's blank runs between the characters of a sentence often last
    0.3 s: cutting at every such run split sentences and cost 27 points of CER on a
-   30-minute recording (README), which is why the cut waits for the longest one.
+   30-minute recording (egs/synth_mandarin/RESULTS.md, long recordings), which is why the
+   cut waits for the longest one.
 3. **Decoding.** Each segment's audio goes through the network again on its own, as an
    utterance (``second_pass``), and is decoded (the WFST search, or greedy) as soon as it
    is cut, so that results arrive while the recording is still being read; its tokens
    carry times on the recording's clock. The second pass is what makes a long recording
    read like its utterances: the windows' own output, where self-attention spans several
    sentences, gave 30% CER on a 30-minute recording whose utterances one by one give 7%
-   (README); the windows still find the pauses well.
+   (egs/synth_mandarin/RESULTS.md); the windows still find the pauses well.
 
 Segmenting with the acoustic model itself needs no voice-activity model, and it cuts where
 the model hears no token, which is where a decode can restart without losing one.

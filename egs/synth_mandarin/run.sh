@@ -77,8 +77,8 @@ if $tiny; then
   lm_order=2; lm_cutoffs=0,2
   model_overrides='{"num_layers": 2, "embedding_layers": 2, "attention_every": 2, "d_model": 128, "ffn_dim": 256, "attention_ffn_dim": 256}'
   num_epochs=30; max_duration=60; lr=0.003; warmup_steps=50
-  amp=none  # bf16 is slower than fp32 at d_model 128 on this CPU (0.205 s against 0.143 s
-            # a step, results/train_step_speedup/session12/README.md)
+  amp=none  # bf16 is slower than fp32 at d_model 128 on this CPU (0.205 s against 0.143 s a
+            # step: results/train_step_speedup/step_overhead_compile_bf16_2026-12-02_294274a/)
   beam=10; max_active=1000; acoustic_scales=0.7,1.0
 fi
 

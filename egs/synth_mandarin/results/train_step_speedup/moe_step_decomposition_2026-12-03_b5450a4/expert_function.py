@@ -1,7 +1,8 @@
-"""Session 16, not adopted: the experts of one MoE layer as one autograd node with a hand-written
-backward (stacked weights, out= buffers), against the layer's own dispatch (A) and a padded
-torch.bmm (C); fwd + bwd of one layer at the tables' scale (1995 frames, d 128, 8 experts of
-256), ms, median of 60. Run from the repository root: .venv/bin/python egs/synth_mandarin/results/train_step_speedup/session16/expert_function.py
+"""Not adopted (2026-12-03, revision b5450a4): the experts of one MoE layer as one autograd
+node with a hand-written backward (stacked weights, out= buffers), against the layer's own
+dispatch (A) and a padded torch.bmm (C); fwd + bwd of one layer at the tables' scale (1995
+frames, d 128, 8 experts of 256), ms, median of 60. Run from the repository root:
+.venv/bin/python egs/synth_mandarin/results/train_step_speedup/moe_step_decomposition_2026-12-03_b5450a4/expert_function.py
 Measured: A 8.84 / 7.14, B 9.38 / 9.15, C 7.59 / 7.18 (two rounds); gradients equal."""
 import sys, time, statistics, torch
 sys.path.insert(0, ".")

@@ -1,7 +1,8 @@
-"""Session 16, not adopted: the output layer and the CTC's picked log-softmax fused in blocks of
-frames, the logits recomputed in backward (never the whole (N, 1585)), against nn.Linear +
-speechmoe.losses.gathered_log_softmax; fwd + bwd, ms, median of 30.
-    .venv/bin/python egs/synth_mandarin/results/train_step_speedup/session16/fused_head.py N D [BLOCK] [bf16]
+"""Not adopted (2026-12-03, revision b5450a4): the output layer and the CTC's picked
+log-softmax fused in blocks of frames, the logits recomputed in backward (never the whole
+(N, 1585)), against nn.Linear + speechmoe.losses.gathered_log_softmax; fwd + bwd, ms,
+median of 30.
+    .venv/bin/python egs/synth_mandarin/results/train_step_speedup/moe_step_decomposition_2026-12-03_b5450a4/fused_head.py N D [BLOCK] [bf16]
 Measured: 1995 128 512 fp32: 18.62 / 18.48 against fused 20.55 / 20.27; block 256: 20.91 / 22.54
 against 27.93 / 26.31; 4000 256 512 bf16: 25.21 / 25.06 against 29.08 / 31.03."""
 import sys, time, statistics, torch
