@@ -229,6 +229,30 @@ def test_results_and_trained_beats_untrained(recipe):
     assert ours["wfst"]["rate"] < 100.0
 
 
+def test_what_the_routers_follow(recipe, tmp_path):
+    """Validation logs each layer's speaker NMI; python -m speechmoe.analysis.routing on the
+    trained model and dev_unseen writes its report and figure with every layer's NMIs."""
+    e = recipe / "exp" / "moe_4e"
+    epochs = [json.loads(line) for line in (e / "log" / "epochs.jsonl").read_text().splitlines()]
+    assert all(0 <= layer["speaker_nmi"] <= 1 for layer in epochs[-1]["dev_routing"])
+    assert "speaker NMI" in (e / "log" / "train.log").read_text()
+    model = next(e.glob("avg-*.pt"))
+    r = subprocess.run([sys.executable, "-m", "speechmoe.analysis.routing", "--model",
+                        str(model), "--cuts", "data/fbank/cuts_dev_unseen.jsonl.gz",
+                        "--lang-dir", "data/lang", "--cmvn", "data/fbank/cmvn.pt",
+                        "--out", str(tmp_path)], cwd=recipe, env=recipe_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((tmp_path / "routing.json").read_text())
+    assert rep["speakers"] == 10 and rep["experts"] == 4
+    for layer in rep["layers"]:
+        assert sum(layer["expert_shares"]) == pytest.approx(1.0, abs=1e-3)
+        assert len(layer["per_speaker"]) == 10 and "<blank>" in layer["per_tone"]
+        assert all(0 <= layer[k] <= 1 for k in ("speaker_nmi", "token_nmi", "tone_nmi",
+                                                 "initial_nmi", "final_nmi"))
+    assert (tmp_path / "routing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_every_utterance_is_scored_by_every_method_with_its_metric(recipe):
     from lhotse import CutSet
 

@@ -67,6 +67,7 @@ class AsrDataset(torch.utils.data.Dataset):
         if not feats:
             return {"features": torch.zeros(0, 0, self.cfg.model_dim),
                     "lengths": torch.zeros(0, dtype=torch.long), "cut_ids": [], "texts": [],
+                    "speakers": [],
                     "targets": torch.zeros(0, 0, dtype=torch.long),
                     "target_lengths": torch.zeros(0, dtype=torch.long)}
         lengths = torch.tensor([f.shape[0] for f in feats])
@@ -75,6 +76,7 @@ class AsrDataset(torch.utils.data.Dataset):
             "lengths": lengths,
             "cut_ids": [c.id for c in cuts],
             "texts": [cut_words(c) for c in cuts],
+            "speakers": [c.supervisions[0].speaker if c.supervisions else None for c in cuts],
         }
         if self.tokenizer is not None:
             targets = [torch.tensor(self.tokenizer.encode(w)) for w in batch["texts"]]

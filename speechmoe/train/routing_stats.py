@@ -4,7 +4,8 @@ For each routed layer: the fraction of frames dispatched to each expert, the
 mean router entropy (low = sparse, confident routing; log n = uniform), the
 mean gate (top-1 probability), the mean logsumexp of the router logits (their scale,
 which the z-loss keeps down; a growing one precedes a collapse onto few experts) and the
-number of experts that received no frame.
+number of experts that received no frame; at validation also the NMI of the expert with the
+speaker (`speaker_nmi`, set by speechmoe.train.validate when the cuts name speakers).
 Padding frames are left out (weighted by the model's RoutingInfo.valid).
 
 The sums stay on the model's device and are read back once, when they are
@@ -25,6 +26,7 @@ class RoutingTracker:
 
     def reset(self) -> None:
         self.counts: list[torch.Tensor] = []  # per layer (n,) frames per expert
+        self.speaker_nmi: list[float] | None = None  # per layer, set by validation
         self.sums: torch.Tensor | None = None  # (layers, 4): entropy, gate, frames, log_z
 
     @torch.no_grad()
@@ -76,6 +78,7 @@ class RoutingTracker:
                 "mean_gate": gate / total,
                 "mean_log_z": log_z / total,
                 "unused_experts": sum(1 for x in c if x == 0),
+                **({"speaker_nmi": self.speaker_nmi[i]} if self.speaker_nmi else {}),
             })
         return out
 
@@ -85,16 +88,20 @@ class RoutingTracker:
         if not summary:
             return summary
         for s in summary:
+            nmi = f", speaker NMI {s['speaker_nmi']:.3f}" if "speaker_nmi" in s else ""
             logger.info("%s routing layer %02d: fraction %s, entropy %.3f (max %.3f), "
-                        "mean gate %.3f, mean log Z %.2f, unused experts %d", prefix,
+                        "mean gate %.3f, mean log Z %.2f, unused experts %d%s", prefix,
                         s["layer"], " ".join(f"{f:.2f}" for f in s["fraction"]), s["entropy"],
-                        s["max_entropy"], s["mean_gate"], s["mean_log_z"], s["unused_experts"])
+                        s["max_entropy"], s["mean_gate"], s["mean_log_z"], s["unused_experts"],
+                        nmi)
             if writer is not None:
                 tag = f"{prefix}_routing/layer{s['layer']:02d}"
                 writer.add_scalar(f"{tag}/entropy", s["entropy"], step)
                 writer.add_scalar(f"{tag}/mean_gate", s["mean_gate"], step)
                 writer.add_scalar(f"{tag}/mean_log_z", s["mean_log_z"], step)
                 writer.add_scalar(f"{tag}/unused_experts", s["unused_experts"], step)
+                if "speaker_nmi" in s:
+                    writer.add_scalar(f"{tag}/speaker_nmi", s["speaker_nmi"], step)
                 for e, f in enumerate(s["fraction"]):
                     writer.add_scalar(f"{tag}/expert{e}_fraction", f, step)
         if writer is not None:

@@ -1,0 +1,1 @@
+"""Analyses of trained models (what the routers follow: speechmoe.analysis.routing)."""
