@@ -156,6 +156,17 @@ def cpu_description() -> str:
             + (f", native bf16 ({' '.join(bf16)})" if bf16 else ", no native bf16"))
 
 
+def device_description(device) -> str:
+    """A device as a timing should name it: "cuda:0 (NVIDIA H100 ...)", or "cpu (" +
+    cpu_description() + ")"."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return f"{dev} ({cpu_description()})" if dev.type == "cpu" else str(dev)
+
+
 def native_bf16(device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16
     (Ampere and later), or a CPU with AVX512-BF16 or AMX (where bf16 autocast roughly

@@ -38,7 +38,7 @@ from speechmoe.train import rerun
 from speechmoe.train.routing_stats import RoutingTracker
 from speechmoe.train.schedule import lr_lambda, warmup_warning
 from speechmoe.train.validate import RoutingChurn, validate
-from speechmoe.utils import resolve_amp, tune_malloc
+from speechmoe.utils import device_description, resolve_amp, tune_malloc
 
 log = logging.getLogger("speechmoe")
 
@@ -170,7 +170,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.dist.device.type) \
             if self.amp == "fp16" else None
         self.log.info("training on %s, mixed precision %s%s; glibc malloc tuned: %s",
-                      self.dist.device, self.amp,
+                      device_description(self.dist.device), self.amp,
                       f" (--amp {params.amp})" if params.amp != self.amp else "", malloc_tuned)
         # The current epoch's wall seconds and hours of audio done by earlier processes:
         # carried through a mid-epoch checkpoint, so that a resumed epoch reports its whole
