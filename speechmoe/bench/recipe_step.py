@@ -32,7 +32,8 @@ FRAME_SECONDS = 0.03  # the model's input frames (10 ms fbank, subsampled by 3)
 
 
 def _trainer(args, exp_dir: str, num_workers: int):
-    from speechmoe.train.trainer import Trainer, TrainParams
+    from speechmoe.train.params import TrainParams
+    from speechmoe.train.trainer import Trainer
 
     return Trainer(TrainParams(
         exp_dir=exp_dir, model_config=args.model_config, lang_dir=args.lang_dir,

@@ -59,7 +59,7 @@ from speechmoe.info import FRAMES_PER_SECOND
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
 from speechmoe.model.memory import set_memory_kernel
-from speechmoe.train.trainer import AMP_DTYPES
+from speechmoe.train.params import AMP_DTYPES
 from speechmoe.utils import cpu_description, resolve_amp, resolve_device, tune_malloc
 
 PATHS = ("baseline", "new")
