@@ -35,7 +35,8 @@ import sys
 
 from speechmoe.logs import cli_main
 from speechmoe.utils import str2bool
-from speechmoe.train.trainer import TrainParams, train
+from speechmoe.train.params import TrainParams
+from speechmoe.train.trainer import train
 
 HELP = {
     "num_epochs": "epochs to train",
@@ -66,6 +67,10 @@ HELP = {
     "amp": "mixed precision: bf16, fp16 (with a gradient scaler), none, or auto (bf16 where "
            "the device computes it natively: GPUs with bf16, CPUs with AVX512-BF16 or AMX); "
            "router softmax and losses stay fp32",
+    "step_kernels": "auto: on a CPU, time the training step's kernels that are faster on some "
+                    "CPUs and slower on others (each off against all on, on the first use "
+                    "on a machine, cached in ~/.cache/speechmoe/step_kernels.json) and keep "
+                    "the faster; default: all on (speechmoe/train/step_kernels.py)",
     "accum_grad": "batches accumulated into one update (the effective batch is "
                   "max_duration x world size x accum_grad seconds)",
     "spec_augment": "SpecAugment on the training batches (true/false): frequency masks "

@@ -251,10 +251,25 @@ def _ctc_sum(log_probs, logits, lengths, targets, target_lengths, blank,
                       blank=blank, reduction="sum", zero_infinity=False)
 
 
+def _routing_stats(probs, valid, log_z, counts) -> list[torch.Tensor]:
+    """Sums over the real frames (valid > 0, no data-dependent selection) of one layer's
+    (N, n) routing or of all layers' (L, N, n): the L1 norm of the unit-normalised
+    probabilities (eq. 9), the squared log Z (z-loss), the importance (eq. 10) and the
+    dispatch counts, shaped (), (), (n,), (n,) per layer."""
+    p = probs.float()
+    real = valid > 0
+    unit = p / p.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
+    l1 = torch.where(real, unit.abs().sum(dim=-1), torch.zeros_like(real, dtype=p.dtype))
+    imp = torch.where(real.unsqueeze(-1), p, torch.zeros_like(p)).sum(dim=-2)
+    z2 = log_z.float().pow(2)
+    z2 = torch.where(real, z2, torch.zeros_like(z2))
+    return [l1.sum(dim=-1), z2.sum(dim=-1), imp, counts.to(torch.float32)]
+
+
 def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
                    cfg: LossConfig, blank: int = 0, reduce=None,
-                   with_floats: bool = True, compact_ctc: bool = True
-                   ) -> tuple[torch.Tensor, dict]:
+                   with_floats: bool = True, compact_ctc: bool = True,
+                   batched_routing: bool = True) -> tuple[torch.Tensor, dict]:
     """The total loss of eq. 12 and its parts (as floats for logging, or with
     ``with_floats=False`` as detached 0-d tensors, which reads nothing back from the
     device, with "frames": the number of frames the per-frame losses are averaged over).
@@ -267,6 +282,9 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
     then taken over the global batch, so that L_m and L_b, which are not sums
     over frames, follow the paper's batch definition exactly. compact_ctc=False: torch's
     CTC over the whole vocabulary (the benchmark's baseline path), instead of ctc_sum.
+    batched_routing=False: the routing statistics one layer at a time (revision 6f02136's
+    loop, the benchmark's baseline path) instead of all layers in one batch of operations;
+    the same values.
     """
     use_routing = bool(output.routing) and (cfg.alpha > 0 or cfg.z_loss > 0 or (
         cfg.beta > 0 and cfg.balance in ("mean_importance", "switch")))
@@ -285,17 +303,15 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
         stats.append(_ctc_sum(output.embedding_log_probs, output.embedding_logits,
                               output.lengths, targets, target_lengths, blank, compact_ctc))
     layers = output.routing if use_routing else []
-    if layers:  # every layer at once: (L, N, n); sums over the real frames (valid), no
-        # data-dependent selection; a few batched ops instead of ~30 per layer
-        p = torch.stack([r.probs for r in layers]).float()
-        real = torch.stack([r.valid for r in layers]) > 0
-        unit = p / p.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
-        l1 = torch.where(real, unit.abs().sum(dim=-1), torch.zeros_like(real, dtype=p.dtype))
-        imp = torch.where(real.unsqueeze(-1), p, torch.zeros_like(p)).sum(dim=1)
-        counts = torch.stack([r.counts for r in layers]).to(torch.float32)
-        z2 = torch.stack([r.log_z for r in layers]).float().pow(2)
-        z2 = torch.where(real, z2, torch.zeros_like(z2))
-        stats += [l1.sum(dim=1), z2.sum(dim=1), imp, counts]  # (L,), (L,), (L, n), (L, n)
+    if layers and batched_routing:  # every layer at once: (L, N, n); a few batched ops
+        # instead of ~30 per layer
+        stats += _routing_stats(torch.stack([r.probs for r in layers]),
+                                torch.stack([r.valid for r in layers]),
+                                torch.stack([r.log_z for r in layers]),
+                                torch.stack([r.counts for r in layers]))
+    elif layers:  # one layer at a time, the same values
+        per_layer = [_routing_stats(r.probs, r.valid, r.log_z, r.counts) for r in layers]
+        stats += [torch.stack(column) for column in zip(*per_layer)]
     stats = globalize(stats, reduce)
 
     parts: dict[str, torch.Tensor] = {}

@@ -130,6 +130,43 @@ def tune_malloc() -> bool:
         (m_top_pad, 64 * 2**20)))
 
 
+def cpu_description() -> str:
+    """This CPU as timings should name it: model, family/model numbers, and the flags that
+    decide the training step's speed (AVX-512, native bf16), e.g. "AMD EPYC (family 25
+    model 1): avx2 fma, no avx512f, no native bf16"."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown CPU"
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+        if not line.strip() and fields:
+            break  # the first processor's block
+    flags = set(fields.get("flags", "").split())
+    name = fields.get("model name", platform.machine())
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    vector = " ".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "no avx2"
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{name}: {vector}" + ("" if "avx512f" in flags else ", no avx512f")
+            + (f", native bf16 ({' '.join(bf16)})" if bf16 else ", no native bf16"))
+
+
+def device_description(device) -> str:
+    """A device as a timing should name it: "cuda:0 (NVIDIA H100 ...)", or "cpu (" +
+    cpu_description() + ")"."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return f"{dev} ({cpu_description()})" if dev.type == "cpu" else str(dev)
+
+
 def native_bf16(device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16
     (Ampere and later), or a CPU with AVX512-BF16 or AMX (where bf16 autocast roughly

@@ -14,6 +14,19 @@ def _two_threads():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory):
+    """The step-kernel choices the tests' trainings measure go to a cache of their own
+    (inherited by the recipes they run), not to the user's ~/.cache/speechmoe."""
+    old = os.environ.get("SPEECHMOE_CACHE")
+    os.environ["SPEECHMOE_CACHE"] = str(tmp_path_factory.mktemp("speechmoe-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPEECHMOE_CACHE", None)
+    else:
+        os.environ["SPEECHMOE_CACHE"] = old
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT
@@ -103,7 +116,7 @@ TINY_MODEL = {"num_layers": 2, "embedding_layers": 1, "attention_every": 2, "d_m
 @pytest.fixture
 def train_params(tiny_corpus, tmp_path):
     """TrainParams for a few fast steps on the tiny corpus (tweak fields per test)."""
-    from speechmoe.train.trainer import TrainParams
+    from speechmoe.train.params import TrainParams
 
     return TrainParams(
         exp_dir=str(tmp_path / "exp"), model_config=str(ROOT / "egs/synth_mandarin/conf/model/"

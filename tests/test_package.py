@@ -84,6 +84,54 @@ def test_the_benchmarks_two_paths_train_alike(tmp_path):
     assert new == pytest.approx(base, rel=1e-4)
 
 
+@pytest.mark.parametrize("path", ["only:malloc", "only:channels_last", "only:fused_update",
+                                  "only:ctc_from_logits", "only:batched_routing",
+                                  "without:channels_last", "without:ctc_from_logits",
+                                  "without:batched_routing"])
+def test_each_switch_of_the_ablation_trains_like_the_baseline(tmp_path, path):
+    """bench.train_step --ablate: every change of the new path alone, and the new path
+    without it, give the baseline's losses over 10 steps in fp32 (each switch changes how
+    the step is computed, not what)."""
+    import torch
+
+    from speechmoe.bench.train_step import SWITCHES, System, path_switches
+
+    assert path_switches("new") == set(SWITCHES) and path_switches("baseline") == set()
+    assert path_switches(path) == ({path[5:]} if path.startswith("only:")
+                                   else set(SWITCHES) - {path[8:]})
+    torch.set_num_threads(1)
+    moe = tiny_configs(tmp_path)[1]
+    systems = [System(str(moe), torch.device("cpu"), "none", 3.0, 2, 50, path=p)
+               for p in ("baseline", path)]
+    for p in systems:
+        with torch.no_grad():
+            for m in p.model.modules():
+                if hasattr(m, "lookback"):
+                    m.lookback.normal_(generator=torch.Generator().manual_seed(1))
+    base, other = ([float(p.step()) for _ in range(10)] for p in systems)
+    assert base[-1] < base[0]
+    assert other == pytest.approx(base, rel=1e-4)
+    with pytest.raises(ValueError, match="unknown path 'only:nothing'"):
+        path_switches("only:nothing")
+
+
+@pytest.mark.slow
+def test_train_step_ablation_prints_every_switch(tmp_path):
+    """--ablate: a row per system and switch, the ratios positive, the losses close."""
+    out = subprocess.run(
+        [sys.executable, "-m", "speechmoe.bench.train_step", *map(str, tiny_configs(tmp_path)),
+         "--batch-seconds", "3", "--utterances", "2", "--repeats", "1", "--loss-steps", "2",
+         "--threads", "1", "--ablate"],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("ablation:"))
+    table = [line.split() for line in out[start + 2:start + 12]]
+    assert [(r[0], r[1]) for r in table] == [(s, k) for s in ("b1", "moe") for k in (
+        "malloc", "channels_last", "fused_update", "ctc_from_logits", "batched_routing")]
+    assert all(float(r[3]) > 0 and float(r[5]) > 0 for r in table)
+    assert all(float(r[6]) < 1e-3 and float(r[8]) < 1e-3 for r in table)
+    assert out[-1].startswith("step_time_ratio=")
+
+
 def tiny_configs(tmp_path):
     """Two tiny systems (B1-like and 4 experts) as YAML files."""
     import yaml

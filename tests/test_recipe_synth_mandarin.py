@@ -71,6 +71,8 @@ def test_every_artifact_exists(recipe):
             for f in ("hyp.txt", "recogs.txt", "errs.txt", "summary.txt"):
                 assert (out / f).is_file(), out / f
     assert "routing layer" in (e / "log" / "train.log").read_text()
+    # the step's kernels chosen on this CPU (measured, or read from the tests' cache)
+    assert "step kernels: channels_last " in (e / "log" / "train.log").read_text()
 
 
 def test_test_sentences_never_in_training_or_lm_text(recipe):

@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from speechmoe.train.trainer import AMP_DTYPES, Trainer
+from speechmoe.train.params import AMP_DTYPES
+from speechmoe.train.trainer import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Seems like `optimizer.step")
 
@@ -226,7 +227,7 @@ def test_routing_churn_by_hand():
 
 def test_num_workers_default_loads_in_the_training_process_on_a_cpu():
     from speechmoe.data.sampling import resolve_num_workers
-    from speechmoe.train.trainer import TrainParams
+    from speechmoe.train.params import TrainParams
 
     auto = TrainParams.__dataclass_fields__["num_workers"].default
     assert resolve_num_workers(auto, torch.device("cpu")) == 0

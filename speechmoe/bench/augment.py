@@ -35,6 +35,7 @@ from speechmoe.features import FeatureConfig, GlobalCMVN, base_features
 from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
+from speechmoe.utils import cpu_description
 
 
 def _tempo_factor(cut):
@@ -162,7 +163,8 @@ def main(argv=None) -> int:
                 step(batch)
             times[name].append((time.perf_counter() - t0) / len(idx))
     hours = sum(sum(raw[i].duration for i in b) for b in batches) / len(batches)
-    print(f"batches of {hours:.0f} s of audio, {args.steps} steps per arm, {args.threads} "
+    print(f"{cpu_description()}; batches of {hours:.0f} s of audio, {args.steps} steps per "
+          f"arm, {args.threads} "
           f"training threads, 1 loader worker; features {cfg.stored_dim} dims "
           f"(pitch={cfg.pitch})")
     for name in arms:

@@ -27,6 +27,7 @@ from speechmoe.data.dataset import AsrDataset
 from speechmoe.data.sampling import make_sampler
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.lang.tokenizer import make_tokenizer
+from speechmoe.utils import cpu_description
 
 
 def measure(cuts, dataset, max_duration: float, buckets: int, batches: int,
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     cuts = CutSet.from_cuts(c for path in args.cuts for c in CutSet.from_file(path))
     dataset = AsrDataset(GlobalCMVN.load(args.cmvn), make_tokenizer(args.lang_dir),
                          FeatureConfig.for_cmvn(args.cmvn))
-    print(f"{len(cuts)} cuts, {sum(c.duration for c in cuts) / 3600:.1f} h; max duration "
+    print(f"{cpu_description()}; {len(cuts)} cuts, "
+          f"{sum(c.duration for c in cuts) / 3600:.1f} h; max duration "
           f"{args.max_duration:.0f} s per batch, {args.batches} batches, one thread")
     print(f"{'buckets':>8} {'s/batch':>8} {'padding':>8} {'utts':>6} {'audio s':>8}")
     for b in args.buckets:

@@ -32,6 +32,7 @@ from speechmoe.config import load_config
 from speechmoe.inference import export_onnx, inference_module, quantize_onnx
 from speechmoe.info import FRAMES_PER_SECOND, measure_cost
 from speechmoe.model import build_model
+from speechmoe.utils import cpu_description
 
 DEFAULT = ("egs/aishell2/conf/model/b1.yaml", "egs/aishell2/conf/model/moe_8e.yaml")
 
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = run(args.configs, args.seconds, args.threads, args.repeats, onnx=not args.no_onnx,
                int8=not args.no_int8)
-    print(f"torch {torch.__version__}, fp32, {args.threads} thread(s), one utterance of "
+    print(f"torch {torch.__version__}, {cpu_description()}, fp32, {args.threads} thread(s), "
+          "one utterance of "
           f"{args.seconds:.0f} s, median of {args.repeats} interleaved runs")
     print(f"{'system':<10} {'GMAC/s':>7} {'GEMM GFLOP/s':>13} {'limit RTF':>10} "
           f"{'runtime':<12} {'RTF':>7} {'x limit':>8}")

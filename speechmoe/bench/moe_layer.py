@@ -19,6 +19,7 @@ import time
 import torch
 
 from speechmoe.model.moe import MoELayer
+from speechmoe.utils import cpu_description
 
 
 def _step(layer, x, mask) -> None:
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     r = run(args.experts, args.frames, args.d_model, args.hidden, args.threads, args.repeats)
 
-    print(f"torch {torch.__version__}, fp32, {r['threads']} threads, {r['frames']} frames, "
+    print(f"torch {torch.__version__}, {cpu_description()}, fp32, {r['threads']} threads, "
+          f"{r['frames']} frames, "
           f"{r['d_model']} -> {r['hidden']} -> {r['d_model']}, forward + backward, "
           f"median of {r['repeats']} interleaved runs")
     print(f"frames per expert: {r['frames_per_expert']}")

@@ -32,7 +32,8 @@ FRAME_SECONDS = 0.03  # the model's input frames (10 ms fbank, subsampled by 3)
 
 
 def _trainer(args, exp_dir: str, num_workers: int):
-    from speechmoe.train.trainer import Trainer, TrainParams
+    from speechmoe.train.params import TrainParams
+    from speechmoe.train.trainer import Trainer
 
     return Trainer(TrainParams(
         exp_dir=exp_dir, model_config=args.model_config, lang_dir=args.lang_dir,
@@ -95,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--model-overrides", default="{}", help="JSON merged into the model config")
     args = p.parse_args(argv)
+    import torch
+
+    from speechmoe.utils import cpu_description
+
     scratch = tempfile.mkdtemp(prefix="recipe_step_")
+    print(f"torch {torch.__version__}, {cpu_description()}", flush=True)
     try:
         print(compute_only(args, f"{scratch}/a"), flush=True)
         for workers in (0, 1):

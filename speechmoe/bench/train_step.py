@@ -59,11 +59,36 @@ from speechmoe.info import FRAMES_PER_SECOND
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
 from speechmoe.model.memory import set_memory_kernel
-from speechmoe.train.trainer import AMP_DTYPES
-from speechmoe.utils import resolve_amp, resolve_device, tune_malloc
+from speechmoe.train.params import AMP_DTYPES
+from speechmoe.utils import cpu_description, resolve_amp, resolve_device, tune_malloc
 
 PATHS = ("baseline", "new")
 BASELINE_REVISION = "6f02136"
+# The changes the new path makes to the baseline's step, each a switch of its own:
+SWITCHES = {
+    "malloc": "glibc malloc tuning (speechmoe.utils.tune_malloc)",
+    "channels_last": "the memory blocks' channels-last 2-D convolution kernel",
+    "fused_update": "fused AdamW and foreach gradient clipping",
+    "ctc_from_logits": "the CTC losses on each utterance's own columns, read from the logits",
+    "batched_routing": "the routing statistics of all layers in one batch of operations",
+}
+
+
+def path_switches(path: str) -> frozenset:
+    """The switches a path turns on: baseline none, new all, only:X just X, without:X all
+    but X."""
+    kind, _, name = path.partition(":")
+    if path in PATHS:
+        return frozenset(SWITCHES) if path == "new" else frozenset()
+    if kind in ("only", "without") and name in SWITCHES:
+        return frozenset({name}) if kind == "only" else frozenset(SWITCHES) - {name}
+    raise ValueError(f"unknown path {path!r}: baseline, new, only:X or without:X with X one "
+                     f"of {', '.join(SWITCHES)}")
+
+
+def ablation_paths() -> list[str]:
+    """--ablate: every switch on alone (against the baseline) and off alone (against new)."""
+    return [*PATHS, *(f"only:{s}" for s in SWITCHES), *(f"without:{s}" for s in SWITCHES)]
 
 
 def _sync(device) -> None:
@@ -98,10 +123,11 @@ class System:
         self.name = self.cfg.name or config
         self.device = device
         self.path = path
+        self.on = path_switches(path)
         self.model = build_model(self.cfg.model).to(device).train()
-        set_memory_kernel(self.model, channels_last=path == "new")
+        set_memory_kernel(self.model, channels_last="channels_last" in self.on)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4,
-                                           fused=path == "new")
+                                           fused="fused_update" in self.on)
         self.amp_name = amp
         self.amp = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
@@ -128,10 +154,12 @@ class System:
                 self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             out = self.model(self.feats, self.lengths,
                              with_embedding_loss=self.cfg.loss.gamma > 0,
-                             log_softmax=self.path != "new")
+                             log_softmax="ctc_from_logits" not in self.on)
         with record_function("loss"):
             loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
-                                     with_floats=False, compact_ctc=self.path == "new")
+                                     with_floats=False,
+                                     compact_ctc="ctc_from_logits" in self.on,
+                                     batched_routing="batched_routing" in self.on)
         with record_function("backward"):
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -141,8 +169,9 @@ class System:
         _sync(self.device)
         t0 = time.perf_counter()
         with record_function("update"):
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0,
-                                           foreach=True if self.path == "new" else None)
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), 5.0,
+                foreach=True if "fused_update" in self.on else None)
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -212,7 +241,7 @@ def profile_steps(system: System, steps: int = 3) -> str:
 
 def _worker(conn, spec: dict) -> None:
     """One system on one path, in its own process, stepping when told to."""
-    if spec["path"] == "new":
+    if "malloc" in path_switches(spec["path"]):
         tune_malloc()
     torch.set_num_threads(spec["threads"])
     dev = torch.device(spec["device"])
@@ -248,14 +277,20 @@ def _worker(conn, spec: dict) -> None:
 def run(configs: list[str], device: str = "auto", amp: str = "none",
         baseline_amp: str = "none", batch_seconds: float = 60.0, utterances: int = 12,
         repeats: int = 10, loss_steps: int = 50, threads: int = 2, num_classes: int = 1585,
-        model_overrides: dict | None = None, profile: bool = False) -> dict:
-    """Every (system, path) timed side by side; returns rows, loss agreement, profiles."""
+        model_overrides: dict | None = None, profile: bool = False,
+        ablate: bool = False) -> dict:
+    """Every (system, path) timed side by side; returns rows, loss agreement (each path's
+    losses against the baseline's), profiles. ablate: also every only:X and without:X path
+    (only:X in the baseline's precision, without:X in the new path's)."""
     dev = resolve_device(device)
+    paths = ablation_paths() if ablate else list(PATHS)
     amps = {"baseline": resolve_amp(baseline_amp, dev), "new": resolve_amp(amp, dev)}
+    for path in paths[2:]:
+        amps[path] = amps["baseline" if path.startswith("only:") else "new"]
     ctx = mp.get_context("spawn")
     workers = {}
     for config in configs:
-        for path in PATHS:
+        for path in paths:
             parent, child = ctx.Pipe()
             spec = {"config": config, "path": path, "device": str(dev), "amp": amps[path],
                     "batch_seconds": batch_seconds, "utterances": utterances,
@@ -277,7 +312,10 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
             for key in workers:  # one process computes at a time
                 times[key] += ask(key, "steps", 1)
         flops = {config: ask((config, "new"), "flops") for config in configs}
-        peaks = {path: ask((configs[0], path), "peak") for path in PATHS}
+        peak_of = {}  # the GEMM peak of each precision, measured once
+        for path in paths:
+            if amps[path] not in peak_of:
+                peak_of[amps[path]] = ask((configs[0], path), "peak")
         profiles = [ask((config, "new"), "profile") for config in configs] if profile else []
     finally:
         for proc, conn in workers.values():
@@ -289,7 +327,7 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
     rows = []
     for (config, path), t in times.items():
         step = statistics.median(r[0] for r in t)
-        f, peak, i = flops[config], peaks[path], info[config, path]
+        f, peak, i = flops[config], peak_of[amps[path]], info[config, path]
         rows.append({"system": i["system"], "config": config, "path": path,
                      "device": str(dev), "amp": amps[path], "params": i["params"],
                      "audio_seconds": i["audio_seconds"], "step_seconds": step,
@@ -300,12 +338,32 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
                      "fraction_of_peak": f / step / peak})
     agreement = {}
     for config in configs:
-        a, b = losses[config, "baseline"], losses[config, "new"]
-        agreement[info[config, "new"]["system"]] = {
-            "steps": len(a), "first": (a[0], b[0]), "last": (a[-1], b[-1]),
-            "max_relative_difference": max(abs(x - y) / max(abs(x), 1e-12)
-                                           for x, y in zip(a, b))}
+        for path in paths[1:]:
+            a, b = losses[config, "baseline"], losses[config, path]
+            agreement[info[config, "new"]["system"], path] = {
+                "steps": len(a), "first": (a[0], b[0]), "last": (a[-1], b[-1]),
+                "max_relative_difference": max(abs(x - y) / max(abs(x), 1e-12)
+                                               for x, y in zip(a, b))}
     return {"rows": rows, "losses": agreement, "profiles": profiles}
+
+
+def ablation_table(rows: list[dict], losses: dict) -> list[str]:
+    """Per system and switch: the step with the switch alone against the baseline's
+    (speed-up > 1: it helps from the baseline) and the step without it against the new
+    path's (> 1: the new path is faster with it), and the losses' largest relative
+    difference from the baseline's on each."""
+    by = {(r["system"], r["path"]): r["step_seconds"] for r in rows}
+    lines = [f"{'system':<10} {'switch':<16} {'only s':>8} {'only gain':>10} {'without s':>10} "
+             f"{'its gain':>9} {'loss diff only / without':>25}"]
+    for system in dict.fromkeys(r["system"] for r in rows):
+        for name in SWITCHES:
+            only, without = by[system, f"only:{name}"], by[system, f"without:{name}"]
+            lines.append(
+                f"{system:<10} {name:<16} {only:8.3f} {by[system, 'baseline'] / only:10.3f} "
+                f"{without:10.3f} {without / by[system, 'new']:9.3f} "
+                f"{losses[system, f'only:{name}']['max_relative_difference']:12.1e} / "
+                f"{losses[system, f'without:{name}']['max_relative_difference']:.1e}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,15 +386,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-overrides", default="{}",
                    help='JSON merged into both models, e.g. \'{"d_model": 128}\'')
     p.add_argument("--profile", default="", help="write the new path's profile to this file")
+    p.add_argument("--ablate", action="store_true",
+                   help="also each change of the new path on alone (against the baseline) "
+                        "and off alone (against the new path): " + ", ".join(SWITCHES))
     args = p.parse_args(argv)
 
     out = run(args.configs, args.device, args.amp, args.baseline_amp, args.batch_seconds,
               args.utterances, args.repeats, args.loss_steps, threads=args.threads,
-              model_overrides=json.loads(args.model_overrides), profile=bool(args.profile))
+              model_overrides=json.loads(args.model_overrides), profile=bool(args.profile),
+              ablate=args.ablate)
     rows = out["rows"]
     dev = rows[0]["device"]
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else \
-        f"CPU, {args.threads} threads"
+        f"{cpu_description()}, {args.threads} threads"
     print(f"torch {torch.__version__}, {name}, {rows[0]['audio_seconds']:.0f} s of audio per "
           f"step in {args.utterances} utterances, median of {args.repeats} interleaved steps; "
           "peak = measured GEMM rate in the path's precision; baseline = revision "
@@ -349,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['frames_per_second']:10.0f} {r['audio_seconds_per_second']:10.1f} "
               f"{r['step_flops'] / 1e12:11.3f} {r['flops_per_second'] / 1e12:8.2f} "
               f"{r['fraction_of_peak']:8.1%}")
-    for system, agree in out["losses"].items():
+    for (system, path), agree in out["losses"].items():
+        if path != "new":
+            continue
         print(f"losses of {system}, baseline / new path over {agree['steps']} steps: first "
               f"{agree['first'][0]:.4f} / {agree['first'][1]:.4f}, last {agree['last'][0]:.4f}"
               f" / {agree['last'][1]:.4f}, largest relative difference "
@@ -357,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         with open(args.profile, "w", encoding="utf-8") as f:
             f.write("\n\n".join(out["profiles"]) + "\n")
+    if args.ablate:
+        print("ablation: only = the baseline with one switch on, without = the new path "
+              "with one switch off; gains are step-time ratios (> 1: the switch helps)")
+        print("\n".join(ablation_table(rows, out["losses"])))
     by = {(r["config"], r["path"]): r for r in rows}
     speedups = [f"{by[c, 'new']['system']}:"
                 f"{by[c, 'baseline']['step_seconds'] / by[c, 'new']['step_seconds']:.3f}"

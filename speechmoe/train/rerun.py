@@ -30,7 +30,7 @@ RESUMABLE = frozenset({
     "exp_dir", "model_config", "num_epochs", "max_steps", "budget_includes_base",
     "num_workers", "log_interval", "save_every_n", "valid_every_n", "keep_last_n",
     "max_bad_steps", "device", "log_batches", "dev_cuts", "start_over",
-    "continue_with_new_options"})
+    "continue_with_new_options", "step_kernels"})
 # Not worth a log line when they differ (the same run moved, or how this rerun was asked).
 _SILENT = frozenset({"exp_dir", "model_config", "start_over", "continue_with_new_options"})
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +18,7 @@ import torch
 
 from speechmoe.checkpoint import latest_checkpoint, load_checkpoint, prune_step_checkpoints, \
     save_checkpoint
-from speechmoe.config import ModelConfig, SystemConfig, load_config
+from speechmoe.config import ModelConfig
 from speechmoe.data.augment import SpecAugment
 from speechmoe.data.dataset import AsrDataset, filter_trainable
 from speechmoe.data.sampling import make_loader, make_sampler, resolve_num_workers
@@ -31,86 +29,19 @@ from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.logs import setup_logger
 from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
+from speechmoe.model.memory import set_memory_kernel
 from speechmoe.model.moe import freeze_routing
 from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
-from speechmoe.train import rerun
+from speechmoe.train import rerun, step_kernels
+from speechmoe.train.params import AMP_DTYPES, TrainParams, build_system, check_params, \
+    seed_everything
 from speechmoe.train.routing_stats import RoutingTracker
 from speechmoe.train.schedule import lr_lambda, warmup_warning
 from speechmoe.train.validate import RoutingChurn, validate
-from speechmoe.utils import resolve_amp, tune_malloc
+from speechmoe.utils import device_description, resolve_amp, tune_malloc
 
 log = logging.getLogger("speechmoe")
-
-
-@dataclass
-class TrainParams:
-    exp_dir: str
-    model_config: str
-    lang_dir: str
-    train_cuts: list[str]
-    dev_cuts: str
-    cmvn: str
-    num_epochs: int = 10
-    max_steps: int = 0  # > 0: stop after this many updates (the epoch in progress ends there)
-    budget_includes_base: bool = False  # --max-steps counts the --init-from base's updates
-    max_duration: float = 200.0  # seconds of audio per batch
-    num_buckets: int = 10
-    lr: float = 1e-3  # peak learning rate
-    warmup_steps: int = 500
-    weight_decay: float = 1e-5
-    grad_clip: float = 5.0
-    seed: int = 42
-    num_workers: int = -1  # DataLoader workers; -1: 0 on a CPU, 1 on a GPU (resolve_num_workers)
-    log_interval: int = 50
-    save_every_n: int = 200  # mid-epoch checkpoint interval (steps); 0 = epoch ends only
-    valid_every_n: int = 0  # mid-epoch dev validation interval (steps, log/valid.jsonl); 0 = off
-    keep_last_n: int = 2  # mid-epoch checkpoints kept
-    max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
-    device: str = "auto"  # auto (CUDA if available), cuda or cpu
-    amp: str = "none"  # mixed precision: bf16, fp16 (gradient scaler), none, or auto (bf16
-    # where the device computes it natively, else none: speechmoe.utils.native_bf16)
-    accum_grad: int = 1  # batches accumulated into one optimizer step
-    log_batches: bool = False  # every rank writes its batches' cut ids per step
-    spec_augment: bool = False  # SpecAugment masks on the training batches
-    spec_freq_masks: int = 2  # frequency masks per utterance ...
-    spec_freq_width: int = 8  # ... each at most this many Mel bands wide
-    spec_time_masks: int = 4  # time masks per utterance ...
-    spec_time_width: int = 20  # ... each at most this many 10-ms frames ...
-    spec_time_fraction: float = 0.1  # ... in all at most this share of the utterance
-    model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
-    init_from: str = ""  # a dense model's checkpoint to upcycle from (speechmoe.model.upcycle)
-    freeze_routing_after: int = 0  # > 0: routers and embedding network frozen from this update
-    start_over: bool = False  # a resume with other options: from scratch, old files moved
-    continue_with_new_options: bool = False  # ... or resumed with them (train/rerun.py)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_params(params: "TrainParams") -> None:
-    if params.amp not in AMP_DTYPES and params.amp != "auto":
-        raise ValueError(f"--amp {params.amp!r}: choose bf16, fp16, none or auto")
-    if params.accum_grad < 1:
-        raise ValueError(f"--accum-grad {params.accum_grad}: must be >= 1")
-    rerun.check_choice(params)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_system(params: TrainParams, vocab_size: int,
-                 feature_config: FeatureConfig = FeatureConfig()) -> SystemConfig:
-    """The model/loss config of params.model_config with the data's sizes: the lang dir's
-    units (num_classes) and the stored features' model input (input_dim)."""
-    overrides = {"model": {**params.model_overrides, "num_classes": vocab_size,
-                           "input_dim": feature_config.model_dim}}
-    return load_config(params.model_config, overrides=overrides)
 
 
 class Trainer:
@@ -159,18 +90,23 @@ class Trainer:
             # head would get no gradient (DDP would stop on it), so it is frozen.
             self.model.embedding.ctc_head.requires_grad_(False)
             self.log.info("loss.gamma is 0: the embedding network's CTC head is not trained")
+        self.amp = resolve_amp(params.amp, self.dist.device)
+        self.amp_dtype = AMP_DTYPES[self.amp]
+        self.kernels = step_kernels.choose(  # one choice for all ranks: the defaults under DDP
+            system, self.dist.device, self.amp, self.amp_dtype, params.max_duration, self.log,
+            params.step_kernels if not self.dist.enabled else "default")
+        set_memory_kernel(self.model, channels_last=self.kernels.channels_last)
         # fused: one kernel over all parameters instead of ~10 per tensor (the update of
         # MoE-8e at the tables' scale took 28 ms, 14 ms fused)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr,
-                                           weight_decay=params.weight_decay, fused=True)
+                                           weight_decay=params.weight_decay,
+                                           fused=self.kernels.fused_update)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lr_lambda(params.warmup_steps))
-        self.amp = resolve_amp(params.amp, self.dist.device)
-        self.amp_dtype = AMP_DTYPES[self.amp]
         self.scaler = torch.amp.GradScaler(self.dist.device.type) \
             if self.amp == "fp16" else None
         self.log.info("training on %s, mixed precision %s%s; glibc malloc tuned: %s",
-                      self.dist.device, self.amp,
+                      device_description(self.dist.device), self.amp,
                       f" (--amp {params.amp})" if params.amp != self.amp else "", malloc_tuned)
         # The current epoch's wall seconds and hours of audio done by earlier processes:
         # carried through a mid-epoch checkpoint, so that a resumed epoch reports its whole
@@ -352,10 +288,13 @@ class Trainer:
             with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 out = self.ddp(batch["features"].to(dev), batch["lengths"].to(dev),
-                               with_embedding_loss=self.embedding_loss, log_softmax=False)
+                               with_embedding_loss=self.embedding_loss,
+                               log_softmax=not self.kernels.ctc_from_logits)
             loss, parts = speechmoe_loss(out, batch["targets"].to(dev),
                                          batch["target_lengths"].to(dev), self.loss_config,
-                                         reduce=self.reduce, with_floats=False)
+                                         reduce=self.reduce, with_floats=False,
+                                         compact_ctc=self.kernels.ctc_from_logits,
+                                         batched_routing=self.kernels.batched_routing)
         return out, loss, parts
 
     def train_step(self, batches: list[dict], epoch: int) -> Optional[tuple[float, dict]]:
@@ -407,8 +346,9 @@ class Trainer:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(factor)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                   self.params.grad_clip, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.params.grad_clip,
+            foreach=True if self.kernels.fused_update else None)
         if not torch.isfinite(grad_norm):
             if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale
                 self.scaler.update()

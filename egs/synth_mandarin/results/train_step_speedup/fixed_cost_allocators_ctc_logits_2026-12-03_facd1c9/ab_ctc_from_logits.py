@@ -8,7 +8,8 @@ import tempfile
 import time
 
 import speechmoe.losses as L
-from speechmoe.train.trainer import Trainer, TrainParams
+from speechmoe.train.params import TrainParams
+from speechmoe.train.trainer import Trainer
 
 tr = Trainer(TrainParams(
     exp_dir=tempfile.mkdtemp(), model_config="conf/model/moe_4e.yaml", lang_dir="data/lang",
