@@ -61,7 +61,7 @@ from torch import nn
 # _delta_scales: Kaldi's delta filters, the ones add_deltas applies
 from speechmoe.features import PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
-from speechmoe.utils import atomic_write_text
+from speechmoe.utils import atomic_dir, atomic_path, atomic_write_text
 
 SHERPA_JSON = "sherpa-onnx.json"
 MODEL_TYPE = "zipformer_ctc"  # the sherpa-onnx offline CTC type whose contract we meet
@@ -194,19 +194,19 @@ def export_sherpa_onnx_model(module: SherpaCtcModel, path: Union[str, Path],
     # T >= 4: at least 2 output frames while tracing (a size-1 time axis would be
     # specialised); shorter inputs still run (test_sherpa_onnx checks 1 to 3 frames)
     frames = torch.export.Dim("T", min=4, max=300000)
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-        torch.onnx.export(module.eval(), (x, x_lens), str(tmp), dynamo=True,
-                          opset_version=opset, dynamic_shapes=({0: batch, 1: frames},
-                                                               {0: batch}),
-                          input_names=["x", "x_lens"],
-                          output_names=["log_probs", "log_probs_len"], external_data=False)
-    proto = onnx.load(str(tmp))
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = str(key), str(value)
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+            torch.onnx.export(module.eval(), (x, x_lens), str(tmp), dynamo=True,
+                              opset_version=opset, dynamic_shapes=({0: batch, 1: frames},
+                                                                   {0: batch}),
+                              input_names=["x", "x_lens"],
+                              output_names=["log_probs", "log_probs_len"],
+                              external_data=False)
+        proto = onnx.load(str(tmp))
+        for key, value in (metadata or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        onnx.save(proto, str(tmp))
     return path
 
 
@@ -258,44 +258,39 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     scale = 1.0 if acoustic_scale is None else float(acoustic_scale)
     fill = pitch_fill(features, cmvn, pitch)
     fb = fbank_options(features)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    V = write_tokens(tokens, tmp / "tokens.txt")
-    num_classes = model.output_layer.out_features
-    if num_classes != V:
-        raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
-    if graph is not None:
-        check_token_starts(graph, V)
-        shutil.copy(graph, tmp / "TLG.fst")
-        shutil.copy(words, tmp / "words.txt")
-    module = SherpaCtcModel(model, features, cmvn, scale, fill)
-    frame_ms = features.frame_shift_ms * features.subsample
-    settings = {
-        "model_type": MODEL_TYPE, "vocab_size": V, "acoustic_scale": scale,
-        "fbank": fb["feature_extractor"], "c_api_fbank_matches": fb["c_api_matches"],
-        "c_api_fbank_differs_in": fb["c_api_differs_in"],
-        "pitch": ({"trained_with": True, "fill": pitch, "values": fill} if fill is not None
-                  else {"trained_with": False}),
-        "output_frame_ms": frame_ms,
-        "timestamp_factor": frame_ms / (features.frame_shift_ms * SHERPA_SUBSAMPLING),
-        "decoding": ({"method": "wfst", "graph": "TLG.fst", "words": "words.txt",
-                      "max_active": int(max_active)} if graph is not None
-                     else {"method": "greedy_search"}),
-        "features": features.to_dict(), **(info or {})}
-    meta = {"framework": "speechmoe", "sherpa_onnx_model_type": MODEL_TYPE,
-            "vocab_size": V, "acoustic_scale": scale, "output_frame_ms": frame_ms,
-            "fbank": json.dumps(fb["feature_extractor"]),
-            "pitch": json.dumps(settings["pitch"])}
-    export_sherpa_onnx_model(module, tmp / "model.onnx", meta)
-    atomic_write_text(tmp / "README.md", readme(settings))
-    settings["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
-                         for f in sorted(tmp.iterdir())}
-    atomic_write_text(tmp / SHERPA_JSON, json.dumps(settings, indent=1,
-                                                    ensure_ascii=False) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        V = write_tokens(tokens, tmp / "tokens.txt")
+        num_classes = model.output_layer.out_features
+        if num_classes != V:
+            raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
+        if graph is not None:
+            check_token_starts(graph, V)
+            shutil.copy(graph, tmp / "TLG.fst")
+            shutil.copy(words, tmp / "words.txt")
+        module = SherpaCtcModel(model, features, cmvn, scale, fill)
+        frame_ms = features.frame_shift_ms * features.subsample
+        settings = {
+            "model_type": MODEL_TYPE, "vocab_size": V, "acoustic_scale": scale,
+            "fbank": fb["feature_extractor"], "c_api_fbank_matches": fb["c_api_matches"],
+            "c_api_fbank_differs_in": fb["c_api_differs_in"],
+            "pitch": ({"trained_with": True, "fill": pitch, "values": fill} if fill is not None
+                      else {"trained_with": False}),
+            "output_frame_ms": frame_ms,
+            "timestamp_factor": frame_ms / (features.frame_shift_ms * SHERPA_SUBSAMPLING),
+            "decoding": ({"method": "wfst", "graph": "TLG.fst", "words": "words.txt",
+                          "max_active": int(max_active)} if graph is not None
+                         else {"method": "greedy_search"}),
+            "features": features.to_dict(), **(info or {})}
+        meta = {"framework": "speechmoe", "sherpa_onnx_model_type": MODEL_TYPE,
+                "vocab_size": V, "acoustic_scale": scale, "output_frame_ms": frame_ms,
+                "fbank": json.dumps(fb["feature_extractor"]),
+                "pitch": json.dumps(settings["pitch"])}
+        export_sherpa_onnx_model(module, tmp / "model.onnx", meta)
+        atomic_write_text(tmp / "README.md", readme(settings))
+        settings["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
+                             for f in sorted(tmp.iterdir())}
+        atomic_write_text(tmp / SHERPA_JSON, json.dumps(settings, indent=1,
+                                                        ensure_ascii=False) + "\n")
     return out
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from speechmoe.longform import LongFormConfig
 from speechmoe.recognizer import (AudioError, ModelDirError, Recognizer, Segment, Transcript,
                                   audio_info, read_audio)
+from speechmoe.utils import atomic_write_text
 
 SUFFIX = {"text": ".txt", "segments": ".tsv", "json": ".json", "srt": ".srt"}
 
@@ -178,9 +179,7 @@ def main(argv=None) -> int:
         done += 1
         if args.output_dir is not None:
             out = args.output_dir / (output_name(r.name, taken) + SUFFIX[args.format])
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(render(r, args.format), encoding="utf-8")
-            tmp.replace(out)
+            atomic_write_text(out, render(r, args.format))
         elif not streamed:
             sys.stdout.write(render(r, args.format))
             sys.stdout.flush()

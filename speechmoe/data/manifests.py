@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from speechmoe.data.audio import probe_recording
 from speechmoe.text import CJK, normalize_sentence
+from speechmoe.utils import atomic_path, atomic_write_text
 
 # --------------------------------------------------------------------------- transcripts
 
@@ -127,11 +128,8 @@ def report_excluded(log, name: str, excluded: Sequence[Excluded], total: int,
     if len(excluded) > max_logged:
         log.warning("%s: ... %d more (see the list)", name, len(excluded) - max_logged)
     if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_name(out_file.name + ".tmp")
-        tmp.write_text("".join(f"{e.utt}\t{e.path}\t{e.reason}\n" for e in excluded),
-                       encoding="utf-8")
-        tmp.replace(out_file)
+        atomic_write_text(out_file, "".join(f"{e.utt}\t{e.path}\t{e.reason}\n"
+                                            for e in excluded))
     if excluded:
         counts = Counter(e.kind for e in excluded)
         log.warning("%s: excluded %d of %d utterances (%s)%s", name, len(excluded), total,
@@ -263,20 +261,21 @@ def write_manifests(cuts: Sequence, manifest_dir: Path, name: str) -> None:
         (CutSet.from_cuts(cuts), "cuts"),
     ]
     for manifest, kind in outputs:
-        path = manifest_dir / f"{kind}_{name}.jsonl.gz"
-        tmp = manifest_dir / f"{kind}_{name}.tmp.jsonl.gz"
+        write_lhotse(manifest, manifest_dir / f"{kind}_{name}.jsonl.gz")
+
+
+def write_lhotse(manifest, path: Path) -> None:
+    """A lhotse manifest (CutSet, RecordingSet, ...) to path, atomically; the format
+    follows path's suffixes (.jsonl.gz)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
         manifest.to_file(tmp)
-        tmp.replace(path)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> int:
     """Write lines atomically; return how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(line + "\n")
             n += 1
-    tmp.replace(path)
     return n
