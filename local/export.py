@@ -33,7 +33,6 @@ sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -48,7 +47,7 @@ from speechmoe.lang.graph import built_topology
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.lang.token_start import build_token_start_tlg
 from speechmoe.logs import cli_main, setup_logger
-from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
+from speechmoe.model_dir import GRAPH, verify_model_dir, write_manifest
 from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
 from speechmoe.utils import atomic_dir
 
@@ -119,13 +118,10 @@ def main(argv=None) -> int:
                 log.info("ONNX export: %.0f s", time.time() - t0)
                 if not args.no_int8:
                     quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
-        manifest = {
+        manifest = write_manifest(tmp, {
             "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,
             "averaged": ckpt.get("averaged", []),
-            "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "acoustic_scale": scale,
-            "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
-                      for f in sorted(tmp.iterdir())}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+            "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "acoustic_scale": scale})
         verify_model_dir(tmp)
         if args.sherpa_onnx:
             export_for_sherpa(args, model, tmp, manifest, log)

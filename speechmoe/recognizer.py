@@ -7,7 +7,7 @@
         print(r.name, r.text, r.tokens, r.times)
 
 A model directory holds everything a recognition needs, each file checked against the
-SHA-256 of manifest.json when it is opened: model.pt (averaged weights and the model
+SHA-256 of manifest.json when it is opened (speechmoe.model_dir): model.pt (averaged weights and the model
 config), cmvn.pt, features.json, tokens.txt, lang.json, and for WFST decoding
 lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in onnxruntime from
 model.onnx. Everything loads with torch.load(weights_only=True).
@@ -30,7 +30,6 @@ recording's length. `rec.segments("talk.flac")` yields the segments as they fini
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -48,19 +47,12 @@ from speechmoe.lang.bpe import pieces_to_words
 from speechmoe.lang.symbols import read_tokens
 from speechmoe.lang.tokenizer import words_to_text
 from speechmoe.longform import LongFormConfig, PauseSegmenter, WindowPlan, stream_log_probs
+from speechmoe.model_dir import GRAPH, ModelDirError, verify_model_dir
 from speechmoe.utils import resolve_device
-
-MANIFEST = "manifest.json"
-REQUIRED = ("model.pt", "cmvn.pt", "features.json", "tokens.txt", "lang.json")
-GRAPH = ("lexicon.txt", "words.txt", "TLG.fst")
 
 
 class AudioError(ValueError):
     """A recording that cannot be recognised (unreadable, empty, too short)."""
-
-
-class ModelDirError(ValueError):
-    """A model directory that is incomplete or whose files do not match its manifest."""
 
 
 @dataclass
@@ -88,16 +80,6 @@ class Transcript:
     method: str = "wfst"
     extra: dict = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)  # those with words
-
-
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                return h.hexdigest()
-            h.update(block)
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -435,28 +417,3 @@ class Recognizer:
             return " ".join(words)
         return words_to_text(words, self.lang_info.get("metric", "CER"))
 
-
-def verify_model_dir(path: Path) -> dict:
-    """The manifest of a model directory, after checking every file it lists."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelDirError(f"{path}: not a directory (export a model with local/export.py)")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise ModelDirError(f"{path}: no {MANIFEST} (export a model with local/export.py)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{mpath}: not valid JSON ({exc})") from None
-    files = manifest.get("files", {})
-    missing = [f for f in REQUIRED if f not in files or not (path / f).is_file()]
-    if missing:
-        raise ModelDirError(f"{path}: incomplete, missing {missing}")
-    for name, meta in files.items():
-        f = path / name
-        if not f.is_file():
-            raise ModelDirError(f"{f}: listed in {MANIFEST} but missing")
-        if f.stat().st_size != meta["bytes"] or sha256(f) != meta["sha256"]:
-            raise ModelDirError(f"{f}: does not match its checksum in {MANIFEST} (changed "
-                                "or damaged): export the model again")
-    return manifest

@@ -61,6 +61,7 @@ from torch import nn
 # _delta_scales: Kaldi's delta filters, the ones add_deltas applies
 from speechmoe.features import PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
+from speechmoe.model_dir import write_manifest
 from speechmoe.utils import atomic_dir, atomic_path, atomic_write_text
 
 SHERPA_JSON = "sherpa-onnx.json"
@@ -250,8 +251,6 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     graph decoder's setting (OfflineCtcFstDecoderConfig; the toolkit decodes with 7000,
     sherpa-onnx's default is 3000). info: extra fields for sherpa-onnx.json (the model's
     name, its checkpoint). Built under a temporary name and renamed."""
-    from speechmoe.recognizer import sha256
-
     if (graph is None) != (words is None):
         raise ValueError("a graph needs its words.txt, and words.txt its graph")
     out = Path(out_dir)
@@ -287,10 +286,7 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
                 "pitch": json.dumps(settings["pitch"])}
         export_sherpa_onnx_model(module, tmp / "model.onnx", meta)
         atomic_write_text(tmp / "README.md", readme(settings))
-        settings["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
-                             for f in sorted(tmp.iterdir())}
-        atomic_write_text(tmp / SHERPA_JSON, json.dumps(settings, indent=1,
-                                                        ensure_ascii=False) + "\n")
+        write_manifest(tmp, settings, SHERPA_JSON)
     return out
 
 

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 
 from speechmoe.longform import LongFormConfig
-from speechmoe.recognizer import (AudioError, ModelDirError, Recognizer, Segment, Transcript,
-                                  audio_info, read_audio)
+from speechmoe.model_dir import ModelDirError
+from speechmoe.recognizer import AudioError, Recognizer, Segment, Transcript, audio_info, \
+    read_audio
 from speechmoe.utils import atomic_write_text
 
 SUFFIX = {"text": ".txt", "segments": ".tsv", "json": ".json", "srt": ".srt"}

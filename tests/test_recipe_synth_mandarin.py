@@ -509,7 +509,8 @@ def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe,
 def test_a_changed_model_directory_is_refused(exported, tmp_path):
     import shutil
 
-    from speechmoe.recognizer import ModelDirError, Recognizer
+    from speechmoe.model_dir import ModelDirError
+    from speechmoe.recognizer import Recognizer
 
     copy = tmp_path / "export"
     shutil.copytree(exported, copy)

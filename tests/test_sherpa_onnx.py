@@ -142,7 +142,7 @@ def exported(tmp_path_factory):
 def test_the_exported_directory_meets_the_zipformer_ctc_contract(exported):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from speechmoe.recognizer import sha256
+    from speechmoe.utils import sha256
 
     out, model, cfg, cmvn = exported
     settings = json.loads((out / SHERPA_JSON).read_text())
