@@ -42,8 +42,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechmoe.data.audio import probe_audio
 from speechmoe.data.manifests import Excluded, get_normalizer, make_cut, map_in_chunks, \
-    probe_audio, report_excluded, write_lines, write_manifests
+    report_excluded, write_lines, write_manifests
 from speechmoe.logs import cli_main, setup_logger
 
 REQUIRED = ("wav.scp", "text")

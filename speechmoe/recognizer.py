@@ -7,15 +7,15 @@
         print(r.name, r.text, r.tokens, r.times)
 
 A model directory holds everything a recognition needs, each file checked against the
-SHA-256 of manifest.json when it is opened (speechmoe.model_dir): model.pt (averaged weights and the model
-config), cmvn.pt, features.json, tokens.txt, lang.json, and for WFST decoding
-lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in onnxruntime from
-model.onnx. Everything loads with torch.load(weights_only=True).
+SHA-256 of manifest.json when it is opened (speechmoe.model_dir): model.pt (averaged
+weights and the model config), cmvn.pt, features.json, tokens.txt, lang.json, and for
+WFST decoding lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in
+onnxruntime from model.onnx. Everything loads with torch.load(weights_only=True).
 
 Audio: whatever soundfile reads (wav, flac, ogg, ...), at any sample rate (resampled to
 the model's 16 kHz with scipy's polyphase resampler, anti-aliasing included) and any
 number of channels (averaged to mono). A file that cannot be read, is empty or is
-shorter than one 25 ms analysis frame raises AudioError naming it.
+shorter than one 25 ms analysis frame raises AudioError naming it (speechmoe.data.audio).
 
 Each result has the text (characters for a syllable model scored by CER, words joined by
 spaces otherwise), the words, the tokens (units) of the CTC alignment and each token's
@@ -31,7 +31,6 @@ recording's length. `rec.segments("talk.flac")` yields the segments as they fini
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
@@ -39,6 +38,8 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from speechmoe.data.audio import FileWindows, audio_info, check_length, prepare_samples, \
+    read_audio
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
@@ -49,10 +50,6 @@ from speechmoe.lang.tokenizer import words_to_text
 from speechmoe.longform import LongFormConfig, PauseSegmenter, WindowPlan, stream_log_probs
 from speechmoe.model_dir import GRAPH, ModelDirError, verify_model_dir
 from speechmoe.utils import resolve_device
-
-
-class AudioError(ValueError):
-    """A recording that cannot be recognised (unreadable, empty, too short)."""
 
 
 @dataclass
@@ -80,89 +77,6 @@ class Transcript:
     method: str = "wfst"
     extra: dict = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)  # those with words
-
-
-def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """float32 samples at ``rate`` -> at ``target`` (polyphase, scipy); unchanged if equal."""
-    if int(rate) == int(target):
-        return samples
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(rate), int(target))
-    return resample_poly(samples, int(target) // g, int(rate) // g).astype(np.float32)
-
-
-def read_audio(path: Union[str, Path], sample_rate: int = 16000):
-    """(mono float32 samples at sample_rate, seconds); AudioError naming the file."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(f"{path}: unreadable audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    samples = data.mean(axis=1)  # channels averaged
-    samples = resample(samples, rate, sample_rate)
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: audio holds NaN or infinite samples")
-    seconds = len(samples) / sample_rate
-    if len(samples) < int(0.025 * sample_rate):
-        raise AudioError(f"{path}: too short ({seconds * 1000:.0f} ms; at least 25 ms)")
-    return samples, seconds
-
-
-def audio_info(path: Union[str, Path]) -> tuple[int, int]:
-    """(frames, sample rate) of an audio file without reading it; AudioError naming it."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: unreadable audio ({exc})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    return int(info.frames), int(info.samplerate)
-
-
-class _FileWindows:
-    """Reads [start, end) of a file in the model's sample rate, one window at a time
-    (mono, resampled per window: the window edges, where resampling is least exact, are in
-    the margins the long-form path drops)."""
-
-    def __init__(self, path: Path, sample_rate: int):
-        import soundfile as sf
-
-        frames, self.rate = audio_info(path)
-        self.path, self.sample_rate = Path(path), sample_rate
-        self.total = int(frames * sample_rate // self.rate) if self.rate != sample_rate \
-            else frames
-        self.file = sf.SoundFile(str(path))
-
-    def __call__(self, start: int, end: int):
-        r, sr = self.rate, self.sample_rate
-        a, b = (start * r) // sr, -(-end * r // sr)
-        try:
-            self.file.seek(a)
-            data = self.file.read(b - a, dtype="float32", always_2d=True).mean(axis=1)
-        except Exception as exc:
-            raise AudioError(f"{self.path}: unreadable audio at {a / r:.1f} s ({exc})") from None
-        data = resample(data, r, sr)[: end - start]
-        if len(data) < end - start:
-            data = np.pad(data, (0, end - start - len(data)))
-        if not np.isfinite(data).all():
-            raise AudioError(f"{self.path}: audio holds NaN or infinite samples "
-                             f"(near {start / sr:.1f} s)")
-        return data
-
-    def close(self):
-        self.file.close()
 
 
 class Recognizer:
@@ -283,10 +197,9 @@ class Recognizer:
             total, reader, closer = len(samples), (lambda a, b: samples[a:b]), None
         else:
             name = str(source)
-            reader = _FileWindows(Path(source), sr)
+            reader = FileWindows(Path(source), sr)
             total, closer = reader.total, reader.close
-        if total < int(0.025 * sr):
-            raise AudioError(f"{name}: too short ({total / sr * 1000:.0f} ms; at least 25 ms)")
+        check_length(name, total, sr)
         plan = WindowPlan.make(cfg, sr, self.frame_seconds)
         segmenter = PauseSegmenter(cfg, self.frame_seconds, blank=0)
 
@@ -362,12 +275,7 @@ class Recognizer:
                        times=[round((start + f) * fs, 3) for _, f in aligned])
 
     def _prepare_samples(self, name, samples, rate):
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1 if samples.shape[1] <= 8 else 0)
-        samples = resample(samples, rate, self.features.sample_rate)
-        if len(samples) < int(0.025 * self.features.sample_rate):
-            raise AudioError(f"{name}: too short ({len(samples)} samples)")
+        samples = prepare_samples(name, samples, rate, self.features.sample_rate)
         return samples, len(samples) / self.features.sample_rate
 
     def _network(self, feats: Sequence[torch.Tensor]):

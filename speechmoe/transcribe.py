@@ -35,10 +35,10 @@ import sys
 import time
 from pathlib import Path
 
+from speechmoe.data.audio import AudioError, audio_info, read_audio
 from speechmoe.longform import LongFormConfig
 from speechmoe.model_dir import ModelDirError
-from speechmoe.recognizer import AudioError, Recognizer, Segment, Transcript, audio_info, \
-    read_audio
+from speechmoe.recognizer import Recognizer, Segment, Transcript
 from speechmoe.utils import atomic_write_text
 
 SUFFIX = {"text": ".txt", "segments": ".tsv", "json": ".json", "srt": ".srt"}

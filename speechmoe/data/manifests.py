@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from speechmoe.data.audio import probe_recording
+from speechmoe.data.audio import check_wav
 from speechmoe.text import CJK, normalize_sentence
 from speechmoe.utils import atomic_path, atomic_write_text
 
@@ -139,33 +139,7 @@ def report_excluded(log, name: str, excluded: Sequence[Excluded], total: int,
         log.info("%s: all %d utterances usable", name, total)
 
 
-# --------------------------------------------------------------------------- audio
-
-
-def check_wav(path: str | Path, sample_rate: Optional[int] = 16000) -> Optional[str]:
-    """Why an audio file cannot be used (header read only, cheap), or None if it is fine.
-
-    The reasons read like speechmoe.data.audio.probe_recording's.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return "file not found"
-    if size == 0:
-        return "empty file (0 bytes)"
-    try:
-        inf = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types on corrupt headers
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        return f"unreadable audio ({type(exc).__name__}{': ' + msg if msg else ''})"
-    if inf.frames <= 0:
-        return "zero-length audio (no samples)"
-    if sample_rate is not None and inf.samplerate != sample_rate:
-        return f"sampled at {inf.samplerate} Hz, expected {sample_rate} Hz"
-    return None
+# ------------------------------------------------------ audio checks (data.audio.check_wav)
 
 
 def _check_chunk(args) -> list[Optional[str]]:
@@ -197,39 +171,6 @@ def check_wavs(paths: Sequence[str | Path], sample_rate: Optional[int] = 16000,
     paths = [str(p) for p in paths]
     reasons = map_in_chunks(_check_chunk, paths, sample_rate, num_jobs, 1000, 500)
     return {p: r for p, r in zip(paths, reasons) if r is not None}
-
-
-def probe_audio(path_or_cmd: str, recording_id: str, sample_rate: Optional[int] = 16000):
-    """A wav.scp entry (a file, or a command ending in '|') -> (Recording, None) or
-    (None, reason). Files go through speechmoe.data.audio.probe_recording; a command
-    is run once, its output read as audio."""
-    entry = path_or_cmd.strip()
-    if not entry.endswith("|"):
-        return probe_recording(entry, recording_id, sample_rate)
-    import io
-    import subprocess
-
-    import soundfile as sf
-    from lhotse import AudioSource, Recording
-
-    cmd = entry[:-1].strip()
-    r = subprocess.run(cmd, shell=True, capture_output=True)
-    if r.returncode != 0:
-        err = r.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"command failed ({r.returncode}){': ' + err[-1][:160] if err else ''}"
-    try:
-        inf = sf.info(io.BytesIO(r.stdout))
-    except Exception as exc:
-        return None, f"unreadable audio from command ({type(exc).__name__})"
-    if inf.frames <= 0:
-        return None, "zero-length audio (no samples)"
-    if sample_rate is not None and inf.samplerate != sample_rate:
-        return None, f"sampled at {inf.samplerate} Hz, expected {sample_rate} Hz"
-    rec = Recording(id=recording_id, sources=[AudioSource(type="command", channels=[0],
-                                                          source=cmd)],
-                    sampling_rate=inf.samplerate, num_samples=inf.frames,
-                    duration=inf.frames / inf.samplerate)
-    return rec, None
 
 
 # --------------------------------------------------------------------------- manifests
