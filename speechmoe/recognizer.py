@@ -38,8 +38,8 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from speechmoe.data.audio import FileWindows, audio_info, check_length, prepare_samples, \
-    read_audio
+from speechmoe.data.audio import MIN_SECONDS, FileWindows, audio_info, check_length, \
+    prepare_samples, read_audio
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
@@ -64,6 +64,17 @@ class Segment:
     words: list[str]
     tokens: list[str]
     times: list[float]
+
+
+@dataclass
+class AudioInput:
+    """One recording made ready by Recognizer.prepare: its samples at the model's rate, or
+    for a long file none (it is read window by window as it is decoded)."""
+    name: str
+    seconds: float
+    long: bool  # through the long-form path (segments)
+    samples: Optional[np.ndarray] = None
+    path: Optional[Path] = None
 
 
 @dataclass
@@ -143,63 +154,68 @@ class Recognizer:
     def frame_seconds(self) -> float:
         return self.features.frame_shift_ms / 1000 * self.features.subsample
 
-    def is_long(self, seconds: float) -> bool:
-        """Whether a recording this long goes through the long-form path."""
-        return seconds > self.long_form.window_seconds
+    def prepare(self, x: Union[str, Path, tuple, AudioInput]) -> AudioInput:
+        """One input made ready to recognise: a path, a (name, samples, sample_rate) tuple,
+        or an AudioInput (returned as it is). Here, and only here, a recording is found
+        long (self.long_form.is_long): a long file is not read, the rest is read, averaged
+        to mono and resampled to the model's rate. AudioError naming a bad input."""
+        if isinstance(x, AudioInput):
+            return x
+        sr = self.features.sample_rate
+        if isinstance(x, tuple):
+            name, samples, rate = x
+            samples = prepare_samples(name, samples, rate, sr)
+            seconds = len(samples) / sr
+            return AudioInput(name, seconds, self.long_form.is_long(seconds), samples)
+        frames, rate = audio_info(x)
+        if self.long_form.is_long(frames / rate):
+            return AudioInput(str(x), frames / rate, True, path=Path(x))
+        samples, seconds = read_audio(x, sr)
+        return AudioInput(str(x), seconds, False, samples, Path(x))
 
-    def transcribe(self, inputs: Iterable[Union[str, Path, tuple]],
+    def transcribe(self, inputs: Iterable[Union[str, Path, tuple, AudioInput]],
                    batch_seconds: float = 120.0) -> list[Transcript]:
-        """Recognise files (paths) or (name, samples, sample_rate) tuples, in batches of
-        about batch_seconds of audio; a recording longer than one window through the
-        long-form path (segments). Raises AudioError for the first bad input; the
-        command line (speechmoe-transcribe) reads files one by one to go on past one."""
-        items, long_ones = [], {}
+        """Recognise files (paths), (name, samples, sample_rate) tuples or prepared inputs,
+        in batches of about batch_seconds of audio; a recording longer than one window
+        through the long-form path (segments). Raises AudioError for the first bad input;
+        the command line (speechmoe-transcribe) prepares files one by one to go on past
+        one."""
+        names, short, out = [], [], {}
         for x in inputs:
-            if isinstance(x, tuple):
-                name, samples, rate = x
-                samples, seconds = self._prepare_samples(name, samples, rate)
+            a = self.prepare(x)
+            names.append(a.name)
+            if a.long:
+                out[a.name] = self.transcribe_long(a)
             else:
-                name = str(x)
-                frames, rate = audio_info(x)
-                if self.is_long(frames / rate):
-                    long_ones[name] = self.transcribe_long(x)
-                    items.append((name, None, frames / rate))
-                    continue
-                samples, seconds = read_audio(x, self.features.sample_rate)
-            if self.is_long(seconds):
-                long_ones[name] = self.transcribe_long((name, samples, self.features.sample_rate))
-                items.append((name, None, seconds))
-            else:
-                items.append((name, samples, seconds))
-        out: dict[str, Transcript] = dict(long_ones)
-        items_short = [it for it in items if it[1] is not None]
-        order = sorted(range(len(items_short)), key=lambda i: items_short[i][2])
-        batch: list[int] = []
-        for i in order:
-            batch.append(i)
-            if sum(items_short[j][2] for j in batch) >= batch_seconds:
-                self._run([items_short[j] for j in batch], out)
+                short.append(a)
+        batch: list[AudioInput] = []
+        for a in sorted(short, key=lambda a: a.seconds):
+            batch.append(a)
+            if sum(b.seconds for b in batch) >= batch_seconds:
+                self._run(batch, out)
                 batch = []
         if batch:
-            self._run([items_short[j] for j in batch], out)
-        return [out[name] for name, _, _ in items]
+            self._run(batch, out)
+        return [out[name] for name in names]
 
-    def segments(self, source: Union[str, Path, tuple],
+    def segments(self, source: Union[str, Path, tuple, AudioInput],
                  config: Optional[LongFormConfig] = None) -> Iterator[Segment]:
         """The segments of a recording of any length, each as soon as it is decoded (see
-        speechmoe.longform): source is a path (read window by window) or a
-        (name, samples, sample_rate) tuple."""
+        speechmoe.longform): source is a path (read window by window), a
+        (name, samples, sample_rate) tuple or a prepared input."""
         cfg = (config or self.long_form).check()
         sr = self.features.sample_rate
         if isinstance(source, tuple):
-            name, samples, rate = source
-            samples, _ = self._prepare_samples(name, samples, rate)
+            source = self.prepare(source)
+        if isinstance(source, AudioInput) and source.samples is not None:
+            name, samples = source.name, source.samples
             total, reader, closer = len(samples), (lambda a, b: samples[a:b]), None
         else:
-            name = str(source)
-            reader = FileWindows(Path(source), sr)
+            name, path = (source.name, source.path) if isinstance(source, AudioInput) \
+                else (str(source), Path(source))
+            reader = FileWindows(path, sr)
             total, closer = reader.total, reader.close
-        check_length(name, total, sr)
+            check_length(name, total, sr)
         plan = WindowPlan.make(cfg, sr, self.frame_seconds)
         segmenter = PauseSegmenter(cfg, self.frame_seconds, blank=0)
 
@@ -215,7 +231,7 @@ class Recognizer:
                 return lp
             a = start * plan.frame_samples
             b = min(total, (start + len(lp)) * plan.frame_samples)
-            if b - a < int(0.025 * sr):
+            if b - a < int(MIN_SECONDS * sr):
                 return lp
             out = network(reader(a, b))
             return out[: len(lp)]
@@ -237,17 +253,18 @@ class Recognizer:
             if closer is not None:
                 closer()
 
-    def transcribe_long(self, source: Union[str, Path, tuple],
+    def transcribe_long(self, source: Union[str, Path, tuple, AudioInput],
                         config: Optional[LongFormConfig] = None) -> Transcript:
         """One recording through the long-form path, its segments joined."""
-        name = source[0] if isinstance(source, tuple) else str(source)
-        segs = list(self.segments(source, config))
-        if isinstance(source, tuple):
-            seconds = len(source[1]) / source[2]
+        if isinstance(source, AudioInput):
+            name, seconds = source.name, source.seconds
+        elif isinstance(source, tuple):
+            source = self.prepare(source)
+            name, seconds = source.name, source.seconds
         else:
             frames, rate = audio_info(source)
-            seconds = frames / rate
-        return self.joined(name, segs, seconds)
+            name, seconds = str(source), frames / rate
+        return self.joined(name, list(self.segments(source, config)), seconds)
 
     def joined(self, name: str, segs: Sequence[Segment], seconds: float) -> Transcript:
         """The transcript of a recording from its segments."""
@@ -273,10 +290,6 @@ class Recognizer:
                        text=self.join(words), words=words,
                        tokens=[self.tokens[t] for t, _ in aligned],
                        times=[round((start + f) * fs, 3) for _, f in aligned])
-
-    def _prepare_samples(self, name, samples, rate):
-        samples = prepare_samples(name, samples, rate, self.features.sample_rate)
-        return samples, len(samples) / self.features.sample_rate
 
     def _network(self, feats: Sequence[torch.Tensor]):
         """Log-probs (numpy, B x T x C) and output lengths of a batch of feature matrices."""
@@ -304,19 +317,19 @@ class Recognizer:
             words = pieces_to_words(words)
         return words, aligned
 
-    def _run(self, items: Sequence[tuple], out: dict) -> None:
-        feats = [compute_features(s, self.features.sample_rate, self.features, self.cmvn)
-                 for _, s, _ in items]
+    def _run(self, items: Sequence[AudioInput], out: dict) -> None:
+        feats = [compute_features(a.samples, self.features.sample_rate, self.features,
+                                  self.cmvn) for a in items]
         log_probs, lengths = self._network(feats)
-        for (name, _, seconds), lp, n in zip(items, log_probs, lengths):
+        for a, lp, n in zip(items, log_probs, lengths):
             lp = lp[:n]
             words, aligned = self._decode(lp)
-            seg = self._segment(name, 0, 0, lp, (words, aligned))
-            out[name] = Transcript(
-                name=name, text=self.join(words), words=words,
+            seg = self._segment(a.name, 0, 0, lp, (words, aligned))
+            out[a.name] = Transcript(
+                name=a.name, text=self.join(words), words=words,
                 tokens=[self.tokens[t] for t, _ in aligned],
                 times=[round(f * self.frame_seconds, 3) for _, f in aligned],
-                duration=seconds, method=self.method, segments=[seg] if seg else [])
+                duration=a.seconds, method=self.method, segments=[seg] if seg else [])
 
     def join(self, words: Sequence[str]) -> str:
         """Characters joined without spaces for a CER (Chinese) model, with spaces else;

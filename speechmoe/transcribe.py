@@ -35,10 +35,10 @@ import sys
 import time
 from pathlib import Path
 
-from speechmoe.data.audio import AudioError, audio_info, read_audio
+from speechmoe.data.audio import AudioError
 from speechmoe.longform import LongFormConfig
 from speechmoe.model_dir import ModelDirError
-from speechmoe.recognizer import Recognizer, Segment, Transcript
+from speechmoe.recognizer import AudioInput, Recognizer, Segment, Transcript
 from speechmoe.utils import atomic_write_text
 
 SUFFIX = {"text": ".txt", "segments": ".tsv", "json": ".json", "srt": ".srt"}
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     failed = done = 0
     audio = 0.0
-    pending: list[tuple[str, object, int]] = []
+    pending: list[AudioInput] = []
     pending_seconds = 0.0
     bar = tqdm(total=len(items), unit="file", disable=len(items) <= 10, file=sys.stderr)
     taken: set = set()  # output file names given so far
@@ -202,28 +202,25 @@ def main(argv=None) -> int:
 
     for name, path in items:
         try:
-            frames, rate = audio_info(path)
-            if rec.is_long(frames / rate):
+            a = dataclasses.replace(rec.prepare(path), name=name)
+            if a.long:
                 flush()  # the results keep the order given
                 segs = []
                 stream = args.format == "segments" and args.output_dir is None
-                for seg in rec.segments(path):
-                    seg.name = name
+                for seg in rec.segments(a):
                     segs.append(seg)
                     if stream:
                         print(segment_line(seg), flush=True)
-                seconds = frames / rate
-                emit(rec.joined(name, segs, seconds), streamed=stream)
-                audio += seconds
+                emit(rec.joined(name, segs, a.seconds), streamed=stream)
+                audio += a.seconds
                 bar.update(1)
                 continue
-            samples, seconds = read_audio(path, rec.features.sample_rate)
         except AudioError as exc:
             fail(name, path, exc)
             continue
-        pending.append((name, samples, rec.features.sample_rate))
-        pending_seconds += seconds
-        audio += seconds
+        pending.append(a)
+        pending_seconds += a.seconds
+        audio += a.seconds
         if pending_seconds >= args.batch_seconds:
             flush()
     flush()
