@@ -26,13 +26,12 @@ import torch
 from speechmoe.data.fbank import compute_fbank
 from speechmoe.data.manifests import Excluded, report_excluded, write_lhotse
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN, add_deltas
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.utils import str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--manifest-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--sets", nargs="+", required=True)

@@ -47,15 +47,14 @@ from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import load_model_for_inference
 from speechmoe.lang.symbols import read_tokens, read_words
 from speechmoe.lang.tokenizer import read_lang_info
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.utils import atomic_write_text, resolve_device
 
 METHODS = ("ctc_greedy", "wfst")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--cmvn", type=Path, required=True)

@@ -46,16 +46,14 @@ from speechmoe.inference import export_onnx, export_torchscript, load_model_for_
 from speechmoe.lang.graph import built_topology
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.lang.token_start import build_token_start_tlg
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.model_dir import GRAPH, verify_model_dir, write_manifest
 from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
 from speechmoe.utils import atomic_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--cmvn", type=Path, required=True)

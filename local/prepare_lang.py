@@ -59,13 +59,12 @@ from speechmoe.lang.symbols import read_lexicon, read_tokens, write_lexicon, wri
 from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
 from speechmoe.lang.units import build_lexicon, fixed_units, open_vocabulary_lexicon, \
     with_sandhi_variants
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.utils import atomic_write_text, sha256
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--lm-text", type=Path, nargs="+", required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--order", type=int, default=3, help="n-gram order (the paper: 5)")

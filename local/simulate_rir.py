@@ -39,13 +39,11 @@ from speechmoe.data.augment import augmented_copy, parse_factors
 from speechmoe.data.rir import HELDOUT_NOISE_KINDS, RoomConfig, add_noise, noise_bank, \
     noise_dir_recordings, reverberate, rir_bank, split_heldout, training_noise_bank
 from speechmoe.data.manifests import write_lhotse
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bank", help="simulate RIRs and noise")
     b.add_argument("--out-dir", type=Path, required=True)

@@ -47,7 +47,7 @@ from speechmoe.expdir import ExpDir
 from speechmoe.inference import load_model_for_inference
 from speechmoe.info import measure_cost
 from speechmoe.lang.graph import built_topology
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
                                   step_log_summary)
@@ -58,9 +58,7 @@ LOCAL = Path(__file__).resolve().parent
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--tables-dir", type=Path, required=True,
                    help="where runs/, TABLES.md, tables.json and the figures go")
     p.add_argument("--exp-dir", type=Path, required=True, help="training / decoding dirs")

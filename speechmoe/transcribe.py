@@ -27,7 +27,6 @@ onnxruntime), --int8 (in onnxruntime with int8 weights), --device, --threads,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 from speechmoe.data.audio import AudioError
+from speechmoe.logs import script_parser
 from speechmoe.longform import LongFormConfig
 from speechmoe.model_dir import ModelDirError
 from speechmoe.recognizer import AudioInput, Recognizer, Segment, Transcript
@@ -112,9 +112,7 @@ def output_name(name: str, taken: set) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="speechmoe-transcribe", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__, prog="speechmoe-transcribe")
     p.add_argument("model_dir", type=Path)
     p.add_argument("inputs", nargs="*", default=["-"],
                    help="audio files, wav.scp files, directories, or - (a list on stdin)")
