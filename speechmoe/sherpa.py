@@ -7,6 +7,8 @@
                        tokens="data/lang/tokens.txt", graph="sherpa-TLG.fst",
                        words="data/lang/words.txt", acoustic_scale=0.7)
     rec = sherpa_recognizer("exp/moe_4e/export/sherpa-onnx")   # sherpa_onnx.OfflineRecognizer
+    for words in sherpa_transcribe("exp/moe_4e/export/sherpa-onnx", ["a.wav", "b.wav"]):
+        print(" ".join(words))
 
 sherpa-onnx computes the log-Mel fbank itself (kaldi-native-fbank) and hands the network
 `x` (N, T, num_mel_bins) float32 and `x_lens` (N,) int64, the batch padded with
@@ -53,14 +55,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from speechmoe.data.audio import read_audio
 # _delta_scales: Kaldi's delta filters, the ones add_deltas applies
 from speechmoe.features import PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales
-from speechmoe.lang.symbols import num_real_tokens, read_tokens
+from speechmoe.lang.symbols import num_real_tokens, read_tokens, read_words
 from speechmoe.model_dir import write_manifest
 from speechmoe.utils import atomic_dir, atomic_path, atomic_write_text
 
@@ -300,12 +303,8 @@ def sherpa_recognizer(model_dir: Union[str, Path], method: str = "auto",
     import sherpa_onnx
 
     d = Path(model_dir)
-    settings = json.loads((d / SHERPA_JSON).read_text(encoding="utf-8"))
+    settings, method = _settings_and_method(d, method)
     dec = settings["decoding"]
-    if method == "auto":
-        method = "wfst" if dec["method"] == "wfst" else "greedy"
-    if method == "wfst" and dec["method"] != "wfst":
-        raise ValueError(f"{d}: exported without a graph; use method greedy")
     fb = dict(settings["fbank"])
     if c_api_fbank:
         fb = {"sampling_rate": fb["sampling_rate"], "feature_dim": fb["feature_dim"]}
@@ -328,6 +327,57 @@ def sherpa_recognizer(model_dir: Union[str, Path], method: str = "auto",
     rec.recognizer = sherpa_onnx.lib._sherpa_onnx.OfflineRecognizer(config)
     rec.config = config
     return rec
+
+
+def _settings_and_method(d: Path, method: str) -> tuple[dict, str]:
+    """sherpa-onnx.json of an exported directory, and the decoding method that ``method``
+    (auto, greedy or wfst) comes to there."""
+    settings = json.loads((d / SHERPA_JSON).read_text(encoding="utf-8"))
+    exported = settings["decoding"]["method"]
+    if method == "auto":
+        method = "wfst" if exported == "wfst" else "greedy"
+    if method == "wfst" and exported != "wfst":
+        raise ValueError(f"{d}: exported without a graph; use method greedy")
+    return settings, method
+
+
+def sherpa_transcribe(model_dir: Union[str, Path], files: Iterable[Union[str, Path]],
+                      method: str = "auto", **recognizer_options) -> Iterator[list[str]]:
+    """The words sherpa-onnx finds in each audio file, one file at a time: the graph's words
+    (wfst; words.txt maps the ids its results give) or the tokens (greedy). The recognizer
+    is sherpa_recognizer(model_dir, method, **recognizer_options); the files are read as
+    the toolkit reads them (speechmoe.data.audio.read_audio: mono, at the fbank's rate)."""
+    d = Path(model_dir)
+    settings, method = _settings_and_method(d, method)
+    rec = sherpa_recognizer(d, method, **recognizer_options)
+    words = None
+    if method == "wfst":
+        words = {i: w for w, i in read_words(d / settings["decoding"]["words"]).items()}
+    rate = settings["fbank"]["sampling_rate"]
+    for f in files:
+        samples, _ = read_audio(f, rate)
+        stream = rec.create_stream()
+        stream.accept_waveform(rate, samples)
+        rec.decode_stream(stream)
+        yield ([words[w] for w in stream.result.words] if words is not None
+               else list(stream.result.tokens))
+
+
+def with_graph(model_dir: Union[str, Path], graph: Union[str, Path],
+               into: Optional[Union[str, Path]] = None) -> Path:
+    """A copy of an exported sherpa-onnx directory, in symbolic links, whose decoding graph
+    is ``graph`` instead of the exported one (to compare graphs with one model); into: the
+    new directory (created; default a fresh temporary one)."""
+    import tempfile
+
+    d = Path(model_dir)
+    settings, _ = _settings_and_method(d, "wfst")  # a directory exported with a graph
+    swapped = Path(into) if into is not None else Path(tempfile.mkdtemp(prefix="sherpa-"))
+    swapped.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():
+        (swapped / f.name).symlink_to(Path(graph).resolve() if f.name ==
+                                      settings["decoding"]["graph"] else f.resolve())
+    return swapped
 
 
 def readme(s: dict) -> str:
