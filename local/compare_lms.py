@@ -36,15 +36,13 @@ from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import load_model_for_inference
 from speechmoe.lang.symbols import read_words
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 PREPARE_LANG = Path(__file__).resolve().with_name("prepare_lang.py")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lm-text", type=Path, required=True)
     p.add_argument("--cmvn", type=Path, required=True)

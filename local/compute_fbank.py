@@ -24,15 +24,14 @@ from pathlib import Path
 import torch
 
 from speechmoe.data.fbank import compute_fbank
-from speechmoe.data.manifests import Excluded, report_excluded
+from speechmoe.data.manifests import Excluded, report_excluded, write_lhotse
 from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN, add_deltas
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.utils import str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--manifest-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--sets", nargs="+", required=True)
@@ -92,9 +91,7 @@ def main(argv=None) -> int:
         cuts, bad = compute_fbank(source, out, name, args.num_jobs, cfg)
         report_excluded(log, name, [Excluded(*b) for b in bad], len(source),
                         out / f"bad_audio_{name}.txt")
-        tmp = out / f"cuts_{name}.tmp.jsonl.gz"
-        cuts.to_file(tmp)
-        tmp.replace(target)
+        write_lhotse(cuts, target)
         hours = sum(c.duration for c in cuts) / 3600
         log.info("%s: %d cuts, %.2f h of features; %d bad audio files left out", name,
                  len(cuts), hours, len(bad))

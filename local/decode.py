@@ -47,15 +47,14 @@ from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import load_model_for_inference
 from speechmoe.lang.symbols import read_tokens, read_words
 from speechmoe.lang.tokenizer import read_lang_info
-from speechmoe.logs import cli_main, setup_logger
-from speechmoe.utils import resolve_device
+from speechmoe.logs import cli_main, script_parser, setup_logger
+from speechmoe.utils import atomic_write_text, resolve_device
 
 METHODS = ("ctc_greedy", "wfst")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--cmvn", type=Path, required=True)
@@ -99,11 +98,8 @@ def _decode_in_worker(log_probs, scales: list[float]) -> list[list[str]]:
 
 
 def write_hyps(path: Path, hyps: dict[str, list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{u}\t{' '.join(h)}\n" for u, h in sorted(hyps.items())),
-                   encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(f"{u}\t{' '.join(h)}\n"
+                                    for u, h in sorted(hyps.items())))
 
 
 def decoding_inputs(args) -> dict:

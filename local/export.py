@@ -33,7 +33,6 @@ sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -47,15 +46,14 @@ from speechmoe.inference import export_onnx, export_torchscript, load_model_for_
 from speechmoe.lang.graph import built_topology
 from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.lang.token_start import build_token_start_tlg
-from speechmoe.logs import cli_main, setup_logger
-from speechmoe.recognizer import GRAPH, MANIFEST, sha256, verify_model_dir
+from speechmoe.logs import cli_main, script_parser, setup_logger
+from speechmoe.model_dir import GRAPH, verify_model_dir, write_manifest
 from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
+from speechmoe.utils import atomic_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--cmvn", type=Path, required=True)
@@ -100,39 +98,31 @@ def main(argv=None) -> int:
                          f"outputs but {args.lang_dir}/tokens.txt {classes} units: not the "
                          "lang dir the model was trained with")
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_checkpoint(tmp / "model.pt", model=ckpt["model"], epoch=ckpt["epoch"],
-                    step=ckpt["step"], params={}, model_config=ckpt["model_config"])
-    shutil.copy(args.cmvn, tmp / "cmvn.pt")
-    FeatureConfig.for_cmvn(args.cmvn).save(tmp / "features.json")
-    for f in files:
-        shutil.copy(args.lang_dir / f, tmp / f)
-    model = None
-    if not (args.no_torchscript and args.no_onnx) or args.sherpa_onnx:
-        model, system = load_model_for_inference(tmp / "model.pt")
-        if not args.no_torchscript:
-            export_torchscript(model, tmp / "model.torchscript.pt")
-        if not args.no_onnx:
-            t0 = time.time()
-            export_onnx(model, tmp / "model.onnx", system.model.input_dim)
-            log.info("ONNX export: %.0f s", time.time() - t0)
-            if not args.no_int8:
-                quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
-    manifest = {
-        "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,
-        "averaged": ckpt.get("averaged", []), "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "acoustic_scale": scale,
-        "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
-                  for f in sorted(tmp.iterdir())}}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    verify_model_dir(tmp)
-    if args.sherpa_onnx:
-        export_for_sherpa(args, model, tmp, manifest, log)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:  # a half-written export is never used
+        save_checkpoint(tmp / "model.pt", model=ckpt["model"], epoch=ckpt["epoch"],
+                        step=ckpt["step"], params={}, model_config=ckpt["model_config"])
+        shutil.copy(args.cmvn, tmp / "cmvn.pt")
+        FeatureConfig.for_cmvn(args.cmvn).save(tmp / "features.json")
+        for f in files:
+            shutil.copy(args.lang_dir / f, tmp / f)
+        model = None
+        if not (args.no_torchscript and args.no_onnx) or args.sherpa_onnx:
+            model, system = load_model_for_inference(tmp / "model.pt")
+            if not args.no_torchscript:
+                export_torchscript(model, tmp / "model.torchscript.pt")
+            if not args.no_onnx:
+                t0 = time.time()
+                export_onnx(model, tmp / "model.onnx", system.model.input_dim)
+                log.info("ONNX export: %.0f s", time.time() - t0)
+                if not args.no_int8:
+                    quantize_onnx(tmp / "model.onnx", tmp / "model.int8.onnx")
+        manifest = write_manifest(tmp, {
+            "model": ckpt["model_config"].get("name", ""), "checkpoint": ckpt_path.name,
+            "averaged": ckpt.get("averaged", []),
+            "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "acoustic_scale": scale})
+        verify_model_dir(tmp)
+        if args.sherpa_onnx:
+            export_for_sherpa(args, model, tmp, manifest, log)
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     log.info("exported %s (%s, acoustic scale %s) to %s: %d files, %.1f MB", ckpt_path.name,
              manifest["model"], manifest["acoustic_scale"], out, len(manifest["files"]), size)

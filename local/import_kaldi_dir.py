@@ -42,17 +42,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechmoe.data.audio import probe_audio
 from speechmoe.data.manifests import Excluded, get_normalizer, make_cut, map_in_chunks, \
-    probe_audio, report_excluded, write_lines, write_manifests
-from speechmoe.logs import cli_main, setup_logger
+    report_excluded, write_lines, write_manifests
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 REQUIRED = ("wav.scp", "text")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--kaldi-dir", type=Path, required=True, help="a Kaldi data dir (one set)")
     p.add_argument("--name", required=True, help="set name: manifests/cuts_<name>.jsonl.gz")
     p.add_argument("--out-dir", type=Path, required=True)

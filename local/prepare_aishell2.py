@@ -46,7 +46,7 @@ from speechmoe.data.lhotse_prep import Part, cuts_from_recipe, read_transcripts,
 from speechmoe.data.manifests import normalize_mandarin, report_excluded, write_lines, \
     write_manifests
 from speechmoe.errors import CorpusLayoutError
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 OBTAIN = ("AISHELL-2 is licensed, not downloadable here: apply for it (free for academic "
           "use) at https://www.aishelltech.com/aishell_2, then point the recipe at the "
@@ -58,9 +58,7 @@ SAMPLE_RATE = 16000
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--corpus-dir", type=Path, required=True,
                    help="the directory that contains AISHELL-2/")
     p.add_argument("--out-dir", type=Path, required=True)

@@ -59,12 +59,12 @@ from speechmoe.lang.symbols import read_lexicon, read_tokens, write_lexicon, wri
 from speechmoe.lang.tokenizer import LANG_INFO, read_lang_info, write_lang_info
 from speechmoe.lang.units import build_lexicon, fixed_units, open_vocabulary_lexicon, \
     with_sandhi_variants
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
+from speechmoe.utils import atomic_write_text, sha256
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--lm-text", type=Path, nargs="+", required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--order", type=int, default=3, help="n-gram order (the paper: 5)")
@@ -180,20 +180,11 @@ def check_fixed_tokens(path: Path) -> None:
 
 def lm_text_hash(paths: list[Path]) -> str:
     """sha256 of the LM text files' bytes, in order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return sha256(*paths)
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def fallback_words(lexicon, unit_type: str) -> list[str]:

@@ -51,7 +51,7 @@ from speechmoe.data.lhotse_prep import Part, cuts_from_recipe, read_transcripts,
 from speechmoe.data.manifests import Excluded, get_normalizer, NORMALIZERS, report_excluded, \
     write_lines, write_manifests
 from speechmoe.errors import CorpusLayoutError
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 URL = "https://www.openslr.org/12"
 OBTAIN = (f"LibriSpeech is free (CC BY 4.0) at {URL}: download <part>.tar.gz for each part "
@@ -65,9 +65,7 @@ SAMPLE_RATE = 16000
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--corpus-dir", type=Path, required=True,
                    help="the directory that contains LibriSpeech/")
     p.add_argument("--out-dir", type=Path, required=True)

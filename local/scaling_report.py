@@ -17,12 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from speechmoe.logs import cli_main
+from speechmoe.logs import cli_main, script_parser
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = script_parser(__doc__, epilog=False)
     p.add_argument("--results-dir", type=Path, required=True)
     p.add_argument("--sizes", nargs="+", required=True, help="subdirectories, smallest first")
     p.add_argument("--systems", nargs="+", required=True)

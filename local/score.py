@@ -41,14 +41,12 @@ from speechmoe.data.corpus import corpus_record
 from speechmoe.data.dataset import cut_words
 from speechmoe.expdir import DecodeDir, ExpDir
 from speechmoe.lang.tokenizer import OOVError, make_tokenizer, read_lang_info, scoring_tokens
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.scoring import MissingHypothesisError, score
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--cuts-dir", type=Path, required=True)

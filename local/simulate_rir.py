@@ -38,13 +38,12 @@ from pathlib import Path
 from speechmoe.data.augment import augmented_copy, parse_factors
 from speechmoe.data.rir import HELDOUT_NOISE_KINDS, RoomConfig, add_noise, noise_bank, \
     noise_dir_recordings, reverberate, rir_bank, split_heldout, training_noise_bank
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.data.manifests import write_lhotse
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bank", help="simulate RIRs and noise")
     b.add_argument("--out-dir", type=Path, required=True)
@@ -90,12 +89,6 @@ def get_parser() -> argparse.ArgumentParser:
                    help="independent copies (ids _aug, _aug2, ...), concatenated")
     g.add_argument("--seed", type=int, default=0)
     return p
-
-
-def write_cuts(cuts, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.jsonl.gz")
-    cuts.to_file(tmp)
-    tmp.replace(path)
 
 
 def pair(text: str) -> tuple[float, float]:
@@ -171,7 +164,7 @@ def main(argv=None) -> int:
                                        audio_dir=args.audio_dir)
             parts.extend(out)
             infos.extend(info)
-        write_cuts(CutSet.from_cuts(parts), args.cuts_out)
+        write_lhotse(CutSet.from_cuts(parts), args.cuts_out)
         n = len(infos)
         log.info("%s: %d augmented cuts (%d copies), %.2f h: speeds %s, tempos %s, "
                  "reverberated %d, with noise %d (SNR %s dB) -> %s", args.cuts_in, n,
@@ -193,7 +186,7 @@ def main(argv=None) -> int:
                       fraction=args.fraction, affix=not args.keep_ids)
     if args.noise:
         out = add_noise(out, RecordingSet.from_file(args.noise), pair(args.snr), seed=args.seed)
-    write_cuts(out, args.cuts_out)
+    write_lhotse(out, args.cuts_out)
     log.info("%s: %d of %d cuts reverberated%s -> %s", args.cuts_in, len(out), len(cuts),
              " and mixed with noise" if args.noise else "", args.cuts_out)
     return 0

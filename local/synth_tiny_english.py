@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from speechmoe.data.synth import SynthJob, synthesize
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 
 SPEAKERS = ["m1", "m3", "f2", "f4", "m5", "f1"]  # espeak-ng variants of en-us
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?,?")
@@ -60,8 +60,7 @@ def sentences(min_words: int = 5, max_words: int = 14) -> list[str]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--num-train", type=int, default=400)
     p.add_argument("--num-dev", type=int, default=20)

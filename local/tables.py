@@ -41,24 +41,24 @@ from lhotse import CutSet
 from speechmoe.checkpoint import checkpoint_for_decoding
 from speechmoe.config import load_config
 from speechmoe.data.corpus import corpus_record
+from speechmoe.data.manifests import write_lhotse
 from speechmoe.decode.tuning import DEFAULT_SCALES_TEXT
 from speechmoe.expdir import ExpDir
 from speechmoe.inference import load_model_for_inference
 from speechmoe.info import measure_cost
 from speechmoe.lang.graph import built_topology
-from speechmoe.logs import cli_main, setup_logger
+from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
                                   step_log_summary)
 from speechmoe.tables.paper import SYSTEMS
+from speechmoe.utils import atomic_path, atomic_write_text
 
 LOCAL = Path(__file__).resolve().parent
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__)
     p.add_argument("--tables-dir", type=Path, required=True,
                    help="where runs/, TABLES.md, tables.json and the figures go")
     p.add_argument("--exp-dir", type=Path, required=True, help="training / decoding dirs")
@@ -160,9 +160,7 @@ def train_subset(args, log) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, out in zip(paths, outs):
         cuts = CutSet.from_cuts(c for c in CutSet.from_file(path) if source_id(c.id) in keep)
-        tmp = out.with_name(out.name + ".tmp.jsonl.gz")
-        cuts.to_file(tmp)
-        tmp.replace(out)
+        write_lhotse(cuts, out)
         log.info("training subset: %s -> %s (%d cuts, %.2f h)", path, out, len(cuts),
                  sum(c.duration for c in cuts) / 3600)
     done.write_text(json.dumps(spec) + "\n")
@@ -324,10 +322,7 @@ def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: floa
               "steps": step_log_summary(run_dir / "log" / "losses.jsonl"),
               "routing": routing_record(run_dir)}
     out = dev_run_path(args.tables_dir, system, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
     return out
 
 
@@ -394,15 +389,10 @@ def collect(args, system: str, seed: int, run_dir: Path,
 
 def write_run(args, system: str, seed: int, record: dict, utts: dict) -> Path:
     out = args.tables_dir / "runs" / system / f"seed{seed}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    gz = out.with_name(f"seed{seed}.utts.json.gz")
-    tmp = gz.with_name(gz.name + ".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+    with atomic_path(out.with_name(f"seed{seed}.utts.json.gz")) as tmp, \
+            gzip.open(tmp, "wt", encoding="utf-8") as f:
         json.dump(utts, f)
-    tmp.replace(gz)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)  # last: its presence marks the run finished
+    atomic_write_text(out, json.dumps(record, indent=1) + "\n")  # last: marks the run finished
     return out
 
 

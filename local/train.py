@@ -33,7 +33,7 @@ import dataclasses
 import json
 import sys
 
-from speechmoe.logs import cli_main
+from speechmoe.logs import cli_main, script_parser
 from speechmoe.utils import str2bool
 from speechmoe.train.params import TrainParams
 from speechmoe.train.trainer import train
@@ -97,8 +97,7 @@ HELP = {
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = script_parser(__doc__, show_defaults=True)
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--model-config", required=True, help="model/loss YAML (a paper system)")
     p.add_argument("--lang-dir", required=True, help="dir with tokens.txt and lexicon.txt")

@@ -9,6 +9,7 @@ from pathlib import Path
 from speechmoe.checkpoint import load_checkpoint
 from speechmoe.config import config_from_dict
 from speechmoe.model import build_model
+from speechmoe.utils import atomic_path, temp_name
 
 
 def load_model_for_inference(path: str | Path):
@@ -48,9 +49,8 @@ def export_torchscript(model, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
         scripted = torch.jit.script(inference_module(model))
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    scripted.save(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        scripted.save(str(tmp))
     return Path(path)
 
 
@@ -66,13 +66,12 @@ def export_onnx(model, path: Path, input_dim: int, opset: int = 18) -> Path:
     lengths = torch.tensor([23, 17])
     batch = torch.export.Dim("batch", min=1, max=1024)
     time = torch.export.Dim("time", min=2, max=100000)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+    with atomic_path(path) as tmp, contextlib.redirect_stdout(io.StringIO()):
+        # (the exporter prints its progress)
         torch.onnx.export(module, (x, lengths), str(tmp), dynamo=True, opset_version=opset,
                           dynamic_shapes=({0: batch, 1: time}, {0: batch}),
                           input_names=["features", "lengths"],
                           output_names=["log_probs", "out_lengths"], external_data=False)
-    tmp.replace(path)
     return Path(path)
 
 
@@ -90,15 +89,13 @@ def quantize_onnx(src: Path, dst: Path) -> Path:
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src))
     del model.graph.value_info[:]
-    plain = dst.with_name(dst.name + ".plain.tmp")
-    tmp = dst.with_name(dst.name + ".tmp")
+    plain = temp_name(dst)  # the input without value_info, removed in any case
     try:
         onnx.save(model, str(plain))
         del model
-        quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"])
-        tmp.replace(dst)
+        with atomic_path(dst) as tmp:
+            quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"])
     finally:
         plain.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return dst

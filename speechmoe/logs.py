@@ -1,13 +1,30 @@
-"""Logging set-up shared by the stage scripts: console + a log file under the experiment dir."""
+"""What the stage scripts (local/*.py) share: their parser built from their docstring, the
+logger (console + a log file under the experiment dir), and main() run with known errors
+as one line."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
 
 from speechmoe.config import ConfigError
 from speechmoe.errors import NonFiniteLossError
+
+
+def script_parser(doc: str, epilog: bool = True, show_defaults: bool = False,
+                  prog: str | None = None) -> argparse.ArgumentParser:
+    """A script's parser from its docstring: the first paragraph is the description, the
+    rest the epilog as written (epilog=False: none); show_defaults: each option's default
+    added to its help, and no epilog."""
+    description, _, rest = doc.partition("\n\n")
+    if show_defaults:
+        return argparse.ArgumentParser(prog=prog, description=description,
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=rest if epilog else None)
 
 
 def setup_logger(log_file: str | Path | None = None, name: str = "speechmoe",

@@ -62,6 +62,11 @@ class LongFormConfig:
             raise ValueError(f"long-form: pause {self.pause_seconds} s must be > 0")
         return self
 
+    def is_long(self, seconds: float) -> bool:
+        """Whether a recording this long goes through the long-form path (windows and
+        segments) rather than through the network in one piece: longer than one window."""
+        return seconds > self.window_seconds
+
 
 @dataclass
 class WindowPlan:

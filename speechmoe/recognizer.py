@@ -7,15 +7,15 @@
         print(r.name, r.text, r.tokens, r.times)
 
 A model directory holds everything a recognition needs, each file checked against the
-SHA-256 of manifest.json when it is opened: model.pt (averaged weights and the model
-config), cmvn.pt, features.json, tokens.txt, lang.json, and for WFST decoding
-lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in onnxruntime from
-model.onnx. Everything loads with torch.load(weights_only=True).
+SHA-256 of manifest.json when it is opened (speechmoe.model_dir): model.pt (averaged
+weights and the model config), cmvn.pt, features.json, tokens.txt, lang.json, and for
+WFST decoding lexicon.txt, words.txt and TLG.fst; with onnx=True the network runs in
+onnxruntime from model.onnx. Everything loads with torch.load(weights_only=True).
 
 Audio: whatever soundfile reads (wav, flac, ogg, ...), at any sample rate (resampled to
 the model's 16 kHz with scipy's polyphase resampler, anti-aliasing included) and any
 number of channels (averaged to mono). A file that cannot be read, is empty or is
-shorter than one 25 ms analysis frame raises AudioError naming it.
+shorter than one 25 ms analysis frame raises AudioError naming it (speechmoe.data.audio).
 
 Each result has the text (characters for a syllable model scored by CER, words joined by
 spaces otherwise), the words, the tokens (units) of the CTC alignment and each token's
@@ -30,9 +30,7 @@ recording's length. `rec.segments("talk.flac")` yields the segments as they fini
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
@@ -40,6 +38,8 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from speechmoe.data.audio import MIN_SECONDS, FileWindows, audio_info, check_length, \
+    prepare_samples, read_audio
 from speechmoe.decode.greedy import ctc_greedy
 from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.features import FeatureConfig, GlobalCMVN, compute_features
@@ -48,19 +48,8 @@ from speechmoe.lang.bpe import pieces_to_words
 from speechmoe.lang.symbols import read_tokens
 from speechmoe.lang.tokenizer import words_to_text
 from speechmoe.longform import LongFormConfig, PauseSegmenter, WindowPlan, stream_log_probs
+from speechmoe.model_dir import GRAPH, ModelDirError, verify_model_dir
 from speechmoe.utils import resolve_device
-
-MANIFEST = "manifest.json"
-REQUIRED = ("model.pt", "cmvn.pt", "features.json", "tokens.txt", "lang.json")
-GRAPH = ("lexicon.txt", "words.txt", "TLG.fst")
-
-
-class AudioError(ValueError):
-    """A recording that cannot be recognised (unreadable, empty, too short)."""
-
-
-class ModelDirError(ValueError):
-    """A model directory that is incomplete or whose files do not match its manifest."""
 
 
 @dataclass
@@ -78,6 +67,17 @@ class Segment:
 
 
 @dataclass
+class AudioInput:
+    """One recording made ready by Recognizer.prepare: its samples at the model's rate, or
+    for a long file none (it is read window by window as it is decoded)."""
+    name: str
+    seconds: float
+    long: bool  # through the long-form path (segments)
+    samples: Optional[np.ndarray] = None
+    path: Optional[Path] = None
+
+
+@dataclass
 class Transcript:
     name: str
     text: str
@@ -88,99 +88,6 @@ class Transcript:
     method: str = "wfst"
     extra: dict = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)  # those with words
-
-
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                return h.hexdigest()
-            h.update(block)
-
-
-def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """float32 samples at ``rate`` -> at ``target`` (polyphase, scipy); unchanged if equal."""
-    if int(rate) == int(target):
-        return samples
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(rate), int(target))
-    return resample_poly(samples, int(target) // g, int(rate) // g).astype(np.float32)
-
-
-def read_audio(path: Union[str, Path], sample_rate: int = 16000):
-    """(mono float32 samples at sample_rate, seconds); AudioError naming the file."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(f"{path}: unreadable audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    samples = data.mean(axis=1)  # channels averaged
-    samples = resample(samples, rate, sample_rate)
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: audio holds NaN or infinite samples")
-    seconds = len(samples) / sample_rate
-    if len(samples) < int(0.025 * sample_rate):
-        raise AudioError(f"{path}: too short ({seconds * 1000:.0f} ms; at least 25 ms)")
-    return samples, seconds
-
-
-def audio_info(path: Union[str, Path]) -> tuple[int, int]:
-    """(frames, sample rate) of an audio file without reading it; AudioError naming it."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: unreadable audio ({exc})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    return int(info.frames), int(info.samplerate)
-
-
-class _FileWindows:
-    """Reads [start, end) of a file in the model's sample rate, one window at a time
-    (mono, resampled per window: the window edges, where resampling is least exact, are in
-    the margins the long-form path drops)."""
-
-    def __init__(self, path: Path, sample_rate: int):
-        import soundfile as sf
-
-        frames, self.rate = audio_info(path)
-        self.path, self.sample_rate = Path(path), sample_rate
-        self.total = int(frames * sample_rate // self.rate) if self.rate != sample_rate \
-            else frames
-        self.file = sf.SoundFile(str(path))
-
-    def __call__(self, start: int, end: int):
-        r, sr = self.rate, self.sample_rate
-        a, b = (start * r) // sr, -(-end * r // sr)
-        try:
-            self.file.seek(a)
-            data = self.file.read(b - a, dtype="float32", always_2d=True).mean(axis=1)
-        except Exception as exc:
-            raise AudioError(f"{self.path}: unreadable audio at {a / r:.1f} s ({exc})") from None
-        data = resample(data, r, sr)[: end - start]
-        if len(data) < end - start:
-            data = np.pad(data, (0, end - start - len(data)))
-        if not np.isfinite(data).all():
-            raise AudioError(f"{self.path}: audio holds NaN or infinite samples "
-                             f"(near {start / sr:.1f} s)")
-        return data
-
-    def close(self):
-        self.file.close()
 
 
 class Recognizer:
@@ -247,64 +154,68 @@ class Recognizer:
     def frame_seconds(self) -> float:
         return self.features.frame_shift_ms / 1000 * self.features.subsample
 
-    def is_long(self, seconds: float) -> bool:
-        """Whether a recording this long goes through the long-form path."""
-        return seconds > self.long_form.window_seconds
+    def prepare(self, x: Union[str, Path, tuple, AudioInput]) -> AudioInput:
+        """One input made ready to recognise: a path, a (name, samples, sample_rate) tuple,
+        or an AudioInput (returned as it is). Here, and only here, a recording is found
+        long (self.long_form.is_long): a long file is not read, the rest is read, averaged
+        to mono and resampled to the model's rate. AudioError naming a bad input."""
+        if isinstance(x, AudioInput):
+            return x
+        sr = self.features.sample_rate
+        if isinstance(x, tuple):
+            name, samples, rate = x
+            samples = prepare_samples(name, samples, rate, sr)
+            seconds = len(samples) / sr
+            return AudioInput(name, seconds, self.long_form.is_long(seconds), samples)
+        frames, rate = audio_info(x)
+        if self.long_form.is_long(frames / rate):
+            return AudioInput(str(x), frames / rate, True, path=Path(x))
+        samples, seconds = read_audio(x, sr)
+        return AudioInput(str(x), seconds, False, samples, Path(x))
 
-    def transcribe(self, inputs: Iterable[Union[str, Path, tuple]],
+    def transcribe(self, inputs: Iterable[Union[str, Path, tuple, AudioInput]],
                    batch_seconds: float = 120.0) -> list[Transcript]:
-        """Recognise files (paths) or (name, samples, sample_rate) tuples, in batches of
-        about batch_seconds of audio; a recording longer than one window through the
-        long-form path (segments). Raises AudioError for the first bad input; the
-        command line (speechmoe-transcribe) reads files one by one to go on past one."""
-        items, long_ones = [], {}
+        """Recognise files (paths), (name, samples, sample_rate) tuples or prepared inputs,
+        in batches of about batch_seconds of audio; a recording longer than one window
+        through the long-form path (segments). Raises AudioError for the first bad input;
+        the command line (speechmoe-transcribe) prepares files one by one to go on past
+        one."""
+        names, short, out = [], [], {}
         for x in inputs:
-            if isinstance(x, tuple):
-                name, samples, rate = x
-                samples, seconds = self._prepare_samples(name, samples, rate)
+            a = self.prepare(x)
+            names.append(a.name)
+            if a.long:
+                out[a.name] = self.transcribe_long(a)
             else:
-                name = str(x)
-                frames, rate = audio_info(x)
-                if self.is_long(frames / rate):
-                    long_ones[name] = self.transcribe_long(x)
-                    items.append((name, None, frames / rate))
-                    continue
-                samples, seconds = read_audio(x, self.features.sample_rate)
-            if self.is_long(seconds):
-                long_ones[name] = self.transcribe_long((name, samples, self.features.sample_rate))
-                items.append((name, None, seconds))
-            else:
-                items.append((name, samples, seconds))
-        out: dict[str, Transcript] = dict(long_ones)
-        items_short = [it for it in items if it[1] is not None]
-        order = sorted(range(len(items_short)), key=lambda i: items_short[i][2])
-        batch: list[int] = []
-        for i in order:
-            batch.append(i)
-            if sum(items_short[j][2] for j in batch) >= batch_seconds:
-                self._run([items_short[j] for j in batch], out)
+                short.append(a)
+        batch: list[AudioInput] = []
+        for a in sorted(short, key=lambda a: a.seconds):
+            batch.append(a)
+            if sum(b.seconds for b in batch) >= batch_seconds:
+                self._run(batch, out)
                 batch = []
         if batch:
-            self._run([items_short[j] for j in batch], out)
-        return [out[name] for name, _, _ in items]
+            self._run(batch, out)
+        return [out[name] for name in names]
 
-    def segments(self, source: Union[str, Path, tuple],
+    def segments(self, source: Union[str, Path, tuple, AudioInput],
                  config: Optional[LongFormConfig] = None) -> Iterator[Segment]:
         """The segments of a recording of any length, each as soon as it is decoded (see
-        speechmoe.longform): source is a path (read window by window) or a
-        (name, samples, sample_rate) tuple."""
+        speechmoe.longform): source is a path (read window by window), a
+        (name, samples, sample_rate) tuple or a prepared input."""
         cfg = (config or self.long_form).check()
         sr = self.features.sample_rate
         if isinstance(source, tuple):
-            name, samples, rate = source
-            samples, _ = self._prepare_samples(name, samples, rate)
+            source = self.prepare(source)
+        if isinstance(source, AudioInput) and source.samples is not None:
+            name, samples = source.name, source.samples
             total, reader, closer = len(samples), (lambda a, b: samples[a:b]), None
         else:
-            name = str(source)
-            reader = _FileWindows(Path(source), sr)
+            name, path = (source.name, source.path) if isinstance(source, AudioInput) \
+                else (str(source), Path(source))
+            reader = FileWindows(path, sr)
             total, closer = reader.total, reader.close
-        if total < int(0.025 * sr):
-            raise AudioError(f"{name}: too short ({total / sr * 1000:.0f} ms; at least 25 ms)")
+            check_length(name, total, sr)
         plan = WindowPlan.make(cfg, sr, self.frame_seconds)
         segmenter = PauseSegmenter(cfg, self.frame_seconds, blank=0)
 
@@ -320,7 +231,7 @@ class Recognizer:
                 return lp
             a = start * plan.frame_samples
             b = min(total, (start + len(lp)) * plan.frame_samples)
-            if b - a < int(0.025 * sr):
+            if b - a < int(MIN_SECONDS * sr):
                 return lp
             out = network(reader(a, b))
             return out[: len(lp)]
@@ -342,17 +253,18 @@ class Recognizer:
             if closer is not None:
                 closer()
 
-    def transcribe_long(self, source: Union[str, Path, tuple],
+    def transcribe_long(self, source: Union[str, Path, tuple, AudioInput],
                         config: Optional[LongFormConfig] = None) -> Transcript:
         """One recording through the long-form path, its segments joined."""
-        name = source[0] if isinstance(source, tuple) else str(source)
-        segs = list(self.segments(source, config))
-        if isinstance(source, tuple):
-            seconds = len(source[1]) / source[2]
+        if isinstance(source, AudioInput):
+            name, seconds = source.name, source.seconds
+        elif isinstance(source, tuple):
+            source = self.prepare(source)
+            name, seconds = source.name, source.seconds
         else:
             frames, rate = audio_info(source)
-            seconds = frames / rate
-        return self.joined(name, segs, seconds)
+            name, seconds = str(source), frames / rate
+        return self.joined(name, list(self.segments(source, config)), seconds)
 
     def joined(self, name: str, segs: Sequence[Segment], seconds: float) -> Transcript:
         """The transcript of a recording from its segments."""
@@ -378,15 +290,6 @@ class Recognizer:
                        text=self.join(words), words=words,
                        tokens=[self.tokens[t] for t, _ in aligned],
                        times=[round((start + f) * fs, 3) for _, f in aligned])
-
-    def _prepare_samples(self, name, samples, rate):
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1 if samples.shape[1] <= 8 else 0)
-        samples = resample(samples, rate, self.features.sample_rate)
-        if len(samples) < int(0.025 * self.features.sample_rate):
-            raise AudioError(f"{name}: too short ({len(samples)} samples)")
-        return samples, len(samples) / self.features.sample_rate
 
     def _network(self, feats: Sequence[torch.Tensor]):
         """Log-probs (numpy, B x T x C) and output lengths of a batch of feature matrices."""
@@ -414,19 +317,19 @@ class Recognizer:
             words = pieces_to_words(words)
         return words, aligned
 
-    def _run(self, items: Sequence[tuple], out: dict) -> None:
-        feats = [compute_features(s, self.features.sample_rate, self.features, self.cmvn)
-                 for _, s, _ in items]
+    def _run(self, items: Sequence[AudioInput], out: dict) -> None:
+        feats = [compute_features(a.samples, self.features.sample_rate, self.features,
+                                  self.cmvn) for a in items]
         log_probs, lengths = self._network(feats)
-        for (name, _, seconds), lp, n in zip(items, log_probs, lengths):
+        for a, lp, n in zip(items, log_probs, lengths):
             lp = lp[:n]
             words, aligned = self._decode(lp)
-            seg = self._segment(name, 0, 0, lp, (words, aligned))
-            out[name] = Transcript(
-                name=name, text=self.join(words), words=words,
+            seg = self._segment(a.name, 0, 0, lp, (words, aligned))
+            out[a.name] = Transcript(
+                name=a.name, text=self.join(words), words=words,
                 tokens=[self.tokens[t] for t, _ in aligned],
                 times=[round(f * self.frame_seconds, 3) for _, f in aligned],
-                duration=seconds, method=self.method, segments=[seg] if seg else [])
+                duration=a.seconds, method=self.method, segments=[seg] if seg else [])
 
     def join(self, words: Sequence[str]) -> str:
         """Characters joined without spaces for a CER (Chinese) model, with spaces else;
@@ -435,28 +338,3 @@ class Recognizer:
             return " ".join(words)
         return words_to_text(words, self.lang_info.get("metric", "CER"))
 
-
-def verify_model_dir(path: Path) -> dict:
-    """The manifest of a model directory, after checking every file it lists."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelDirError(f"{path}: not a directory (export a model with local/export.py)")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise ModelDirError(f"{path}: no {MANIFEST} (export a model with local/export.py)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{mpath}: not valid JSON ({exc})") from None
-    files = manifest.get("files", {})
-    missing = [f for f in REQUIRED if f not in files or not (path / f).is_file()]
-    if missing:
-        raise ModelDirError(f"{path}: incomplete, missing {missing}")
-    for name, meta in files.items():
-        f = path / name
-        if not f.is_file():
-            raise ModelDirError(f"{f}: listed in {MANIFEST} but missing")
-        if f.stat().st_size != meta["bytes"] or sha256(f) != meta["sha256"]:
-            raise ModelDirError(f"{f}: does not match its checksum in {MANIFEST} (changed "
-                                "or damaged): export the model again")
-    return manifest

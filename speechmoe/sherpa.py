@@ -7,6 +7,8 @@
                        tokens="data/lang/tokens.txt", graph="sherpa-TLG.fst",
                        words="data/lang/words.txt", acoustic_scale=0.7)
     rec = sherpa_recognizer("exp/moe_4e/export/sherpa-onnx")   # sherpa_onnx.OfflineRecognizer
+    for words in sherpa_transcribe("exp/moe_4e/export/sherpa-onnx", ["a.wav", "b.wav"]):
+        print(" ".join(words))
 
 sherpa-onnx computes the log-Mel fbank itself (kaldi-native-fbank) and hands the network
 `x` (N, T, num_mel_bins) float32 and `x_lens` (N,) int64, the batch padded with
@@ -53,15 +55,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from speechmoe.data.audio import read_audio
 # _delta_scales: Kaldi's delta filters, the ones add_deltas applies
 from speechmoe.features import PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales
-from speechmoe.lang.symbols import num_real_tokens, read_tokens
-from speechmoe.utils import atomic_write_text
+from speechmoe.lang.symbols import num_real_tokens, read_tokens, read_words
+from speechmoe.model_dir import write_manifest
+from speechmoe.utils import atomic_dir, atomic_path, atomic_write_text
 
 SHERPA_JSON = "sherpa-onnx.json"
 MODEL_TYPE = "zipformer_ctc"  # the sherpa-onnx offline CTC type whose contract we meet
@@ -194,19 +198,19 @@ def export_sherpa_onnx_model(module: SherpaCtcModel, path: Union[str, Path],
     # T >= 4: at least 2 output frames while tracing (a size-1 time axis would be
     # specialised); shorter inputs still run (test_sherpa_onnx checks 1 to 3 frames)
     frames = torch.export.Dim("T", min=4, max=300000)
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-        torch.onnx.export(module.eval(), (x, x_lens), str(tmp), dynamo=True,
-                          opset_version=opset, dynamic_shapes=({0: batch, 1: frames},
-                                                               {0: batch}),
-                          input_names=["x", "x_lens"],
-                          output_names=["log_probs", "log_probs_len"], external_data=False)
-    proto = onnx.load(str(tmp))
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = str(key), str(value)
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+            torch.onnx.export(module.eval(), (x, x_lens), str(tmp), dynamo=True,
+                              opset_version=opset, dynamic_shapes=({0: batch, 1: frames},
+                                                                   {0: batch}),
+                              input_names=["x", "x_lens"],
+                              output_names=["log_probs", "log_probs_len"],
+                              external_data=False)
+        proto = onnx.load(str(tmp))
+        for key, value in (metadata or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        onnx.save(proto, str(tmp))
     return path
 
 
@@ -250,52 +254,42 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     graph decoder's setting (OfflineCtcFstDecoderConfig; the toolkit decodes with 7000,
     sherpa-onnx's default is 3000). info: extra fields for sherpa-onnx.json (the model's
     name, its checkpoint). Built under a temporary name and renamed."""
-    from speechmoe.recognizer import sha256
-
     if (graph is None) != (words is None):
         raise ValueError("a graph needs its words.txt, and words.txt its graph")
     out = Path(out_dir)
     scale = 1.0 if acoustic_scale is None else float(acoustic_scale)
     fill = pitch_fill(features, cmvn, pitch)
     fb = fbank_options(features)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    V = write_tokens(tokens, tmp / "tokens.txt")
-    num_classes = model.output_layer.out_features
-    if num_classes != V:
-        raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
-    if graph is not None:
-        check_token_starts(graph, V)
-        shutil.copy(graph, tmp / "TLG.fst")
-        shutil.copy(words, tmp / "words.txt")
-    module = SherpaCtcModel(model, features, cmvn, scale, fill)
-    frame_ms = features.frame_shift_ms * features.subsample
-    settings = {
-        "model_type": MODEL_TYPE, "vocab_size": V, "acoustic_scale": scale,
-        "fbank": fb["feature_extractor"], "c_api_fbank_matches": fb["c_api_matches"],
-        "c_api_fbank_differs_in": fb["c_api_differs_in"],
-        "pitch": ({"trained_with": True, "fill": pitch, "values": fill} if fill is not None
-                  else {"trained_with": False}),
-        "output_frame_ms": frame_ms,
-        "timestamp_factor": frame_ms / (features.frame_shift_ms * SHERPA_SUBSAMPLING),
-        "decoding": ({"method": "wfst", "graph": "TLG.fst", "words": "words.txt",
-                      "max_active": int(max_active)} if graph is not None
-                     else {"method": "greedy_search"}),
-        "features": features.to_dict(), **(info or {})}
-    meta = {"framework": "speechmoe", "sherpa_onnx_model_type": MODEL_TYPE,
-            "vocab_size": V, "acoustic_scale": scale, "output_frame_ms": frame_ms,
-            "fbank": json.dumps(fb["feature_extractor"]),
-            "pitch": json.dumps(settings["pitch"])}
-    export_sherpa_onnx_model(module, tmp / "model.onnx", meta)
-    atomic_write_text(tmp / "README.md", readme(settings))
-    settings["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)}
-                         for f in sorted(tmp.iterdir())}
-    atomic_write_text(tmp / SHERPA_JSON, json.dumps(settings, indent=1,
-                                                    ensure_ascii=False) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        V = write_tokens(tokens, tmp / "tokens.txt")
+        num_classes = model.output_layer.out_features
+        if num_classes != V:
+            raise ValueError(f"the model has {num_classes} outputs, {tokens} {V} tokens")
+        if graph is not None:
+            check_token_starts(graph, V)
+            shutil.copy(graph, tmp / "TLG.fst")
+            shutil.copy(words, tmp / "words.txt")
+        module = SherpaCtcModel(model, features, cmvn, scale, fill)
+        frame_ms = features.frame_shift_ms * features.subsample
+        settings = {
+            "model_type": MODEL_TYPE, "vocab_size": V, "acoustic_scale": scale,
+            "fbank": fb["feature_extractor"], "c_api_fbank_matches": fb["c_api_matches"],
+            "c_api_fbank_differs_in": fb["c_api_differs_in"],
+            "pitch": ({"trained_with": True, "fill": pitch, "values": fill} if fill is not None
+                      else {"trained_with": False}),
+            "output_frame_ms": frame_ms,
+            "timestamp_factor": frame_ms / (features.frame_shift_ms * SHERPA_SUBSAMPLING),
+            "decoding": ({"method": "wfst", "graph": "TLG.fst", "words": "words.txt",
+                          "max_active": int(max_active)} if graph is not None
+                         else {"method": "greedy_search"}),
+            "features": features.to_dict(), **(info or {})}
+        meta = {"framework": "speechmoe", "sherpa_onnx_model_type": MODEL_TYPE,
+                "vocab_size": V, "acoustic_scale": scale, "output_frame_ms": frame_ms,
+                "fbank": json.dumps(fb["feature_extractor"]),
+                "pitch": json.dumps(settings["pitch"])}
+        export_sherpa_onnx_model(module, tmp / "model.onnx", meta)
+        atomic_write_text(tmp / "README.md", readme(settings))
+        write_manifest(tmp, settings, SHERPA_JSON)
     return out
 
 
@@ -309,12 +303,8 @@ def sherpa_recognizer(model_dir: Union[str, Path], method: str = "auto",
     import sherpa_onnx
 
     d = Path(model_dir)
-    settings = json.loads((d / SHERPA_JSON).read_text(encoding="utf-8"))
+    settings, method = _settings_and_method(d, method)
     dec = settings["decoding"]
-    if method == "auto":
-        method = "wfst" if dec["method"] == "wfst" else "greedy"
-    if method == "wfst" and dec["method"] != "wfst":
-        raise ValueError(f"{d}: exported without a graph; use method greedy")
     fb = dict(settings["fbank"])
     if c_api_fbank:
         fb = {"sampling_rate": fb["sampling_rate"], "feature_dim": fb["feature_dim"]}
@@ -337,6 +327,57 @@ def sherpa_recognizer(model_dir: Union[str, Path], method: str = "auto",
     rec.recognizer = sherpa_onnx.lib._sherpa_onnx.OfflineRecognizer(config)
     rec.config = config
     return rec
+
+
+def _settings_and_method(d: Path, method: str) -> tuple[dict, str]:
+    """sherpa-onnx.json of an exported directory, and the decoding method that ``method``
+    (auto, greedy or wfst) comes to there."""
+    settings = json.loads((d / SHERPA_JSON).read_text(encoding="utf-8"))
+    exported = settings["decoding"]["method"]
+    if method == "auto":
+        method = "wfst" if exported == "wfst" else "greedy"
+    if method == "wfst" and exported != "wfst":
+        raise ValueError(f"{d}: exported without a graph; use method greedy")
+    return settings, method
+
+
+def sherpa_transcribe(model_dir: Union[str, Path], files: Iterable[Union[str, Path]],
+                      method: str = "auto", **recognizer_options) -> Iterator[list[str]]:
+    """The words sherpa-onnx finds in each audio file, one file at a time: the graph's words
+    (wfst; words.txt maps the ids its results give) or the tokens (greedy). The recognizer
+    is sherpa_recognizer(model_dir, method, **recognizer_options); the files are read as
+    the toolkit reads them (speechmoe.data.audio.read_audio: mono, at the fbank's rate)."""
+    d = Path(model_dir)
+    settings, method = _settings_and_method(d, method)
+    rec = sherpa_recognizer(d, method, **recognizer_options)
+    words = None
+    if method == "wfst":
+        words = {i: w for w, i in read_words(d / settings["decoding"]["words"]).items()}
+    rate = settings["fbank"]["sampling_rate"]
+    for f in files:
+        samples, _ = read_audio(f, rate)
+        stream = rec.create_stream()
+        stream.accept_waveform(rate, samples)
+        rec.decode_stream(stream)
+        yield ([words[w] for w in stream.result.words] if words is not None
+               else list(stream.result.tokens))
+
+
+def with_graph(model_dir: Union[str, Path], graph: Union[str, Path],
+               into: Optional[Union[str, Path]] = None) -> Path:
+    """A copy of an exported sherpa-onnx directory, in symbolic links, whose decoding graph
+    is ``graph`` instead of the exported one (to compare graphs with one model); into: the
+    new directory (created; default a fresh temporary one)."""
+    import tempfile
+
+    d = Path(model_dir)
+    settings, _ = _settings_and_method(d, "wfst")  # a directory exported with a graph
+    swapped = Path(into) if into is not None else Path(tempfile.mkdtemp(prefix="sherpa-"))
+    swapped.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():
+        (swapped / f.name).symlink_to(Path(graph).resolve() if f.name ==
+                                      settings["decoding"]["graph"] else f.resolve())
+    return swapped
 
 
 def readme(s: dict) -> str:

@@ -27,7 +27,6 @@ onnxruntime), --int8 (in onnxruntime with int8 weights), --device, --threads,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -35,9 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+from speechmoe.data.audio import AudioError
+from speechmoe.logs import script_parser
 from speechmoe.longform import LongFormConfig
-from speechmoe.recognizer import (AudioError, ModelDirError, Recognizer, Segment, Transcript,
-                                  audio_info, read_audio)
+from speechmoe.model_dir import ModelDirError
+from speechmoe.recognizer import AudioInput, Recognizer, Segment, Transcript
+from speechmoe.utils import atomic_write_text
 
 SUFFIX = {"text": ".txt", "segments": ".tsv", "json": ".json", "srt": ".srt"}
 
@@ -110,9 +112,7 @@ def output_name(name: str, taken: set) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="speechmoe-transcribe", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = script_parser(__doc__, prog="speechmoe-transcribe")
     p.add_argument("model_dir", type=Path)
     p.add_argument("inputs", nargs="*", default=["-"],
                    help="audio files, wav.scp files, directories, or - (a list on stdin)")
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     failed = done = 0
     audio = 0.0
-    pending: list[tuple[str, object, int]] = []
+    pending: list[AudioInput] = []
     pending_seconds = 0.0
     bar = tqdm(total=len(items), unit="file", disable=len(items) <= 10, file=sys.stderr)
     taken: set = set()  # output file names given so far
@@ -178,9 +178,7 @@ def main(argv=None) -> int:
         done += 1
         if args.output_dir is not None:
             out = args.output_dir / (output_name(r.name, taken) + SUFFIX[args.format])
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(render(r, args.format), encoding="utf-8")
-            tmp.replace(out)
+            atomic_write_text(out, render(r, args.format))
         elif not streamed:
             sys.stdout.write(render(r, args.format))
             sys.stdout.flush()
@@ -202,28 +200,25 @@ def main(argv=None) -> int:
 
     for name, path in items:
         try:
-            frames, rate = audio_info(path)
-            if rec.is_long(frames / rate):
+            a = dataclasses.replace(rec.prepare(path), name=name)
+            if a.long:
                 flush()  # the results keep the order given
                 segs = []
                 stream = args.format == "segments" and args.output_dir is None
-                for seg in rec.segments(path):
-                    seg.name = name
+                for seg in rec.segments(a):
                     segs.append(seg)
                     if stream:
                         print(segment_line(seg), flush=True)
-                seconds = frames / rate
-                emit(rec.joined(name, segs, seconds), streamed=stream)
-                audio += seconds
+                emit(rec.joined(name, segs, a.seconds), streamed=stream)
+                audio += a.seconds
                 bar.update(1)
                 continue
-            samples, seconds = read_audio(path, rec.features.sample_rate)
         except AudioError as exc:
             fail(name, path, exc)
             continue
-        pending.append((name, samples, rec.features.sample_rate))
-        pending_seconds += seconds
-        audio += seconds
+        pending.append(a)
+        pending_seconds += a.seconds
+        audio += a.seconds
         if pending_seconds >= args.batch_seconds:
             flush()
     flush()

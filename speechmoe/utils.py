@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from speechmoe.faults import maybe_kill
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename.
+    """torch.save through a fresh name beside ``path``, fsync, then rename.
 
     A process killed at any point leaves either the old file or the new one,
     never a half-written file under `path`.
@@ -19,19 +19,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp creates 0600
+    with atomic_path(path, sync=True) as tmp:
+        torch.save(obj, tmp)
         maybe_kill("save", path.name)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def str2bool(text: str) -> bool:
@@ -45,33 +35,81 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def temp_name(path: Path) -> Path:
-    """A fresh name beside ``path`` (created with the usual umask, unlike mkstemp's 0600)."""
+def temp_name(path: Path, keep_suffix: bool = False) -> Path:
+    """A fresh name beside ``path`` (created with the usual umask, unlike mkstemp's 0600);
+    keep_suffix: ending in path's suffixes, for writers that choose the format by them
+    (lhotse's .jsonl.gz, soundfile's .wav)."""
     import uuid
 
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tail = "".join(path.suffixes) if keep_suffix else ""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{tail}")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file through a fresh name beside it, fsync, then rename."""
+@contextmanager
+def atomic_path(path: str | Path, keep_suffix: bool = False,
+                sync: bool = False) -> Iterator[Path]:
+    """A fresh path beside ``path`` for the block to write; renamed onto ``path`` when the
+    block ends, removed when it raises, so that ``path`` is never half written. The
+    directory is created. sync: fsync the file before the rename (survives a power cut)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    tmp = temp_name(path, keep_suffix)
     try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """An empty directory <path>.tmp for the block to fill; it replaces ``path`` when the
+    block ends and is removed when it raises (a directory cannot be renamed over another:
+    the old one is removed just before)."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file through a fresh name beside it, fsync, then rename."""
+    with atomic_path(path, sync=True) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a UTF-8 text file through a fresh name beside it, fsync, then rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256(*paths: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of the files' bytes, one after the other."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def safe_torch_load(path: str | Path, what: str = "file", mmap: bool = False) -> Any:

@@ -306,7 +306,7 @@ def test_transcribe_a_wav_file_from_the_command_line(recipe, exported, tmp_path)
     import soundfile as sf
     from scipy.signal import resample_poly
 
-    from speechmoe.recognizer import read_audio
+    from speechmoe.data.audio import read_audio
 
     wav = sorted((recipe / "data" / "wav" / "test_read").glob("*.wav"))[0]
     samples, rate = sf.read(wav, dtype="float32")
@@ -515,7 +515,8 @@ def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe,
     import torch
 
     from speechmoe.features import compute_features
-    from speechmoe.recognizer import Recognizer, read_audio
+    from speechmoe.data.audio import read_audio
+    from speechmoe.recognizer import Recognizer
 
     rec = Recognizer.from_dir(exported, method="greedy", device="cpu")
     wavs = sorted((recipe / "data" / "wav" / "test_chat").glob("*.wav"))[:3]
@@ -535,7 +536,8 @@ def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe,
 def test_a_changed_model_directory_is_refused(exported, tmp_path):
     import shutil
 
-    from speechmoe.recognizer import ModelDirError, Recognizer
+    from speechmoe.model_dir import ModelDirError
+    from speechmoe.recognizer import Recognizer
 
     copy = tmp_path / "export"
     shutil.copytree(exported, copy)

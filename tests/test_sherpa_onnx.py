@@ -142,7 +142,7 @@ def exported(tmp_path_factory):
 def test_the_exported_directory_meets_the_zipformer_ctc_contract(exported):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from speechmoe.recognizer import sha256
+    from speechmoe.utils import sha256
 
     out, model, cfg, cmvn = exported
     settings = json.loads((out / SHERPA_JSON).read_text())
@@ -193,3 +193,48 @@ def test_sherpa_onnx_finds_the_toolkits_greedy_tokens(exported):
         one.accept_waveform(RATE, w)
         rec.decode_stream(one)
         assert list(one.result.tokens) == want
+
+
+def test_sherpa_transcribe_reads_files_as_the_toolkit_does(exported, tmp_path):
+    """sherpa_transcribe (what the results scripts decode dev with): one file at a time,
+    read with the toolkit's read_audio (a 44.1 kHz stereo copy resampled to 16 kHz mono),
+    the tokens the recognizer finds in the samples themselves."""
+    pytest.importorskip("sherpa_onnx")
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from speechmoe.sherpa import sherpa_recognizer, sherpa_transcribe
+
+    out = exported[0]
+    files = []
+    for i, w in enumerate(WAVES):
+        sf.write(tmp_path / f"{i}.wav", w, RATE)
+        files.append(tmp_path / f"{i}.wav")
+    up = resample_poly(WAVES[0], 441, 160).astype(np.float32)
+    sf.write(tmp_path / "stereo44k.wav", np.stack([up, up], axis=1), 44100)
+    got = list(sherpa_transcribe(out, files + [tmp_path / "stereo44k.wav"]))
+    rec = sherpa_recognizer(out)
+    for f, tokens in zip(files, got):
+        s = rec.create_stream()
+        s.accept_waveform(RATE, sf.read(f, dtype="float32")[0])
+        rec.decode_stream(s)
+        assert tokens == list(s.result.tokens) and len(tokens) >= 10
+    assert len(got) == 4 and len(got[-1]) >= 10
+    with pytest.raises(ValueError, match="exported without a graph"):
+        next(sherpa_transcribe(out, files, method="wfst"))
+
+
+def test_with_graph_links_the_directory_with_another_graph(tmp_path):
+    from speechmoe.sherpa import with_graph
+
+    d = tmp_path / "sherpa-onnx"
+    d.mkdir()
+    (d / SHERPA_JSON).write_text(json.dumps({"decoding": {"method": "wfst",
+                                                          "graph": "TLG.fst"}}))
+    for f in ("TLG.fst", "model.onnx", "tokens.txt"):
+        (d / f).write_text(f)
+    (tmp_path / "other.fst").write_text("other")
+    swapped = with_graph(d, tmp_path / "other.fst", tmp_path / "swapped")
+    assert sorted(p.name for p in swapped.iterdir()) == sorted(p.name for p in d.iterdir())
+    assert (swapped / "TLG.fst").read_text() == "other"
+    assert (swapped / "model.onnx").resolve() == (d / "model.onnx").resolve()

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from speechmoe.data.audio import probe_recording
+from speechmoe.data.audio import check_wav
 from speechmoe.text import CJK, normalize_sentence
+from speechmoe.utils import atomic_path, atomic_write_text
 
 # --------------------------------------------------------------------------- transcripts
 
@@ -127,11 +128,8 @@ def report_excluded(log, name: str, excluded: Sequence[Excluded], total: int,
     if len(excluded) > max_logged:
         log.warning("%s: ... %d more (see the list)", name, len(excluded) - max_logged)
     if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_name(out_file.name + ".tmp")
-        tmp.write_text("".join(f"{e.utt}\t{e.path}\t{e.reason}\n" for e in excluded),
-                       encoding="utf-8")
-        tmp.replace(out_file)
+        atomic_write_text(out_file, "".join(f"{e.utt}\t{e.path}\t{e.reason}\n"
+                                            for e in excluded))
     if excluded:
         counts = Counter(e.kind for e in excluded)
         log.warning("%s: excluded %d of %d utterances (%s)%s", name, len(excluded), total,
@@ -141,33 +139,7 @@ def report_excluded(log, name: str, excluded: Sequence[Excluded], total: int,
         log.info("%s: all %d utterances usable", name, total)
 
 
-# --------------------------------------------------------------------------- audio
-
-
-def check_wav(path: str | Path, sample_rate: Optional[int] = 16000) -> Optional[str]:
-    """Why an audio file cannot be used (header read only, cheap), or None if it is fine.
-
-    The reasons read like speechmoe.data.audio.probe_recording's.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return "file not found"
-    if size == 0:
-        return "empty file (0 bytes)"
-    try:
-        inf = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types on corrupt headers
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        return f"unreadable audio ({type(exc).__name__}{': ' + msg if msg else ''})"
-    if inf.frames <= 0:
-        return "zero-length audio (no samples)"
-    if sample_rate is not None and inf.samplerate != sample_rate:
-        return f"sampled at {inf.samplerate} Hz, expected {sample_rate} Hz"
-    return None
+# ------------------------------------------------------ audio checks (data.audio.check_wav)
 
 
 def _check_chunk(args) -> list[Optional[str]]:
@@ -201,39 +173,6 @@ def check_wavs(paths: Sequence[str | Path], sample_rate: Optional[int] = 16000,
     return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
-def probe_audio(path_or_cmd: str, recording_id: str, sample_rate: Optional[int] = 16000):
-    """A wav.scp entry (a file, or a command ending in '|') -> (Recording, None) or
-    (None, reason). Files go through speechmoe.data.audio.probe_recording; a command
-    is run once, its output read as audio."""
-    entry = path_or_cmd.strip()
-    if not entry.endswith("|"):
-        return probe_recording(entry, recording_id, sample_rate)
-    import io
-    import subprocess
-
-    import soundfile as sf
-    from lhotse import AudioSource, Recording
-
-    cmd = entry[:-1].strip()
-    r = subprocess.run(cmd, shell=True, capture_output=True)
-    if r.returncode != 0:
-        err = r.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"command failed ({r.returncode}){': ' + err[-1][:160] if err else ''}"
-    try:
-        inf = sf.info(io.BytesIO(r.stdout))
-    except Exception as exc:
-        return None, f"unreadable audio from command ({type(exc).__name__})"
-    if inf.frames <= 0:
-        return None, "zero-length audio (no samples)"
-    if sample_rate is not None and inf.samplerate != sample_rate:
-        return None, f"sampled at {inf.samplerate} Hz, expected {sample_rate} Hz"
-    rec = Recording(id=recording_id, sources=[AudioSource(type="command", channels=[0],
-                                                          source=cmd)],
-                    sampling_rate=inf.samplerate, num_samples=inf.frames,
-                    duration=inf.frames / inf.samplerate)
-    return rec, None
-
-
 # --------------------------------------------------------------------------- manifests
 
 
@@ -263,20 +202,21 @@ def write_manifests(cuts: Sequence, manifest_dir: Path, name: str) -> None:
         (CutSet.from_cuts(cuts), "cuts"),
     ]
     for manifest, kind in outputs:
-        path = manifest_dir / f"{kind}_{name}.jsonl.gz"
-        tmp = manifest_dir / f"{kind}_{name}.tmp.jsonl.gz"
+        write_lhotse(manifest, manifest_dir / f"{kind}_{name}.jsonl.gz")
+
+
+def write_lhotse(manifest, path: Path) -> None:
+    """A lhotse manifest (CutSet, RecordingSet, ...) to path, atomically; the format
+    follows path's suffixes (.jsonl.gz)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
         manifest.to_file(tmp)
-        tmp.replace(path)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> int:
     """Write lines atomically; return how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(line + "\n")
             n += 1
-    tmp.replace(path)
     return n

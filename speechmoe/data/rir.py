@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from speechmoe.utils import atomic_path
+
 
 @dataclass(frozen=True)
 class RoomConfig:
@@ -89,10 +91,8 @@ def write_wav_recording(path: Path, samples: np.ndarray, sample_rate: int, recor
     import soundfile as sf
     from lhotse import Recording
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    sf.write(tmp, samples, sample_rate, subtype="FLOAT")
-    tmp.replace(path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        sf.write(tmp, samples, sample_rate, subtype="FLOAT")
     return Recording.from_file(path, recording_id=recording_id)
 
 

@@ -47,8 +47,8 @@ def posteriors(model, cuts, cmvn, max_duration: float, device=None,
     feature_config = feature_config or FeatureConfig()
     long_form = long_form or LongFormConfig()
     dataset = AsrDataset(cmvn, feature_config=feature_config)
-    short = cuts.filter(lambda c: c.duration <= long_form.window_seconds)
-    long_ids = [c.id for c in cuts if c.duration > long_form.window_seconds]
+    short = cuts.filter(lambda c: not long_form.is_long(c.duration))
+    long_ids = [c.id for c in cuts if long_form.is_long(c.duration)]
     with torch.no_grad():
         if len(long_ids) < len(cuts):
             for batch_cuts in make_sampler(short, max_duration, num_buckets=5, shuffle=False):

@@ -25,7 +25,11 @@ def write_arpa(lm, path) -> None:
 
     Highest orders without any n-gram are not written (the file's order is then lower than
     ``lm.order``; the model is the same)."""
-    _atomic_write(path, lambda f: _write_arpa_text(lm, f))
+    from speechmoe.utils import atomic_path
+
+    with atomic_path(path, sync=True) as tmp, \
+            open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        _write_arpa_text(lm, f)
 
 
 def _write_arpa_text(lm, f, chunk: int = 1 << 16) -> None:
@@ -70,28 +74,6 @@ def _write_arpa_text(lm, f, chunk: int = 1 << 16) -> None:
         if with_bow and n > 1:
             prev_names = names
     f.write("\n\\end\\\n")
-
-
-def _atomic_write(path, write_fn) -> None:
-    """Write through ``write_fn(textfile)`` to a temporary file next to ``path``, then
-    rename it over ``path``; the temporary file gets the usual permissions (0666 & ~umask)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory,
-                       f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="\n") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from speechmoe.lang.symbols import BLANK, RESERVED_WORDS, is_disambig
+from speechmoe.utils import atomic_write_bytes
 
 MODEL_NAME = "bpe.model"
 WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
@@ -59,9 +60,7 @@ def train_bpe(sentences: Iterable[str], model_path: str | Path, vocab_size: int 
         vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
         hard_vocab_limit=False, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
         input_sentence_size=max_sentences, shuffle_input_sentence=True, minloglevel=2)
-    tmp = model_path.with_name(model_path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(model_path)
+    atomic_write_bytes(model_path, buf.getvalue())
     return model_path
 
 

@@ -62,7 +62,7 @@ from speechmoe.lang.symbols import (BOS, EOS, RESERVED_WORDS, WORD_DISAMBIG, Lex
                                     add_disambig_symbols, is_disambig, lexicon_entries,
                                     make_words_table, num_real_tokens, read_lexicon,
                                     read_tokens, read_words, with_disambig_tokens, write_words)
-from speechmoe.utils import temp_name
+from speechmoe.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +285,9 @@ _ARPA2FST = ("import sys, kaldilm; a = sys.argv[1:]; "
 
 def _write_fst(fst, path: Union[str, Path]) -> None:
     """Write an FST atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         if not fst.write(str(tmp)):
             raise OSError(f"cannot write FST to {tmp}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compose_lg(L, G):

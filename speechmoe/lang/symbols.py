@@ -36,9 +36,6 @@ LexiconLike = Union[Lexicon, Mapping[str, Sequence[str]], Iterable[tuple[str, Se
 # --------------------------------------------------------------------------- text files
 
 
-_atomic_write_text = atomic_write_text
-
-
 def _read_lines(path: Union[str, Path], what: str) -> list[tuple[int, list[str]]]:
     """Non-empty lines of a text file as (line number, fields); a missing file names itself."""
     path = Path(path)
@@ -78,7 +75,7 @@ def _read_symbol_table(path: Union[str, Path], what: str) -> dict[str, int]:
 
 def _write_symbol_table(table: Mapping[str, int], path: Union[str, Path]) -> None:
     lines = [f"{sym} {i}\n" for sym, i in sorted(table.items(), key=lambda kv: kv[1])]
-    _atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
 
 
 def read_tokens(path: Union[str, Path]) -> dict[str, int]:
@@ -135,7 +132,7 @@ def write_lexicon(lexicon: LexiconLike, path: Union[str, Path]) -> None:
         if not pron:
             raise ValueError(f"word {w!r} has an empty pronunciation")
         lines.append(" ".join([w, *pron]) + "\n")
-    _atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
 
 
 # --------------------------------------------------------------------------- disambiguation

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 from speechmoe.lang.units import pronounce as pronounce_syllables
 from speechmoe.lang.bpe import MODEL_NAME, BpeModel, pieces_to_words
 from speechmoe.lang.symbols import BLANK, is_disambig, read_lexicon, read_tokens
+from speechmoe.utils import atomic_write_text
 
 UNIT_TYPES = ("syllable", "bpe")
 METRICS = ("CER", "WER")
@@ -47,10 +48,7 @@ def read_lang_info(lang_dir: str | Path) -> dict:
 
 def write_lang_info(lang_dir: str | Path, unit_type: str, metric: str, **extra) -> None:
     info = {"unit_type": unit_type, "metric": metric, **extra}
-    path = Path(lang_dir) / LANG_INFO
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(Path(lang_dir) / LANG_INFO, json.dumps(info, indent=1) + "\n")
     read_lang_info(lang_dir)  # validate what was written
 
 

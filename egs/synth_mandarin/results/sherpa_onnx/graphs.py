@@ -12,19 +12,20 @@ import json
 import sys
 from pathlib import Path
 
-from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, with_graph
+from dev_decode import dev_rows, sherpa_decode, total_audio_seconds
 from dev_decode import score as score_against
+
+from speechmoe.sherpa import with_graph
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 rows = dev_rows()
 (out / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
 audio_seconds = total_audio_seconds(rows)
-words = read_words(export)
 summary = {"dev_utterances": len(rows), "audio_seconds": round(audio_seconds, 1)}
 for spec in sys.argv[3:]:
     name, graph = spec.split("=", 1)
-    hyps, wall = sherpa_decode(with_graph(export, Path(graph), name), rows, words)
+    hyps, wall = sherpa_decode(with_graph(export / "sherpa-onnx", Path(graph)), rows)
     (out / f"hyp_{name}.tsv").write_text(hyps)
     summary[name] = {"graph": graph,
                      "score": score_against(out / "ref.tsv", out / f"hyp_{name}.tsv"),

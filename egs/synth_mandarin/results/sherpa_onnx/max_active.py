@@ -12,18 +12,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dev_decode import dev_rows, read_words, score, sherpa_decode, total_audio_seconds
+from dev_decode import dev_rows, score, sherpa_decode, total_audio_seconds
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
 values = [int(v) for v in sys.argv[3:]] or [3000, 1000, 300]
 rows = dev_rows()
 seconds = total_audio_seconds(rows)
-words = read_words(export)
 tmp = Path(tempfile.mkdtemp(prefix="max-active-"))
 (tmp / "ref.tsv").write_text("".join(f"{u}\t{w}\n" for u, w in rows))
 result = {"dev_utterances": len(rows), "audio_seconds": round(seconds, 1), "runs": []}
 for active in values:
-    hyps, wall = sherpa_decode(export / "sherpa-onnx", rows, words, max_active=active)
+    hyps, wall = sherpa_decode(export / "sherpa-onnx", rows, max_active=active)
     (tmp / "hyp.tsv").write_text(hyps)
     result["runs"].append({"max_active": active, "score": score(tmp / "ref.tsv", tmp / "hyp.tsv"),
                            "rtf": round(wall / seconds, 4)})

@@ -23,8 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from dev_decode import dev_rows, read_words, sherpa_decode, total_audio_seconds, wav, with_graph
+from dev_decode import dev_rows, sherpa_decode, total_audio_seconds, wav
 from dev_decode import score as score_against
+
+from speechmoe.sherpa import with_graph
 
 export, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
@@ -49,16 +51,15 @@ wall = time.perf_counter() - t0
 summary["toolkit-onnx"] = {"score": score(out / "hyp_toolkit_onnx.tsv"),
                            "rtf": round(wall / audio_seconds, 4),
                            "stderr": r.stderr.strip().splitlines()[-1]}  # its summary line
-words = read_words(export)
 runs = [("sherpa-onnx", export / "sherpa-onnx", False),
         ("sherpa-onnx-c-api", export / "sherpa-onnx", True)]
 if len(sys.argv) > 3:  # the same directory with the lang dir's TLG.fst in place of the export's
     lang_tlg = Path(sys.argv[3]).resolve() / "TLG.fst"
     if not lang_tlg.is_file():
         sys.exit(f"measure.py: {lang_tlg} does not exist")
-    runs.append(("sherpa-onnx-lang-tlg", with_graph(export, lang_tlg, "lang-tlg"), False))
+    runs.append(("sherpa-onnx-lang-tlg", with_graph(export / "sherpa-onnx", lang_tlg), False))
 for name, model_dir, c_api in runs:
-    hyps, wall = sherpa_decode(model_dir, rows, words, c_api_fbank=c_api)
+    hyps, wall = sherpa_decode(model_dir, rows, c_api_fbank=c_api)
     (out / f"hyp_{name}.tsv").write_text(hyps)
     summary[name] = {"score": score(out / f"hyp_{name}.tsv"),
                      "rtf": round(wall / audio_seconds, 4)}

@@ -18,6 +18,7 @@ from speechmoe.data.dataset import AsrDataset
 from speechmoe.data.sampling import make_sampler
 from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.inference import load_model_for_inference
+from speechmoe.train.validate import RoutingChurn
 
 torch.set_num_threads(2)
 cuts = CutSet.from_file("data/fbank/cuts_dev.jsonl.gz")
@@ -48,10 +49,9 @@ for system in sys.argv[1:]:
         run = Path(f"exp/stability/{system}/seed{seed}")
         ters = {json.loads(l)["epoch"]: json.loads(l)["dev_greedy_ter"]
                 for l in (run / "log" / "epochs.jsonl").read_text().splitlines()}
-        prev = None
+        churn = RoutingChurn()  # what validation logs: the share of frames whose expert changed
         for epoch in (1, 2, 3, 4):
             idx, gate, logz = routing(run / f"epoch-{epoch}.pt")
-            churn = "-" if prev is None else f"{float((idx != prev).float().mean()):.3f}"
-            print(f"{system} {seed} {epoch} {ters[epoch]:.2f} {churn} {gate:.3f} {logz:.2f}",
-                  flush=True)
-            prev = idx
+            moved = churn.update(idx)
+            print(f"{system} {seed} {epoch} {ters[epoch]:.2f} "
+                  f"{'-' if moved is None else f'{moved:.3f}'} {gate:.3f} {logz:.2f}", flush=True)

@@ -1,5 +1,4 @@
 import sys, time, statistics, torch
-sys.path.insert(0, ".")
 from speechmoe.config import load_config
 from speechmoe.model import build_model
 from speechmoe.losses import speechmoe_loss

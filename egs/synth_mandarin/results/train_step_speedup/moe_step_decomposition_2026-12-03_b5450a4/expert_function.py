@@ -4,8 +4,7 @@ dispatch (A) and a padded torch.bmm (C); fwd + bwd of one layer at the tables' s
 frames, d 128, 8 experts of 256), ms, median of 60. Run from the repository root:
 .venv/bin/python egs/synth_mandarin/results/train_step_speedup/moe_step_decomposition_2026-12-03_b5450a4/expert_function.py
 Measured: A 8.84 / 7.14, B 9.38 / 9.15, C 7.59 / 7.18 (two rounds); gradients equal."""
-import sys, time, statistics, torch
-sys.path.insert(0, ".")
+import time, statistics, torch
 from speechmoe.model.moe import MoELayer, expert_counts
 from speechmoe.utils import tune_malloc
 tune_malloc(); torch.set_num_threads(2)

@@ -6,7 +6,6 @@ median of 30.
 Measured: 1995 128 512 fp32: 18.62 / 18.48 against fused 20.55 / 20.27; block 256: 20.91 / 22.54
 against 27.93 / 26.31; 4000 256 512 bf16: 25.21 / 25.06 against 29.08 / 31.03."""
 import sys, time, statistics, torch
-sys.path.insert(0, ".")
 from speechmoe.losses import gathered_log_softmax
 from speechmoe.utils import tune_malloc
 tune_malloc(); torch.set_num_threads(2)

@@ -1,6 +1,5 @@
 """Quick: eager vs torch.compile on the tables' MoE-8e and B1 step (fixed batch)."""
 import sys, time, statistics, torch
-sys.path.insert(0, "/work/main")
 from speechmoe.config import load_config
 from speechmoe.model import build_model
 from speechmoe.losses import speechmoe_loss

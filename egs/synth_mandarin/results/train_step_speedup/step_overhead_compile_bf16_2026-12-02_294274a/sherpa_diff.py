@@ -1,6 +1,5 @@
-import json, sys, numpy as np, onnxruntime as ort, soundfile as sf
+import json, numpy as np, onnxruntime as ort, soundfile as sf
 from pathlib import Path
-sys.path.insert(0, "/work/main")
 from speechmoe.decode.wfst import WfstDecoder
 from speechmoe.features import FeatureConfig, fbank
 from speechmoe.sherpa import sherpa_recognizer

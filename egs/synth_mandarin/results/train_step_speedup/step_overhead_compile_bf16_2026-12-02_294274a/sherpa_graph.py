@@ -1,5 +1,4 @@
 import sys, time
-sys.path.insert(0, "/work/main")
 from pathlib import Path
 import kaldifst
 from speechmoe.lang.graph import TOPOLOGIES, relabel_high_ilabels, _count
