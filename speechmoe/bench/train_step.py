@@ -15,8 +15,9 @@ settings stay apart), from the same seed and batch:
   baseline  the training step of revision 6f02136: glibc's default allocator settings, the
             memory blocks' 1-D convolutions, the per-tensor AdamW, torch's CTC over the whole
             vocabulary, --baseline-amp (none)
-  new       what local/train.py does now: speechmoe.utils.tune_malloc, the channels-last
-            memory kernel, the fused AdamW and a foreach gradient clipping, the CTC losses on
+  new       what local/train.py does now on this machine (--step-kernels auto: a kernel
+            speechmoe.train.step_kernels turns off here stays off): speechmoe.utils.tune_malloc,
+            the channels-last memory kernel, the fused AdamW and a foreach gradient clipping, the CTC losses on
             each utterance's own columns (speechmoe.losses.ctc_sum) read from the logits
             without a dense log-softmax (speechmoe.losses.gathered_log_softmax), the routing
             statistics of all layers in one batch of operations, --amp (none; auto: bf16
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import multiprocessing as mp
 import statistics
 import time
@@ -72,6 +74,11 @@ SWITCHES = {
     "ctc_from_logits": "the CTC losses on each utterance's own columns, read from the logits",
     "batched_routing": "the routing statistics of all layers in one batch of operations",
 }
+
+
+def system_config(config: str, num_classes: int, model_overrides: dict | None = None):
+    return load_config(config, overrides={
+        "model": {**(model_overrides or {}), "num_classes": num_classes}})
 
 
 def path_switches(path: str) -> frozenset:
@@ -116,14 +123,13 @@ class System:
 
     def __init__(self, config: str, device, amp: str, batch_seconds: float,
                  utterances: int, num_classes: int, seed: int = 0, path: str = "new",
-                 model_overrides: dict | None = None):
+                 model_overrides: dict | None = None, off: tuple = ()):
         torch.manual_seed(seed)
-        self.cfg = load_config(config, overrides={
-            "model": {**(model_overrides or {}), "num_classes": num_classes}})
+        self.cfg = system_config(config, num_classes, model_overrides)
         self.name = self.cfg.name or config
         self.device = device
         self.path = path
-        self.on = path_switches(path)
+        self.on = path_switches(path) - set(off)  # off: kernels the training CPU turns off
         self.model = build_model(self.cfg.model).to(device).train()
         set_memory_kernel(self.model, channels_last="channels_last" in self.on)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4,
@@ -247,7 +253,7 @@ def _worker(conn, spec: dict) -> None:
     dev = torch.device(spec["device"])
     system = System(spec["config"], dev, spec["amp"], spec["batch_seconds"],
                     spec["utterances"], spec["num_classes"], path=spec["path"],
-                    model_overrides=spec["model_overrides"])
+                    model_overrides=spec["model_overrides"], off=spec["off"])
     while True:
         cmd, *args = conn.recv()
         if cmd == "stop":
@@ -278,15 +284,29 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
         baseline_amp: str = "none", batch_seconds: float = 60.0, utterances: int = 12,
         repeats: int = 10, loss_steps: int = 50, threads: int = 2, num_classes: int = 1585,
         model_overrides: dict | None = None, profile: bool = False,
-        ablate: bool = False) -> dict:
+        ablate: bool = False, step_kernels_mode: str = "auto") -> dict:
     """Every (system, path) timed side by side; returns rows, loss agreement (each path's
-    losses against the baseline's), profiles. ablate: also every only:X and without:X path
+    losses against the baseline's), profiles, and the kernels the new path turned off.
+    The new path is what training does on this machine: the kernels
+    speechmoe.train.step_kernels chooses here (step_kernels_mode, as train.py's
+    --step-kernels) turned off. ablate: also every only:X and without:X path, as they are
     (only:X in the baseline's precision, without:X in the new path's)."""
+    import logging
+
+    from speechmoe.train import step_kernels
+
     dev = resolve_device(device)
     paths = ablation_paths() if ablate else list(PATHS)
     amps = {"baseline": resolve_amp(baseline_amp, dev), "new": resolve_amp(amp, dev)}
     for path in paths[2:]:
         amps[path] = amps["baseline" if path.startswith("only:") else "new"]
+    torch.set_num_threads(threads)  # the choice is measured and cached at the step's threads
+    off = {}
+    for config in configs:
+        chosen = step_kernels.choose(system_config(config, num_classes, model_overrides), dev,
+                                     amps["new"], AMP_DTYPES[amps["new"]], batch_seconds,
+                                     logging.getLogger("speechmoe"), step_kernels_mode)
+        off[config] = tuple(k for k in step_kernels.KERNELS if not getattr(chosen, k))
     ctx = mp.get_context("spawn")
     workers = {}
     for config in configs:
@@ -295,7 +315,8 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
             spec = {"config": config, "path": path, "device": str(dev), "amp": amps[path],
                     "batch_seconds": batch_seconds, "utterances": utterances,
                     "num_classes": num_classes, "threads": threads,
-                    "model_overrides": model_overrides or {}}
+                    "model_overrides": model_overrides or {},
+                    "off": off[config] if path == "new" else ()}
             proc = ctx.Process(target=_worker, args=(child, spec), daemon=True)
             proc.start()
             workers[config, path] = (proc, parent)
@@ -344,7 +365,7 @@ def run(configs: list[str], device: str = "auto", amp: str = "none",
                 "steps": len(a), "first": (a[0], b[0]), "last": (a[-1], b[-1]),
                 "max_relative_difference": max(abs(x - y) / max(abs(x), 1e-12)
                                                for x, y in zip(a, b))}
-    return {"rows": rows, "losses": agreement, "profiles": profiles}
+    return {"rows": rows, "losses": agreement, "profiles": profiles, "off": off}
 
 
 def ablation_table(rows: list[dict], losses: dict) -> list[str]:
@@ -386,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-overrides", default="{}",
                    help='JSON merged into both models, e.g. \'{"d_model": 128}\'')
     p.add_argument("--profile", default="", help="write the new path's profile to this file")
+    p.add_argument("--step-kernels", choices=["auto", "default"], default="auto",
+                   help="the new path's kernels: auto, those training chooses on this CPU "
+                        "(speechmoe.train.step_kernels, measured once and cached); default: "
+                        "all of the new path's changes")
     p.add_argument("--ablate", action="store_true",
                    help="also each change of the new path on alone (against the baseline) "
                         "and off alone (against the new path): " + ", ".join(SWITCHES))
@@ -394,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run(args.configs, args.device, args.amp, args.baseline_amp, args.batch_seconds,
               args.utterances, args.repeats, args.loss_steps, threads=args.threads,
               model_overrides=json.loads(args.model_overrides), profile=bool(args.profile),
-              ablate=args.ablate)
+              ablate=args.ablate, step_kernels_mode=args.step_kernels)
     rows = out["rows"]
     dev = rows[0]["device"]
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else \
@@ -402,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {name}, {rows[0]['audio_seconds']:.0f} s of audio per "
           f"step in {args.utterances} utterances, median of {args.repeats} interleaved steps; "
           "peak = measured GEMM rate in the path's precision; baseline = revision "
-          f"{BASELINE_REVISION}'s step")
+          f"{BASELINE_REVISION}'s step; new = training's step on this machine (kernels off: "
+          + "; ".join(f"{Path(c).stem} {', '.join(o) or 'none'}" for c, o in out["off"].items())
+          + f", --step-kernels {args.step_kernels})")
     print(f"{'system':<10} {'path':<9} {'amp':<5} {'params':>8} {'step s':>8} {'update s':>9} "
           f"{'frames/s':>10} {'audio s/s':>10} {'TFLOP/step':>11} {'TFLOP/s':>8} {'of peak':>8}")
     for r in rows:
