@@ -302,22 +302,9 @@ def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], see
     file of its own random draws: the other sets do not change when it is added)."""
     rng = random.Random(seed + 1)
     rows = read_tsv(src)
-    tmp = dst.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for i, r in enumerate(rows):
-            f.write("\t".join([f"{name}-{i:06d}", r[1], r[2], r[3], str(rng.randint(*speed)),
-                               *r[5:]]) + "\n")
-    tmp.replace(dst)
-
-
-def synth_job(row: list[str], voice, espeak: Optional[Path], wav: Path) -> SynthJob:
-    """The synthesis of one text row: a drawn speaker's voice from `espeak`, warped, at the
-    row's rate; one of espeak-ng's own variants (version 1's voices) as it is."""
-    utt, pinyin, speaker, wpm, pitch = row[0], row[2], row[3], int(row[4]), int(row[5])
-    if voice is None:
-        return SynthJob(utt, pinyin, speaker, wpm, pitch, wav)
-    return SynthJob(utt, pinyin, speaker, voice.espeak_rate(wpm), pitch, wav,
-                    espeak_path=espeak, warp=voice.warp)
+    atomic_write_text(dst, "".join(
+        "\t".join([f"{name}-{i:06d}", r[1], r[2], r[3], str(rng.randint(*speed)), *r[5:]]) + "\n"
+        for i, r in enumerate(rows)))
 
 
 def read_tsv(path: Path) -> list[list[str]]:
