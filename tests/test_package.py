@@ -164,8 +164,11 @@ def test_inference_benchmark_prints_its_ratio_last(tmp_path):
 
 def test_recipe_step_benchmark_times_real_batches(tiny_corpus):
     """speechmoe.bench.recipe_step on the tiny corpus: the step alone and with the loader
-    (0 and 1 workers), each with its audio rate."""
+    (0 and 1 workers), each with its audio rate, after a line naming torch and the CPU."""
+    import torch
     from helpers import ROOT
+
+    from speechmoe.utils import cpu_description
 
     tiny = {"num_layers": 2, "embedding_layers": 1, "attention_every": 2, "d_model": 32,
             "ffn_dim": 64, "attention_ffn_dim": 64, "attention_heads": 2}
@@ -177,5 +180,6 @@ def test_recipe_step_benchmark_times_real_batches(tiny_corpus):
          "--max-duration", "6", "--steps", "2", "--amp", "none",
          "--model-overrides", json.dumps(tiny)],
         capture_output=True, text=True, check=True).stdout.strip().splitlines()
-    assert out[0].startswith("compute only") and "s of audio per s" in out[0]
-    assert [line.split("(")[-1] for line in out[1:]] == ["num_workers 0)", "num_workers 1)"]
+    assert out[0] == f"torch {torch.__version__}, {cpu_description()}"  # where it was measured
+    assert out[1].startswith("compute only") and "s of audio per s" in out[1]
+    assert [line.split("(")[-1] for line in out[2:]] == ["num_workers 0)", "num_workers 1)"]
