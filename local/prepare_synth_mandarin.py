@@ -282,7 +282,9 @@ def assign_speakers(rows: dict[str, list[list[str]]], args) -> list:
         order = list(range(len(set_rows)))
         rng.shuffle(order)
         for k, i in enumerate(order):
-            row, name = set_rows[i], speakers[k // per_speaker]
+            # (more rows than speakers x per_speaker: a dev set larger than the training
+            # speakers can read; they read more each)
+            row, name = set_rows[i], speakers[(k // per_speaker) % len(speakers)]
             row[3] = name
             if name in by_name:  # a drawn speaker: its own rate and -p ranges
                 v = by_name[name]
