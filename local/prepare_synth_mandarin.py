@@ -309,6 +309,16 @@ def write_fast_copy(src: Path, dst: Path, name: str, speed: tuple[int, int], see
         for i, r in enumerate(rows)))
 
 
+def synth_job(row: list[str], voice, espeak: Optional[Path], wav: Path) -> SynthJob:
+    """The synthesis of one text row: a drawn speaker's voice from `espeak`, warped, at the
+    row's rate; one of espeak-ng's own variants (version 1's voices) as it is."""
+    utt, pinyin, speaker, wpm, pitch = row[0], row[2], row[3], int(row[4]), int(row[5])
+    if voice is None:
+        return SynthJob(utt, pinyin, speaker, wpm, pitch, wav)
+    return SynthJob(utt, pinyin, speaker, voice.espeak_rate(wpm), pitch, wav,
+                    espeak_path=espeak, warp=voice.warp)
+
+
 def read_tsv(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8") as f:
         return [line.rstrip("\n").split("\t") for line in f if line.strip()]
