@@ -58,10 +58,10 @@ import torch
 
 from speechmoe.config import load_config
 from speechmoe.info import FRAMES_PER_SECOND
-from speechmoe.losses import speechmoe_loss
 from speechmoe.model import build_model
 from speechmoe.model.memory import set_memory_kernel
 from speechmoe.train.params import AMP_DTYPES
+from speechmoe.train.step_kernels import KERNELS, StepKernels, optimizer_step, sync_device
 from speechmoe.utils import cpu_description, resolve_amp, resolve_device, tune_malloc
 
 PATHS = ("baseline", "new")
@@ -98,21 +98,16 @@ def ablation_paths() -> list[str]:
     return [*PATHS, *(f"only:{s}" for s in SWITCHES), *(f"without:{s}" for s in SWITCHES)]
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def gemm_peak(device, dtype, size: int, repeats: int = 10) -> float:
     """FLOP/s of a (size x size) @ (size x size) product, the median of repeats."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     times = []
     for i in range(repeats + 2):
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        sync_device(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return 2 * size ** 3 / statistics.median(times)
@@ -153,39 +148,12 @@ class System:
 
     def step(self) -> float:
         """One optimizer step; returns its loss (read after the step is timed)."""
-        from torch.profiler import record_function
-
-        self.optimizer.zero_grad(set_to_none=True)
-        with record_function("forward"), torch.autocast(
-                self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            out = self.model(self.feats, self.lengths,
-                             with_embedding_loss=self.cfg.loss.gamma > 0,
-                             log_softmax="ctc_from_logits" not in self.on)
-        with record_function("loss"):
-            loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.cfg.loss,
-                                     with_floats=False,
-                                     compact_ctc="ctc_from_logits" in self.on,
-                                     batched_routing="batched_routing" in self.on)
-        with record_function("backward"):
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-        _sync(self.device)
-        t0 = time.perf_counter()
-        with record_function("update"):
-            torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), 5.0,
-                foreach=True if "fused_update" in self.on else None)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-        _sync(self.device)
-        self.update_seconds = time.perf_counter() - t0
-        return loss.detach()
+        kernels = StepKernels(**{k: k in self.on for k in KERNELS})
+        loss, self.update_seconds = optimizer_step(
+            self.model, self.optimizer, (self.feats, self.lengths, self.targets,
+                                         self.target_lengths),
+            self.cfg.loss, kernels, self.device, self.amp, self.scaler)
+        return loss
 
     def count_flops(self) -> int:
         from torch.utils.flop_counter import FlopCounterMode
@@ -253,7 +221,7 @@ def _worker(conn, spec: dict) -> None:
     dev = torch.device(spec["device"])
     system = System(spec["config"], dev, spec["amp"], spec["batch_seconds"],
                     spec["utterances"], spec["num_classes"], path=spec["path"],
-                    model_overrides=spec["model_overrides"], off=spec["off"])
+                    model_overrides=spec["model_overrides"], off=spec.get("off", ()))
     while True:
         cmd, *args = conn.recv()
         if cmd == "stop":
@@ -261,10 +229,10 @@ def _worker(conn, spec: dict) -> None:
         if cmd == "steps":  # -> [(step seconds, update seconds, loss)]
             out = []
             for _ in range(args[0]):
-                _sync(dev)
+                sync_device(dev)
                 t0 = time.perf_counter()
                 loss = system.step()
-                _sync(dev)
+                sync_device(dev)
                 out.append((time.perf_counter() - t0, system.update_seconds, float(loss)))
             conn.send(out)
         elif cmd == "info":

@@ -96,25 +96,58 @@ class _Stepper:
         self.target_lengths = torch.full((utterances,), labels, device=device)
 
     def step(self) -> float:
-        from speechmoe.losses import speechmoe_loss
-
-        k = self.kernels
         t0 = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            out = self.model(self.feats, self.lengths,
-                             with_embedding_loss=self.system.loss.gamma > 0,
-                             log_softmax=not k.ctc_from_logits)
-        loss, _ = speechmoe_loss(out, self.targets, self.target_lengths, self.system.loss,
-                                 with_floats=False, compact_ctc=k.ctc_from_logits,
-                                 batched_routing=k.batched_routing)
-        loss.backward()
-        self.last_loss = loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0,
-                                       foreach=True if k.fused_update else None)
-        self.optimizer.step()
+        self.last_loss, _ = optimizer_step(
+            self.model, self.optimizer, (self.feats, self.lengths, self.targets,
+                                         self.target_lengths),
+            self.system.loss, self.kernels, self.device, self.amp_dtype)
         return time.perf_counter() - t0
+
+
+def optimizer_step(model, optimizer, batch, loss_config, kernels: StepKernels, device,
+                   amp_dtype=None, scaler=None) -> tuple[torch.Tensor, float]:
+    """One training step with these kernels on a (features, lengths, targets, target
+    lengths) batch: forward (under autocast with amp_dtype), the SpeechMoE loss, backward,
+    clipping at 5 and the optimizer (through the fp16 scaler if given). Returns the loss
+    (detached) and the seconds of the update (clipping and optimizer). The stages are
+    named for torch.profiler (forward, loss, backward, update)."""
+    from torch.profiler import record_function
+
+    from speechmoe.losses import speechmoe_loss
+
+    feats, lengths, targets, target_lengths = batch
+    optimizer.zero_grad(set_to_none=True)
+    with record_function("forward"), torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        out = model(feats, lengths, with_embedding_loss=loss_config.gamma > 0,
+                    log_softmax=not kernels.ctc_from_logits)
+    with record_function("loss"):
+        loss, _ = speechmoe_loss(out, targets, target_lengths, loss_config, with_floats=False,
+                                 compact_ctc=kernels.ctc_from_logits,
+                                 batched_routing=kernels.batched_routing)
+    with record_function("backward"):
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+    sync_device(device)
+    t0 = time.perf_counter()
+    with record_function("update"):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0,
+                                       foreach=True if kernels.fused_update else None)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    sync_device(device)
+    return loss.detach(), time.perf_counter() - t0
+
+
+def sync_device(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def measure(system, device, amp_dtype, batch_seconds: float, measured=MEASURED,
