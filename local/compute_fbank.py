@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Feature stage: 40-dim fbank (+ pitch) for every cut set, and global CMVN statistics.
+"""Feature stage: log-Mel fbank (+ pitch) for every cut set, and global CMVN statistics.
 
     local/compute_fbank.py --manifest-dir data/manifests --out-dir data/fbank \
-        --sets train train_aug dev test_read --cmvn-sets train train_aug [--pitch true]
+        --sets train train_aug dev test_read --cmvn-sets train train_aug [--pitch true] \
+        [--num-mel-bins 40 --low-freq 20 --high-freq 0]
 
 Reads <manifest-dir>/cuts_<set>.jsonl.gz (reverberation and noise are rendered
 from their lhotse transforms here), writes <out-dir>/cuts_<set>.jsonl.gz with
@@ -41,7 +42,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="random cuts used for CMVN statistics")
     p.add_argument("--num-jobs", type=int, default=2)
     p.add_argument("--pitch", type=str2bool, default=False,
-                   help="append 2 pitch features (voicing, log F0) to the 40 fbank dims")
+                   help="append 2 pitch features (voicing, log F0) to the fbank dims")
+    p.add_argument("--num-mel-bins", type=int, default=FeatureConfig.num_mel_bins,
+                   help="Mel bands")
+    p.add_argument("--low-freq", type=float, default=FeatureConfig.low_freq,
+                   help="lowest Mel band edge (Hz)")
+    p.add_argument("--high-freq", type=float, default=FeatureConfig.high_freq,
+                   help="highest Mel band edge (Hz); <= 0: an offset from Nyquist")
     return p
 
 
@@ -51,7 +58,8 @@ def main(argv=None) -> int:
 
     out = args.out_dir
     log = setup_logger(out / "log" / "fbank.log")
-    cfg = FeatureConfig(pitch=args.pitch)
+    cfg = FeatureConfig(pitch=args.pitch, num_mel_bins=args.num_mel_bins,
+                        low_freq=args.low_freq, high_freq=args.high_freq).check()
     stored = out / FEATURES_JSON
     if stored.is_file() and FeatureConfig.load(stored) != cfg:
         log.info("%s: the stored features were made with other options (%s); recomputing "

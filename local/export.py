@@ -28,6 +28,14 @@ constants, --sherpa-pitch), tokens.txt, TLG.fst and words.txt (unless --no-graph
 TLG is built from the lang dir's L_disambig.fst and G.fst with each word's label on its
 last token, where sherpa-onnx's decoder reads it: speechmoe/lang/token_start.py),
 sherpa-onnx.json (the fbank options to set, each file's SHA-256) and README.md.
+
+sherpa-onnx computes no pitch, so a pitch model's sherpa-onnx export holds pitch constant
+and loses accuracy. Export says how much: --pitch-cost-cuts (a dev set's cuts, stage 7
+passes the recipe's dev set) decodes that set with the toolkit twice, real and constant
+pitch (the graph at the export's acoustic scale, or greedy with --no-graph), and writes
+both error rates into sherpa-onnx.json, its README.md and the log. A pitch model with
+neither --pitch-cost-cuts nor --sherpa-unmeasured-pitch is refused before anything is
+written.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ from speechmoe.lang.symbols import num_real_tokens, read_tokens
 from speechmoe.lang.token_start import build_token_start_tlg
 from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.model_dir import GRAPH, verify_model_dir, write_manifest
-from speechmoe.sherpa import PITCH_FILLS, export_sherpa_onnx, fbank_options
+from speechmoe.sherpa import (PITCH_FILLS, constant_pitch_cost, export_sherpa_onnx,
+                              fbank_options, pitch_cost_text, pitch_fill)
 from speechmoe.utils import atomic_dir
 
 
@@ -76,6 +85,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sherpa-pitch", choices=PITCH_FILLS, default="mean",
                    help="a pitch model's pitch in the sherpa-onnx export (which computes "
                         "none): the training mean (default) or unvoiced")
+    p.add_argument("--pitch-cost-cuts", type=Path, default=None,
+                   help="a pitch model's --sherpa-onnx export: the cuts (with features) of "
+                        "the dev set on which to measure what constant pitch costs")
+    p.add_argument("--sherpa-unmeasured-pitch", action="store_true",
+                   help="export a pitch model for sherpa-onnx without measuring that cost "
+                        "(its README says so)")
     return p
 
 
@@ -88,6 +103,15 @@ def main(argv=None) -> int:
     scale = acoustic_scale(args, exp, ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     GlobalCMVN.load(args.cmvn)  # a clear error now rather than at recognition time
+    if (args.sherpa_onnx and FeatureConfig.for_cmvn(args.cmvn).pitch
+            and args.pitch_cost_cuts is None and not args.sherpa_unmeasured_pitch):
+        raise ValueError(
+            f"{args.cmvn}: the model was trained with pitch, which sherpa-onnx does not "
+            "compute, so its sherpa-onnx export loses accuracy: pass --pitch-cost-cuts "
+            "DEV_CUTS to measure how much (written into the export), or "
+            "--sherpa-unmeasured-pitch to export it without measuring")
+    if args.pitch_cost_cuts is not None and not args.pitch_cost_cuts.is_file():
+        raise FileNotFoundError(f"--pitch-cost-cuts {args.pitch_cost_cuts}: not found")
     files = ["tokens.txt", "lang.json"] + ([] if args.no_graph else list(GRAPH))
     missing = [f for f in files if not (args.lang_dir / f).is_file()]
     if missing:
@@ -142,12 +166,17 @@ def export_for_sherpa(args, model, tmp: Path, manifest: dict, log) -> None:
                         "topology", args.lang_dir, topology)
         graph = tmp / "sherpa-TLG.fst"
         build_token_start_tlg(args.lang_dir, graph, topology=topology)
+    cmvn = GlobalCMVN.load(tmp / "cmvn.pt")
+    cost = None
+    if features.pitch and args.pitch_cost_cuts is not None:
+        cost = measure_pitch_cost(args, model, features, cmvn, tmp, manifest, log)
     d = export_sherpa_onnx(
-        model, features, GlobalCMVN.load(tmp / "cmvn.pt"), tmp / "sherpa-onnx",
+        model, features, cmvn, tmp / "sherpa-onnx",
         tokens=tmp / "tokens.txt", graph=graph,
         words=None if args.no_graph else tmp / "words.txt",
         acoustic_scale=manifest["acoustic_scale"], pitch=args.sherpa_pitch,
-        info={k: manifest[k] for k in ("model", "checkpoint", "averaged", "exported")})
+        info={k: manifest[k] for k in ("model", "checkpoint", "averaged", "exported")},
+        pitch_cost=cost, unmeasured_pitch=args.sherpa_unmeasured_pitch)
     if graph is not None:
         graph.unlink()
     fb = fbank_options(features)
@@ -157,7 +186,47 @@ def export_for_sherpa(args, model, tmp: Path, manifest: dict, log) -> None:
              f"{d.name}/README.md")
     if features.pitch:
         log.warning("the model was trained with pitch: its sherpa-onnx export uses constant "
-                    "pitch (%s), which costs accuracy: measure it on dev", args.sherpa_pitch)
+                    "pitch (%s). %s", args.sherpa_pitch, pitch_cost_text(cost))
+
+
+def measure_pitch_cost(args, model, features: FeatureConfig, cmvn: GlobalCMVN, tmp: Path,
+                       manifest: dict, log) -> dict:
+    """What constant pitch costs on --pitch-cost-cuts: the exported graph at the export's
+    acoustic scale (the lang dir's metric), or greedy units (--no-graph)."""
+    from lhotse import CutSet
+
+    from speechmoe.data.dataset import cut_words
+    from speechmoe.decode.greedy import ctc_greedy
+    from speechmoe.decode.wfst import WfstDecoder
+    from speechmoe.lang.tokenizer import make_tokenizer, read_lang_info, scoring_tokens
+
+    t0 = time.time()
+    cuts = CutSet.from_file(args.pitch_cost_cuts).to_eager()
+    words = {c.id: cut_words(c) for c in cuts}
+    if args.no_graph:
+        tok = make_tokenizer(args.lang_dir)
+        id2tok = {i: t for t, i in read_tokens(tmp / "tokens.txt").items()}
+        metric = "greedy token ER"
+        refs = {u: tok.units(w) for u, w in words.items()}
+
+        def decode(lp):
+            return [id2tok[t] for t in ctc_greedy(lp)[0]]
+    else:
+        metric = read_lang_info(args.lang_dir)["metric"]
+        decoder = WfstDecoder(tmp / "TLG.fst", tmp / "words.txt",
+                              acoustic_scale=manifest["acoustic_scale"])
+        refs = {u: scoring_tokens(w, metric) for u, w in words.items()}
+
+        def decode(lp):
+            return scoring_tokens(decoder.decode(lp), metric)
+    cost = {"set": str(args.pitch_cost_cuts), **constant_pitch_cost(
+        model, features, cmvn, cuts, pitch_fill(features, cmvn, args.sherpa_pitch), decode,
+        refs, metric)}
+    log.info("what constant pitch costs on %s (%d utterances, %d reference tokens): %s "
+             "%.2f%% with real pitch, %.2f%% constant (%.0f s)", args.pitch_cost_cuts,
+             cost["utterances"], cost["ref_tokens"], metric, cost["real_pitch"],
+             cost["constant_pitch"], time.time() - t0)
+    return cost
 
 
 def acoustic_scale(args, exp: ExpDir, ckpt_path: Path) -> float | None:

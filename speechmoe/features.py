@@ -69,6 +69,31 @@ class FeatureConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> "FeatureConfig":
+        """self, or ValueError naming the option: a Mel band range inside (0, Nyquist], and
+        no band so narrow that it holds no FFT bin (Kaldi's and kaldifeat's fbank stop on
+        one: too many bands for a low low_freq)."""
+        nyquist = self.sample_rate / 2
+        high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
+        if self.num_mel_bins < 1:
+            raise ValueError(f"num_mel_bins {self.num_mel_bins}: must be at least 1")
+        if not 0 <= self.low_freq < high <= nyquist:
+            raise ValueError(f"Mel bands from low_freq {self.low_freq} to high_freq "
+                             f"{self.high_freq} ({high:g} Hz): need 0 <= low < high <= "
+                             f"Nyquist ({nyquist:g} Hz)")
+        window = round(self.sample_rate * self.frame_length_ms / 1000)
+        fft = 1 << (window - 1).bit_length()
+        fft_mel = np.log1p(np.arange(fft // 2) * (self.sample_rate / fft) / 700.0) * 1127.0
+        edges = np.linspace(*(np.log1p(np.array([self.low_freq, high]) / 700.0) * 1127.0),
+                            self.num_mel_bins + 2)
+        for band in range(self.num_mel_bins):
+            if not np.any((fft_mel > edges[band]) & (fft_mel < edges[band + 2])):
+                raise ValueError(
+                    f"num_mel_bins {self.num_mel_bins} from low_freq {self.low_freq} Hz: "
+                    f"Mel band {band} holds no FFT bin of a {fft}-point FFT (too many bands "
+                    "for this range: fewer bands or a higher low_freq)")
+        return self
+
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
         known = {f for f in cls.__dataclass_fields__}

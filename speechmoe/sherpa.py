@@ -33,7 +33,9 @@ set's mean of each pitch dim from the CMVN statistics, so that after normalisati
 pitch dims read 0, the training average ("no information"); or "unvoiced", voicing 0 and
 0 semitones from the speaker's mean, what the toolkit's pitch() gives for audio without
 a periodic stretch. Either way the model never sees tones it was trained to hear from
-pitch: the accuracy cost is to be measured on dev (or a model trained without pitch used).
+pitch, so a pitch model is exported only with what that costs (constant_pitch_cost: the
+error rate on a dev set with real and with constant pitch, written into sherpa-onnx.json
+and README.md) or, on purpose, unmeasured; a model trained without pitch loses nothing.
 
 The fbank options a device build can set (SPEC.md section 7): Python's
 sherpa_onnx.FeatureExtractorConfig sets feature_dim, low/high_freq, dither, snip_edges and
@@ -62,7 +64,8 @@ from torch import nn
 
 from speechmoe.data.audio import read_audio
 # _delta_scales: Kaldi's delta filters, the ones add_deltas applies
-from speechmoe.features import PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales
+from speechmoe.features import (PITCH_DIMS, FeatureConfig, GlobalCMVN, _delta_scales,
+                                add_deltas)
 from speechmoe.lang.symbols import num_real_tokens, read_tokens, read_words
 from speechmoe.model_dir import write_manifest
 from speechmoe.utils import atomic_dir, atomic_path, atomic_write_text
@@ -107,6 +110,61 @@ def pitch_fill(cfg: FeatureConfig, cmvn: GlobalCMVN, how: str = "mean") -> Optio
     if how == "unvoiced":
         return [0.0] * PITCH_DIMS
     raise ValueError(f"unknown pitch fill {how!r}; use one of {PITCH_FILLS}")
+
+
+class ConstantPitchInput(nn.Module):
+    """A pitch model whose input's pitch columns (the static ones and their deltas, in every
+    stacked frame) hold what constant pitch ``fill`` gives after deltas and global CMVN:
+    the network input of its sherpa-onnx export, made from the toolkit's stored features
+    (to measure what constant pitch costs: constant_pitch_cost). Called as the model is,
+    its output is the model's."""
+
+    def __init__(self, model: nn.Module, cfg: FeatureConfig, cmvn: GlobalCMVN,
+                 fill: Sequence[float]):
+        super().__init__()
+        if not cfg.pitch or len(fill) != PITCH_DIMS:
+            raise ValueError(f"constant pitch needs a pitch model and {PITCH_DIMS} values, "
+                             f"got pitch={cfg.pitch} and {list(fill)}")
+        # a constant stretch: its deltas are 0, its static pitch the fill
+        frames = torch.cat([torch.zeros(3, cfg.num_mel_bins),
+                            torch.tensor(list(fill), dtype=torch.float32).expand(3, -1)], 1)
+        normalized = cmvn.normalize(add_deltas(frames, cfg.delta_order, cfg.delta_window))[0]
+        mask = torch.zeros(cfg.base_dim, dtype=torch.bool)
+        for k in range(cfg.delta_order + 1):  # [static, delta, delta-delta], each stored_dim
+            mask[k * cfg.stored_dim + cfg.num_mel_bins:(k + 1) * cfg.stored_dim] = True
+        index = mask.repeat(cfg.stack).nonzero().squeeze(1)
+        self.model = model
+        self.register_buffer("index", index, persistent=False)
+        self.register_buffer("values", normalized.repeat(cfg.stack)[index], persistent=False)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, *args):
+        x = x.clone()
+        x[..., self.index] = self.values.to(x.dtype)
+        return self.model(x, lengths, *args)
+
+
+def constant_pitch_cost(model: nn.Module, cfg: FeatureConfig, cmvn: GlobalCMVN, cuts,
+                        fill: Sequence[float], decode, refs: dict, metric: str,
+                        max_duration: float = 120.0) -> dict:
+    """What holding a pitch model's pitch at ``fill`` (its sherpa-onnx export) costs on a
+    set: the error rate of decode(log_probs) -> tokens on the cuts' stored features, with
+    their real pitch and with the constant, against refs {cut id: tokens} (an utterance
+    without a hypothesis, or an empty set, is an error: speechmoe.scoring.score).
+
+    Returns {"metric", "utterances", "ref_tokens", "real_pitch", "constant_pitch"} (rates
+    in percent)."""
+    from speechmoe.decode.posteriors import posteriors
+    from speechmoe.scoring import score
+
+    out = {"metric": metric}
+    for name, m in (("real_pitch", model),
+                    ("constant_pitch", ConstantPitchInput(model, cfg, cmvn, fill))):
+        hyps = {cut_id: decode(lp) for cut_id, lp in
+                posteriors(m, cuts, cmvn, max_duration, feature_config=cfg)}
+        stats = score(refs, hyps)
+        out.update(utterances=stats.utts, ref_tokens=stats.ref_len)
+        out[name] = round(stats.rate, 2)
+    return out
 
 
 def _gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -244,7 +302,9 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
                        graph: Optional[Union[str, Path]] = None,
                        words: Optional[Union[str, Path]] = None,
                        acoustic_scale: Optional[float] = None, pitch: str = "mean",
-                       max_active: int = 7000, info: Optional[dict] = None) -> Path:
+                       max_active: int = 7000, info: Optional[dict] = None,
+                       pitch_cost: Optional[dict] = None,
+                       unmeasured_pitch: bool = False) -> Path:
     """The directory to copy to a device: model.onnx, tokens.txt, [TLG.fst, words.txt],
     sherpa-onnx.json (fbank options, decoding settings, each file's SHA-256) and README.md.
 
@@ -253,12 +313,25 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
     pitch: how a pitch model's missing pitch is filled (pitch_fill). max_active: the
     graph decoder's setting (OfflineCtcFstDecoderConfig; the toolkit decodes with 7000,
     sherpa-onnx's default is 3000). info: extra fields for sherpa-onnx.json (the model's
-    name, its checkpoint). Built under a temporary name and renamed."""
+    name, its checkpoint). Built under a temporary name and renamed.
+
+    A pitch model loses accuracy on sherpa-onnx, which computes no pitch, and its export
+    says how much: pitch_cost, constant_pitch_cost's measurement on a dev set, goes into
+    sherpa-onnx.json and README.md. Without one a pitch model is refused, unless
+    unmeasured_pitch (its README then says that the cost is unknown)."""
     if (graph is None) != (words is None):
         raise ValueError("a graph needs its words.txt, and words.txt its graph")
     out = Path(out_dir)
     scale = 1.0 if acoustic_scale is None else float(acoustic_scale)
     fill = pitch_fill(features, cmvn, pitch)
+    if fill is not None and pitch_cost is None and not unmeasured_pitch:
+        raise ValueError(
+            f"{out}: the model was trained with pitch, which sherpa-onnx does not compute: "
+            "its export holds pitch constant and loses accuracy. Measure what that costs on "
+            "a dev set (constant_pitch_cost; local/export.py --pitch-cost-cuts) or export it "
+            "unmeasured on purpose (unmeasured_pitch; --sherpa-unmeasured-pitch)")
+    if fill is None and pitch_cost is not None:
+        raise ValueError("pitch_cost is for a model trained with pitch; this one has none")
     fb = fbank_options(features)
     with atomic_dir(out) as tmp:
         V = write_tokens(tokens, tmp / "tokens.txt")
@@ -275,8 +348,8 @@ def export_sherpa_onnx(model: nn.Module, features: FeatureConfig, cmvn: GlobalCM
             "model_type": MODEL_TYPE, "vocab_size": V, "acoustic_scale": scale,
             "fbank": fb["feature_extractor"], "c_api_fbank_matches": fb["c_api_matches"],
             "c_api_fbank_differs_in": fb["c_api_differs_in"],
-            "pitch": ({"trained_with": True, "fill": pitch, "values": fill} if fill is not None
-                      else {"trained_with": False}),
+            "pitch": ({"trained_with": True, "fill": pitch, "values": fill,
+                       "cost": pitch_cost} if fill is not None else {"trained_with": False}),
             "output_frame_ms": frame_ms,
             "timestamp_factor": frame_ms / (features.frame_shift_ms * SHERPA_SUBSAMPLING),
             "decoding": ({"method": "wfst", "graph": "TLG.fst", "words": "words.txt",
@@ -380,6 +453,18 @@ def with_graph(model_dir: Union[str, Path], graph: Union[str, Path],
     return swapped
 
 
+def pitch_cost_text(cost: Optional[dict]) -> str:
+    """One sentence on what constant pitch costs (constant_pitch_cost's dict, or None)."""
+    if cost is None:
+        return ("What that costs was not measured (exported unmeasured on purpose): "
+                "measure it on dev before deploying the model.")
+    where = f" on {cost['set']}" if cost.get("set") else ""
+    return (f"Measured at export{where} ({cost['utterances']} utterances, "
+            f"{cost['ref_tokens']} reference tokens) by the toolkit on its own features: "
+            f"{cost['metric']} {cost['real_pitch']:.2f}% with real pitch, "
+            f"{cost['constant_pitch']:.2f}% with this export's constant pitch.")
+
+
 def readme(s: dict) -> str:
     """README.md of an exported directory: what the files are and how to run them."""
     fb = s["fbank"]
@@ -414,12 +499,12 @@ def readme(s: dict) -> str:
                   "sherpa-onnx's defaults compute (features.json), or measure the cost "
                   "first (speechmoe.sherpa.sherpa_recognizer(dir, c_api_fbank=True))."]
     if s["pitch"]["trained_with"]:
-        lines += ["", "## Pitch", "",
+        lines += ["", "## Pitch: this export is less accurate than the model", "",
                   "The model was trained with pitch features, which sherpa-onnx does not "
                   f"compute: model.onnx appends constant pitch ({s['pitch']['fill']}: "
                   f"{[round(v, 4) for v in s['pitch']['values']]}), so the tones the "
-                  "model learnt to hear from pitch are missing: measure its accuracy on "
-                  "dev before deploying it."]
+                  "model learnt to hear from pitch are missing. " + pitch_cost_text(
+                      s["pitch"].get("cost"))]
     lines += [
         "", "## Decoding", "",
         f"Output frames are {s['output_frame_ms']:g} ms; sherpa-onnx's timestamps assume "

@@ -263,6 +263,38 @@ def test_a_stage_killed_half_way_is_redone(tiny_corpus, tmp_path):
     assert "features exist, skipping" in r.stderr
 
 
+def test_the_feature_stage_makes_another_front_end_and_refuses_an_impossible_one(
+        tiny_corpus, tmp_path):
+    """--num-mel-bins / --high-freq reach the stored features, features.json and the CMVN
+    statistics; bands kaldifeat cannot build are a one-line error before anything is
+    written (kaldifeat itself would abort the process)."""
+    import torch
+    from lhotse import CutSet
+
+    from speechmoe.features import FeatureConfig, GlobalCMVN
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    CutSet.from_file(tiny_corpus["raw_cuts"]).subset(first=3).to_file(
+        manifests / "cuts_x.jsonl.gz")
+    out = tmp_path / "fbank80"
+    cmd = [sys.executable, str(ROOT / "local/compute_fbank.py"), "--manifest-dir",
+           str(manifests), "--out-dir", str(out), "--sets", "x", "--cmvn-sets", "x",
+           "--num-jobs", "1", "--num-mel-bins", "80", "--high-freq", "-400"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    cfg = FeatureConfig.load(out / "features.json")
+    assert (cfg.num_mel_bins, cfg.high_freq, cfg.pitch) == (80, -400.0, False)
+    cut = next(iter(CutSet.from_file(out / "cuts_x.jsonl.gz")))
+    assert cut.load_features().shape[1] == 80
+    assert GlobalCMVN.load(out / "cmvn.pt").mean.shape == torch.Size([240])
+    bad = tmp_path / "fbank130"
+    r = subprocess.run(cmd[:-4] + ["--out-dir", str(bad), "--num-mel-bins", "130"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "holds no FFT bin" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (bad / "features.json").exists()
+
+
 # ----------------------------------------------------------------------------- bad options
 
 

@@ -102,3 +102,21 @@ def test_cmvn_load_refuses_foreign_and_truncated_files(tmp_path):
         GlobalCMVN.load(tmp_path / "cut.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         GlobalCMVN.load(tmp_path / "missing.pt")
+
+
+def test_feature_check_refuses_bands_kaldifeat_cannot_make():
+    """At 16 kHz, a 25 ms frame (512-point FFT) and low_freq 20, kaldifeat builds 125 Mel
+    bands and aborts the process on 130 ("You may have set num_mel_bins too large", seen
+    in a subprocess when this check was written): check() draws the same line, with a
+    ValueError. Ranges outside (0, Nyquist] are refused too."""
+    assert FeatureConfig(num_mel_bins=125).check().num_mel_bins == 125
+    assert FeatureConfig(num_mel_bins=80, high_freq=-400.0).check()
+    with pytest.raises(ValueError, match="holds no FFT bin"):
+        FeatureConfig(num_mel_bins=130).check()
+    assert FeatureConfig(num_mel_bins=130, low_freq=60.0).check()  # wider low bands
+    for bad in (dict(num_mel_bins=0), dict(low_freq=-1.0), dict(high_freq=9000.0),
+                dict(low_freq=4000.0, high_freq=3000.0), dict(high_freq=-8000.0)):
+        with pytest.raises(ValueError):
+            FeatureConfig(**bad).check()
+    fb = fbank(np.zeros(16000, dtype=np.float32) + 0.01, 16000, FeatureConfig(num_mel_bins=125))
+    assert fb.shape == (100, 125)

@@ -509,6 +509,26 @@ def test_sherpa_onnx_runs_the_export_stages_model_and_graph(recipe, exported):
     assert n_same_words == len(audio), f"{n_same_words} of {len(audio)} agree"
 
 
+def test_the_sherpa_export_says_what_constant_pitch_costs_on_dev(recipe, exported):
+    """The recipe's model hears pitch, which sherpa-onnx does not compute: stage 7 decodes
+    dev_unseen with real and with constant pitch and writes both rates into
+    sherpa-onnx.json, its README and the export log."""
+    from lhotse import CutSet
+
+    d = exported / "sherpa-onnx"
+    pitch = json.loads((d / "sherpa-onnx.json").read_text())["pitch"]
+    cost = pitch["cost"]
+    dev = recipe / "data" / "fbank" / "cuts_dev_unseen.jsonl.gz"
+    assert pitch["trained_with"] and cost["set"].endswith("cuts_dev_unseen.jsonl.gz")
+    assert cost["metric"] == "CER" and cost["utterances"] == len(CutSet.from_file(dev))
+    assert cost["ref_tokens"] > cost["utterances"]
+    assert 0 <= cost["real_pitch"] and 0 <= cost["constant_pitch"]
+    readme = (d / "README.md").read_text()
+    assert f"{cost['constant_pitch']:.2f}% with this export's constant pitch" in readme
+    log = (recipe / "exp" / "moe_4e" / "log" / "export.log").read_text()
+    assert "what constant pitch costs" in log
+
+
 def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe, exported):
     import numpy as np
     import onnxruntime as ort

@@ -114,6 +114,57 @@ def test_pitch_fills():
     assert frame[..., 0, cfg.num_mel_bins:].abs().max() < 1e-5
 
 
+def test_constant_pitch_input_is_what_the_export_feeds_the_network():
+    """ConstantPitchInput on the toolkit's features with real pitch gives the log-probs of
+    the fbank with the constant pitch appended before deltas and CMVN (what the sherpa-onnx
+    export computes), and differs from the real-pitch ones."""
+    from speechmoe.sherpa import ConstantPitchInput
+
+    model, cfg, cmvn = system(True)
+    for how in ("mean", "unvoiced"):
+        fill = pitch_fill(cfg, cmvn, how)
+        wrapped = inference_module(ConstantPitchInput(model, cfg, cmvn, fill))
+        for w in WAVES[:2]:
+            x = compute_features(w, RATE, cfg, cmvn)  # real pitch
+            with torch.no_grad():
+                got = wrapped(x[None], torch.tensor([len(x)]))[0][0]
+                real = inference_module(model)(x[None], torch.tensor([len(x)]))[0][0]
+            want = toolkit_log_probs(model, cfg, cmvn, fbank(w, RATE, cfg), fill)
+            torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+            assert (got - real).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="pitch model"):
+        ConstantPitchInput(model, FeatureConfig(), cmvn, [0.0, 0.0])
+
+
+def test_a_pitch_model_is_exported_only_with_its_cost_said(tmp_path):
+    """No silent loss: a pitch model's sherpa-onnx export is refused without a measured
+    cost; with one, sherpa-onnx.json and README.md carry it; unmeasured on purpose, the
+    README says that the cost is unknown."""
+    pytest.importorskip("onnx")
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("<blk> 0\n" + "".join(f"t{i} {i}\n" for i in range(1, 40)))
+    model, cfg, cmvn = system(True)
+    with pytest.raises(ValueError, match="trained with pitch"):
+        export_sherpa_onnx(model, cfg, cmvn, tmp_path / "refused", tokens)
+    assert not (tmp_path / "refused").exists()
+    cost = {"set": "cuts_dev.jsonl.gz", "metric": "CER", "utterances": 300,
+            "ref_tokens": 2656, "real_pitch": 5.05, "constant_pitch": 15.29}
+    out = export_sherpa_onnx(model, cfg, cmvn, tmp_path / "measured", tokens,
+                             pitch_cost=cost)
+    settings = json.loads((out / SHERPA_JSON).read_text())
+    assert settings["pitch"]["cost"] == cost and settings["pitch"]["trained_with"]
+    readme = (out / "README.md").read_text()
+    assert "less accurate" in readme and "5.05% with real pitch" in readme
+    assert "15.29% with this export's constant pitch" in readme and "2656" in readme
+    out = export_sherpa_onnx(model, cfg, cmvn, tmp_path / "unmeasured", tokens,
+                             unmeasured_pitch=True)
+    assert json.loads((out / SHERPA_JSON).read_text())["pitch"]["cost"] is None
+    assert "was not measured" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="has none"):
+        export_sherpa_onnx(system(False)[0], FeatureConfig(), system(False)[2],
+                           tmp_path / "nopitch", tokens, pitch_cost=cost)
+
+
 def test_fbank_options_and_what_the_c_api_can_set():
     ours = fbank_options(FeatureConfig())
     assert ours["feature_extractor"] == {

@@ -61,9 +61,15 @@ noise_dir=""             # the training noise: the recordings under these direct
                          #   "/data/musan/noise /data/musan/music" [empty: synthetic babble, music,
                          #   hum, blue and band-pass noise; never the held-out white, pink, brown]
 
-# --- stage 2: features (40-dim fbank, global CMVN from the training sets)
+# --- stage 2: features (log-Mel fbank, global CMVN from the training sets)
 pitch=false              # append 2 pitch features (voicing, log F0): Kaldi's +pitch, for tonal
-                         #   languages
+                         #   languages (sherpa-onnx computes none: stage 7 measures the cost)
+num_mel_bins=40          # Mel bands (the paper's 40; sherpa-onnx's feature_dim, any number)
+fbank_low_freq=20        # lowest Mel band edge in Hz (sherpa-onnx's default is 20)
+fbank_high_freq=0        # highest edge in Hz, <= 0 an offset from Nyquist (sherpa-onnx's C / C++
+                         #   APIs can only compute their default, -400)
+fbank_dir=""             # where stage 2 writes the features and stages 4-7 read them; another
+                         #   front end beside the first, e.g. $data/fbank80 [empty: $data/fbank]
 
 # --- stage 3: lang dir (units, lexicon, LM, TLG)
 unit_type=syllable       # syllable: the fixed toned syllables + English phones (Mandarin, the
@@ -90,6 +96,7 @@ ctc_topology=compact     # T of TLG: compact (O(N) arcs, a 4x faster search on t
 # --- stage 4: training
 model=moe_4e             # the system: conf/model/<model>.yaml (b1 b2 moe_l1 moe_emb moe_4e ...)
 model_overrides='{}'     # JSON overriding keys of the model config, e.g. '{"num_layers": 2}'
+seed=42                  # random seed of training (model initialisation, batch order)
 num_epochs=10            # epochs to train
 max_duration=200         # seconds of audio per batch (per process)
 num_buckets=""           # duration buckets of the batch sampler [empty: train.py's, 10]; more

@@ -10,7 +10,8 @@
 #      RIRs, noise, drawn per cut); the sets in $degrade_sets made from <set>_dry with
 #      held-out RIRs + held-out noise kinds; the sets in $dev_degrade_sets likewise, with
 #      training RIRs + training noise (a development set in the degraded sets' conditions)
-#   2  features: 40-dim fbank (+ pitch) for every set, global CMVN from the training sets
+#   2  features: $num_mel_bins-band fbank (+ pitch) for every set, global CMVN from the
+#      training sets, in $fbank_dir
 #   3  lang: the fixed units, lexicon (open vocabulary: every CJK character is a word),
 #      Kneser-Ney LM ($lm_order, pruned at $lm_prune), G, TLG
 #   4  training of conf/model/$model.yaml
@@ -38,6 +39,7 @@ declare -F asr_options > /dev/null || die "run.sh must source tools/asr_defaults
 speechmoe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 local_dir=$speechmoe_root/local
 lm_text=$data/text/lm_text.txt  # written by stage 0
+fbank_dir=${fbank_dir:-$data/fbank}
 if [ -z "$exp_dir" ]; then
   exp_dir=$exp/$model${tag:+_$tag}
 fi
@@ -106,7 +108,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         --noise "$data/rir/noise_train.jsonl.gz" --noise-prob "$noise_prob" \
         --snr "$noise_snr" || die "augmentation failed"
       echo "$aug_opts" > "$data/manifests/.${train_set}_aug.opts"
-      rm -f "$data/fbank/.${train_set}_aug.done" "$data/fbank/cmvn.pt"
+      # every front end's features of the copy (--fbank-dir) are stale now
+      rm -f "$fbank_dir/.${train_set}_aug.done" "$fbank_dir/cmvn.pt" \
+        "$data"/fbank*/".${train_set}_aug.done" "$data"/fbank*/cmvn.pt
     else
       skipped+=("${train_set}_aug ($aug_out, made with these options:" \
                 "$data/manifests/.${train_set}_aug.opts)")
@@ -128,8 +132,9 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: fbank features and global CMVN"
   # shellcheck disable=SC2086
-  python "$local_dir/compute_fbank.py" --manifest-dir "$data/manifests" --out-dir "$data/fbank" \
+  python "$local_dir/compute_fbank.py" --manifest-dir "$data/manifests" --out-dir "$fbank_dir" \
     --sets $all_sets --cmvn-sets $train_sets --num-jobs "$nj" --pitch "$pitch" \
+    --num-mel-bins "$num_mel_bins" --low-freq "$fbank_low_freq" --high-freq "$fbank_high_freq" \
     || die "feature extraction failed"
 fi
 
@@ -157,7 +162,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     rerun_opts+=(--continue-with-new-options true)
   fi
   train_cuts=""
-  for s in $train_sets; do train_cuts="$train_cuts $data/fbank/cuts_$s.jsonl.gz"; done
+  for s in $train_sets; do train_cuts="$train_cuts $fbank_dir/cuts_$s.jsonl.gz"; done
   launcher="python"
   if [ "$world_size" -gt 1 ] || [ -n "$torchrun_args" ]; then
     launcher="torchrun --nproc-per-node $world_size ${torchrun_args:---standalone}"
@@ -166,8 +171,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # shellcheck disable=SC2086
   $launcher "$local_dir/train.py" --exp-dir "$exp_dir" --model-config "conf/model/$model.yaml" \
     --lang-dir "$data/lang" --train-cuts $train_cuts \
-    --dev-cuts "$data/fbank/cuts_$dev_set.jsonl.gz" --cmvn "$data/fbank/cmvn.pt" \
-    --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" \
+    --dev-cuts "$fbank_dir/cuts_$dev_set.jsonl.gz" --cmvn "$fbank_dir/cmvn.pt" \
+    --num-epochs "$num_epochs" --max-duration "$max_duration" --lr "$lr" --seed "$seed" \
     ${num_buckets:+--num-buckets "$num_buckets"} \
     --warmup-steps "$warmup_steps" --save-every-n "$save_every_n" \
     --model-overrides "$model_overrides" ${num_workers:+--num-workers "$num_workers"} \
@@ -188,7 +193,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   fi
   # shellcheck disable=SC2086
   python "$local_dir/decode.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
-    --cmvn "$data/fbank/cmvn.pt" --cuts-dir "$data/fbank" --sets $test_sets \
+    --cmvn "$fbank_dir/cmvn.pt" --cuts-dir "$fbank_dir" --sets $test_sets \
     --tune-set $tune_sets --avg "$avg" --beam "$beam" --max-active "$max_active" \
     --acoustic-scales "$acoustic_scales" --num-jobs "$nj" ${decode_opts[@]+"${decode_opts[@]}"} \
     || die "decoding failed (log: $exp_dir/log/decode.log)"
@@ -198,7 +203,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "Stage 6: scoring"
   # shellcheck disable=SC2086
   python "$local_dir/score.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
-    --cuts-dir "$data/fbank" --sets $test_sets || die "scoring failed"
+    --cuts-dir "$fbank_dir" --sets $test_sets || die "scoring failed"
   log "results: $exp_dir/results.json"
   cat "$exp_dir/results.json"
 fi
@@ -206,10 +211,14 @@ fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "Stage 7: export ($exp_dir/export)"
   sherpa_opts=""
-  [ "$sherpa_onnx" = true ] && sherpa_opts="--sherpa-onnx --sherpa-pitch $sherpa_pitch"
+  if [ "$sherpa_onnx" = true ]; then
+    # a pitch model's export says what constant pitch costs on the dev set (local/export.py)
+    sherpa_opts="--sherpa-onnx --sherpa-pitch $sherpa_pitch"
+    [ "$pitch" = true ] && sherpa_opts="$sherpa_opts --pitch-cost-cuts $fbank_dir/cuts_$dev_set.jsonl.gz"
+  fi
   # shellcheck disable=SC2086
   python "$local_dir/export.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
-    --cmvn "$data/fbank/cmvn.pt" --avg "$avg" $sherpa_opts || die "export failed"
+    --cmvn "$fbank_dir/cmvn.pt" --avg "$avg" $sherpa_opts || die "export failed"
   log "transcribe recordings with: speechmoe-transcribe $exp_dir/export FILE..."
   if [ "$sherpa_onnx" = true ]; then
     log "sherpa-onnx: copy $exp_dir/export/sherpa-onnx/ to the device (its README.md)"
