@@ -529,6 +529,20 @@ def test_the_sherpa_export_says_what_constant_pitch_costs_on_dev(recipe, exporte
     assert "what constant pitch costs" in log
 
 
+def test_export_refuses_a_silent_sherpa_export_of_a_pitch_model(recipe, exported, tmp_path):
+    """local/export.py --sherpa-onnx on the pitch model, without --pitch-cost-cuts or
+    --sherpa-unmeasured-pitch: an error naming both, and nothing written."""
+    out = tmp_path / "export"
+    r = subprocess.run([sys.executable, str(recipe.parents[1] / "local" / "export.py"),
+                        "--exp-dir", "exp/moe_4e", "--lang-dir", "data/lang", "--cmvn",
+                        "data/fbank/cmvn.pt", "--avg", "1", "--acoustic-scale", "1.0",
+                        "--out-dir", str(out), "--sherpa-onnx"],
+                       cwd=recipe, capture_output=True, text=True, env=recipe_env())
+    assert r.returncode != 0
+    assert "--pitch-cost-cuts" in r.stderr and "--sherpa-unmeasured-pitch" in r.stderr
+    assert not out.exists()
+
+
 def test_onnx_and_torchscript_give_the_models_log_probs_on_real_features(recipe, exported):
     import numpy as np
     import onnxruntime as ort
