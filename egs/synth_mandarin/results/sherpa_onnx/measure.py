@@ -82,7 +82,7 @@ def sherpa_run(model_dir: Path, rows, **options) -> tuple[str, float]:
 
 
 exe = Path(sys.executable).parent / "speechmoe-transcribe"
-summary = {"sets": {}}
+summary = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "sets": {}}
 for name in args.sets:
     rows, seconds = render(name)
     d = out / name
