@@ -48,6 +48,7 @@ from speechmoe.inference import load_model_for_inference
 from speechmoe.info import measure_cost
 from speechmoe.lang.graph import built_topology
 from speechmoe.logs import cli_main, script_parser, setup_logger
+from speechmoe.scoring import read_utt_errors
 from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
                                   step_log_summary)
@@ -362,11 +363,10 @@ def collect(args, system: str, seed: int, run_dir: Path,
     for name in args.test_sets:
         for method in ("wfst", "ctc_greedy"):
             scored = decode_dir.set_dir(method, name) / "utt_errors.tsv"
-            rows = [line.split("\t") for line in scored.read_text().splitlines()]
-            rows.sort()
+            rows = sorted(read_utt_errors(scored))
             utts.setdefault(name, {})[method] = {"ids": [r[0] for r in rows],
-                                                 "errors": [int(r[1]) for r in rows],
-                                                 "ref": [int(r[2]) for r in rows]}
+                                                 "errors": [r[1] for r in rows],
+                                                 "ref": [r[2] for r in rows]}
             if len(rows) != results[name][method]["utterances"]:
                 raise ValueError(f"{scored.parent}: {len(rows)} utterances, "
                                  f"results.json says {results[name][method]['utterances']}")

@@ -117,6 +117,16 @@ def score(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]],
     return stats
 
 
+def read_utt_errors(path: str | Path) -> list[tuple[str, int, int]]:
+    """utt_errors.tsv as score() writes it: [(utterance, errors, reference tokens)], in
+    the file's order."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        utt, errors, ref = line.split("\t")
+        rows.append((utt, int(errors), int(ref)))
+    return rows
+
+
 def read_text_file(path: Path) -> dict[str, list[str]]:
     """A Kaldi text file (``utt word word ...``) or speechmoe-transcribe's output
     (``name<TAB>text``): {utterance: words}. A repeated utterance is an error."""

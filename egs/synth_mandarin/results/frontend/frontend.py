@@ -25,6 +25,7 @@ from pathlib import Path
 
 from speechmoe.expdir import ExpDir
 from speechmoe.features import FeatureConfig
+from speechmoe.scoring import read_utt_errors
 from speechmoe.tables.stats import paired_bootstrap
 from speechmoe.utils import cpu_description
 
@@ -50,8 +51,7 @@ def collect(args) -> int:
     utts = {}
     for set_dir in sorted(decode.root.glob("*/*/utt_errors.tsv")):
         method, name = set_dir.parent.parent.name, set_dir.parent.name
-        rows = [line.split("\t") for line in set_dir.read_text().splitlines()]
-        utts.setdefault(name, {})[method] = [[u, int(e), int(n)] for u, e, n in rows]
+        utts.setdefault(name, {})[method] = [list(r) for r in read_utt_errors(set_dir)]
     if MEASURE[0] not in utts or MEASURE[1] not in utts[MEASURE[0]]:
         sys.exit(f"frontend.py: {decode.root} has no {MEASURE[1]} decoding of {MEASURE[0]}")
     tmp = args.out.with_name(args.out.name + ".tmp")

@@ -25,11 +25,12 @@ def total_audio_seconds(rows) -> float:
     return sum(sf.info(wav(u)).duration for u, _ in rows)
 
 
-def sherpa_decode(model_dir: Path, rows, **recognizer_options) -> tuple[str, float]:
+def sherpa_decode(model_dir: Path, rows, wavs=None, **recognizer_options) -> tuple[str, float]:
     """Hypotheses (id<TAB>text lines) of sherpa-onnx's WFST search on one thread, and the
-    wall time of the whole decode (recognizer construction included)."""
+    wall time of the whole decode (recognizer construction included). rows: (utterance
+    id, ...) pairs; wavs: their audio files [dev's, wav(id)]."""
     t0 = time.perf_counter()
-    words = sherpa_transcribe(model_dir, [wav(u) for u, _ in rows], method="wfst",
+    words = sherpa_transcribe(model_dir, wavs or [wav(u) for u, _ in rows], method="wfst",
                               num_threads=1, **recognizer_options)
     hyps = "".join(f"{u}\t{words_to_text(w, 'CER')}\n" for (u, _), w in zip(rows, words))
     return hyps, time.perf_counter() - t0

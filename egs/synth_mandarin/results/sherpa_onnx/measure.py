@@ -32,10 +32,9 @@ from pathlib import Path
 import soundfile as sf
 from lhotse import CutSet
 
-from dev_decode import score
+from dev_decode import score, sherpa_decode
 from speechmoe.data.dataset import cut_words
-from speechmoe.lang.tokenizer import words_to_text
-from speechmoe.sherpa import sherpa_transcribe, with_graph
+from speechmoe.sherpa import with_graph
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 p.add_argument("export", type=Path)
@@ -73,14 +72,6 @@ def render(name: str) -> tuple[list[tuple[str, str]], float]:
     return rows, seconds
 
 
-def sherpa_run(model_dir: Path, rows, **options) -> tuple[str, float]:
-    t0 = time.perf_counter()
-    words = sherpa_transcribe(model_dir, [w for _, w in rows], method="wfst", num_threads=1,
-                              **options)
-    hyps = "".join(f"{u}\t{words_to_text(ws, 'CER')}\n" for (u, _), ws in zip(rows, words))
-    return hyps, time.perf_counter() - t0
-
-
 exe = Path(sys.executable).parent / "speechmoe-transcribe"
 summary = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "sets": {}}
 for name in args.sets:
@@ -105,7 +96,7 @@ for name in args.sets:
         runs.append(("sherpa-onnx-lang-tlg", with_graph(export / "sherpa-onnx", lang_tlg),
                      False))
     for runtime, model_dir, c_api in runs:
-        hyps, wall = sherpa_run(model_dir, rows, c_api_fbank=c_api)
+        hyps, wall = sherpa_decode(model_dir, rows, [w for _, w in rows], c_api_fbank=c_api)
         (d / f"hyp_{runtime}.tsv").write_text(hyps)
         result[runtime] = {"score": score(d / "ref.tsv", d / f"hyp_{runtime}.tsv"),
                            "rtf": round(wall / seconds, 4)}

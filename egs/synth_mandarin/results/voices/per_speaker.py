@@ -21,6 +21,8 @@ import random
 import sys
 from pathlib import Path
 
+from speechmoe.scoring import read_utt_errors
+
 SETS = ("dev", "dev_unseen", "test_read", "test_chat", "test_spon")
 METHODS = ("ctc_greedy", "wfst")
 
@@ -37,11 +39,10 @@ def speaker_counts(exp: Path, data: Path, name: str, method: str) -> dict[str, l
         raise FileNotFoundError(f"{exp}/decode/*/{method}/{name}/utt_errors.tsv: not found "
                                 "(run the scoring stage)")
     counts: dict[str, list[int]] = {}
-    for line in found[-1].read_text(encoding="utf-8").splitlines():
-        utt, errors, ref = line.split("\t")
+    for utt, errors, ref in read_utt_errors(found[-1]):
         c = counts.setdefault(speaker[utt], [0, 0, 0])
-        c[0] += int(errors)
-        c[1] += int(ref)
+        c[0] += errors
+        c[1] += ref
         c[2] += 1
     if not counts:
         raise ValueError(f"{found[-1]}: no utterances")
