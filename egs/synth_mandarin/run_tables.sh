@@ -32,6 +32,7 @@ tables_dir=tables
 exp=exp/tables
 train_utts=2400          # of train, with their train_aug copies: 3.5 h (0: all)
 train_cuts_dir=data/fbank  # where train and train_aug are (dev and tests: data/fbank)
+test_sets="test_read test_chat test_spon"  # decoded and scored (the tables: these three)
 num_epochs=4
 max_duration=60           # seconds of audio per batch (~210 steps per epoch)
 lr=0.002
@@ -71,7 +72,7 @@ python ../../local/tables.py --tables-dir "$tables_dir" --exp-dir "$exp" --conf-
   --lang-dir data/lang --cmvn data/fbank/cmvn.pt --cuts-dir data/fbank \
   $([ "$train_cuts_dir" = data/fbank ] || echo "--train-cuts-dir $train_cuts_dir") \
   ${train_sets:+--train-sets $train_sets} \
-  --dev-set dev_unseen --test-sets test_read test_chat test_spon \
+  --dev-set dev_unseen --test-sets $test_sets \
   ${systems:+--systems $systems} --seeds $seeds --train-utts "$train_utts" \
   --normalization "$normalization" \
   --model-overrides "$model_overrides" --num-epochs "$num_epochs" --max-duration "$max_duration" \
