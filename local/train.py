@@ -85,6 +85,17 @@ HELP = {
                  "network from the same base (the authors' 3M recipe; "
                  "speechmoe/model/upcycle.py); used by a fresh run only, but a resume "
                  "with another --init-from is refused like any changed option",
+    "teacher": "distillation: a trained model's checkpoint (epoch-N.pt or avg-N-K.pt) whose "
+               "per-frame posteriors the model also learns (a KL term beside the SpeechMoE "
+               "loss); the teacher may have another front end (a pitch model teaching a "
+               "pitch-free device model): give its features with --teacher-cuts and "
+               "--teacher-cmvn",
+    "teacher_cmvn": "distillation: the teacher's cmvn.pt (features.json beside it gives its "
+                    "front end)",
+    "distill_weight": "distillation: the loss is the SpeechMoE loss + this x the KL from the "
+                      "teacher, normalised like the CTC loss",
+    "distill_temperature": "distillation: both distributions softened by this temperature "
+                           "(the KL scaled by its square)",
     "start_over": "train from scratch: the files of --exp-dir (checkpoints, logs, decodings) "
                   "move to <exp-dir>/previous-<date>-<time>/, nothing is deleted (a rerun "
                   "with it starts over again: drop it to resume)",
@@ -107,6 +118,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", required=True, help="global CMVN statistics (cmvn.pt)")
     p.add_argument("--model-overrides", default="{}",
                    help='JSON merged into the model config, e.g. \'{"num_layers": 2}\'')
+    p.add_argument("--teacher-cuts", nargs="+", default=[],
+                   help="distillation: the training utterances' cuts with the teacher's "
+                        "features (the same cut ids as --train-cuts)")
     p.add_argument("--log-batches", action="store_true",
                    help="every rank writes the cut ids of its batches to "
                         "<exp-dir>/log/batches.rank<R>.jsonl")

@@ -346,3 +346,26 @@ def speechmoe_loss(output, targets: torch.Tensor, target_lengths: torch.Tensor,
                        "frames": stats[1].detach()}
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
+
+
+def distillation_sum(student: torch.Tensor, teacher_log_probs: torch.Tensor,
+                     lengths: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Frame-level knowledge distillation for CTC: the sum over the valid frames of
+    KL(p_teacher || p_student), both distributions softened by `temperature` and the sum
+    scaled by temperature^2 (Hinton et al. 2015), so that its gradient keeps its size.
+
+    student: (B, T, C) logits or log-probs (the log-softmax is taken here either way);
+    teacher_log_probs: (B, T', C) of a model run on the same utterances at the same
+    output frame rate; lengths: (B,) frames both have (the shorter of the two per
+    utterance). Frames from min(T, T') on are not compared. A device model learns the
+    server model's per-frame posteriors this way, blanks and spike timing included.
+    """
+    if student.shape[-1] != teacher_log_probs.shape[-1]:
+        raise ValueError(f"student has {student.shape[-1]} output classes, the teacher "
+                         f"{teacher_log_probs.shape[-1]}: distillation needs the same lang dir")
+    t = min(student.shape[1], teacher_log_probs.shape[1])
+    s_logp = torch.log_softmax(student[:, :t].float() / temperature, dim=-1)
+    t_logp = torch.log_softmax(teacher_log_probs[:, :t].float() / temperature, dim=-1)
+    kl = (t_logp.exp() * (t_logp - s_logp)).sum(dim=-1)  # (B, t)
+    valid = torch.arange(t, device=kl.device)[None, :] < lengths.to(kl.device)[:, None]
+    return (kl * valid).sum() * temperature ** 2

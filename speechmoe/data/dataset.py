@@ -41,25 +41,54 @@ def model_input(fbank: torch.Tensor, cmvn: Optional[GlobalCMVN], cfg: FeatureCon
     return stack_and_subsample(feats, cfg.stack, cfg.subsample)
 
 
+class TeacherInputs:
+    """The teacher's model input for the student's utterances (distillation): the same
+    utterances' cuts with the teacher's own stored features (another front end: a pitch
+    model teaching a pitch-free one), found by cut id, under the teacher's CMVN and
+    feature config, never augmented."""
+
+    def __init__(self, cuts, cmvn: GlobalCMVN, feature_config: FeatureConfig, source: str):
+        self.by_id = {c.id: c for c in cuts}
+        self.cmvn, self.cfg, self.source = cmvn, feature_config, source
+
+    def check_covers(self, cut_ids) -> None:
+        """Every training cut must have a teacher cut: a clear error before the run."""
+        missing = [i for i in cut_ids if i not in self.by_id]
+        if missing:
+            raise ValueError(f"{self.source}: no teacher features for {len(missing)} training "
+                             f"utterance(s), e.g. {missing[:3]}: the teacher's cuts must hold "
+                             "the same utterances (the same cut ids) as --train-cuts")
+
+    def __call__(self, cut_id: str) -> torch.Tensor:
+        fbank = torch.from_numpy(self.by_id[cut_id].load_features())
+        return model_input(fbank, self.cmvn, self.cfg)
+
+
 class AsrDataset(torch.utils.data.Dataset):
     """Map-style dataset whose index is a CutSet (one batch), as lhotse samplers yield."""
 
     def __init__(self, cmvn: Optional[GlobalCMVN], tokenizer: Optional[LexiconTokenizer] = None,
-                 feature_config: FeatureConfig = FeatureConfig(), spec_augment=None):
+                 feature_config: FeatureConfig = FeatureConfig(), spec_augment=None,
+                 teacher: Optional[TeacherInputs] = None):
         self.cmvn = cmvn
         self.tokenizer = tokenizer
         self.cfg = feature_config
         self.spec_augment = spec_augment  # a speechmoe.data.augment.SpecAugment (training)
+        self.teacher = teacher  # distillation: the teacher's input rides in every batch
 
     def __getitem__(self, cuts) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        feats, kept = [], []
+        feats, kept, teacher_feats = [], [], []
         for c in cuts:
             try:
                 fbank = torch.from_numpy(c.load_features())
+                if self.teacher is not None:
+                    teacher_feats.append(self.teacher(c.id))
             except Exception as exc:  # damaged feature storage: lose the cut, not the run
-                log.warning("cut %s: cannot load features (%s: %s); left out of the batch",
-                            c.id, type(exc).__name__, exc)
+                log.warning("cut %s: cannot load %sfeatures (%s: %s); left out of the batch",
+                            c.id, "its own or the teacher's " if self.teacher else "",
+                            type(exc).__name__, exc)
+                del teacher_feats[len(feats):]
                 continue
             feats.append(model_input(fbank, self.cmvn, self.cfg, self.spec_augment))
             kept.append(c)
@@ -69,7 +98,10 @@ class AsrDataset(torch.utils.data.Dataset):
                     "lengths": torch.zeros(0, dtype=torch.long), "cut_ids": [], "texts": [],
                     "speakers": [],
                     "targets": torch.zeros(0, 0, dtype=torch.long),
-                    "target_lengths": torch.zeros(0, dtype=torch.long)}
+                    "target_lengths": torch.zeros(0, dtype=torch.long),
+                    **({"teacher_features": torch.zeros(0, 0, self.teacher.cfg.model_dim),
+                        "teacher_lengths": torch.zeros(0, dtype=torch.long)}
+                       if self.teacher is not None else {})}
         lengths = torch.tensor([f.shape[0] for f in feats])
         batch = {
             "features": torch.nn.utils.rnn.pad_sequence(feats, batch_first=True),
@@ -78,6 +110,10 @@ class AsrDataset(torch.utils.data.Dataset):
             "texts": [cut_words(c) for c in cuts],
             "speakers": [c.supervisions[0].speaker if c.supervisions else None for c in cuts],
         }
+        if self.teacher is not None:
+            batch["teacher_features"] = torch.nn.utils.rnn.pad_sequence(teacher_feats,
+                                                                        batch_first=True)
+            batch["teacher_lengths"] = torch.tensor([f.shape[0] for f in teacher_feats])
         if self.tokenizer is not None:
             targets = [torch.tensor(self.tokenizer.encode(w)) for w in batch["texts"]]
             batch["targets"] = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True)

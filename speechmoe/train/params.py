@@ -54,6 +54,12 @@ class TrainParams:
     model_overrides: dict = field(default_factory=dict)  # e.g. {"num_layers": 2}
     init_from: str = ""  # a dense model's checkpoint to upcycle from (speechmoe.model.upcycle)
     freeze_routing_after: int = 0  # > 0: routers and embedding network frozen from this update
+    teacher: str = ""  # distillation: a trained model's checkpoint (its own front end) ...
+    teacher_cuts: list[str] = field(default_factory=list)  # ... the same utterances' cuts
+    # with the teacher's features, and its CMVN (features.json beside it: its front end)
+    teacher_cmvn: str = ""
+    distill_weight: float = 1.0  # loss = the SpeechMoE loss + this x the frame-level KL
+    distill_temperature: float = 1.0  # both distributions softened by it (KL x T^2)
     start_over: bool = False  # a resume with other options: from scratch, old files moved
     continue_with_new_options: bool = False  # ... or resumed with them (train/rerun.py)
 
@@ -70,6 +76,14 @@ def check_params(params: "TrainParams") -> None:
     if params.accum_grad < 1:
         raise ValueError(f"--accum-grad {params.accum_grad}: must be >= 1")
     rerun.check_choice(params)
+    given = [bool(params.teacher), bool(params.teacher_cuts), bool(params.teacher_cmvn)]
+    if any(given) and not all(given):
+        raise ValueError("distillation needs --teacher, --teacher-cuts and --teacher-cmvn "
+                         "together (the teacher's checkpoint, its features of the training "
+                         "utterances and its CMVN)")
+    if params.teacher and not (params.distill_weight > 0 and params.distill_temperature > 0):
+        raise ValueError(f"--distill-weight {params.distill_weight} and --distill-temperature "
+                         f"{params.distill_temperature}: both must be > 0")
 
 
 def seed_everything(seed: int) -> None:
