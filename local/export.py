@@ -88,6 +88,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pitch-cost-cuts", type=Path, default=None,
                    help="a pitch model's --sherpa-onnx export: the cuts (with features) of "
                         "the dev set on which to measure what constant pitch costs")
+    p.add_argument("--beam", type=float, default=16.0,
+                   help="WFST beam of the --pitch-cost-cuts decoding (the recipe's stage 5's)")
+    p.add_argument("--max-active", type=int, default=7000,
+                   help="WFST most active states of the --pitch-cost-cuts decoding")
     p.add_argument("--sherpa-unmeasured-pitch", action="store_true",
                    help="export a pitch model for sherpa-onnx without measuring that cost "
                         "(its README says so)")
@@ -213,7 +217,8 @@ def measure_pitch_cost(args, model, features: FeatureConfig, cmvn: GlobalCMVN, t
             return [id2tok[t] for t in ctc_greedy(lp)[0]]
     else:
         metric = read_lang_info(args.lang_dir)["metric"]
-        decoder = WfstDecoder(tmp / "TLG.fst", tmp / "words.txt",
+        decoder = WfstDecoder(tmp / "TLG.fst", tmp / "words.txt", beam=args.beam,
+                              max_active=args.max_active,
                               acoustic_scale=manifest["acoustic_scale"])
         refs = {u: scoring_tokens(w, metric) for u, w in words.items()}
 

@@ -214,7 +214,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   if [ "$sherpa_onnx" = true ]; then
     # a pitch model's export says what constant pitch costs on the dev set (local/export.py)
     sherpa_opts="--sherpa-onnx --sherpa-pitch $sherpa_pitch"
-    [ "$pitch" = true ] && sherpa_opts="$sherpa_opts --pitch-cost-cuts $fbank_dir/cuts_$dev_set.jsonl.gz"
+    [ "$pitch" = true ] && sherpa_opts="$sherpa_opts --pitch-cost-cuts $fbank_dir/cuts_$dev_set.jsonl.gz --beam $beam --max-active $max_active"
   fi
   # shellcheck disable=SC2086
   python "$local_dir/export.py" --exp-dir "$exp_dir" --lang-dir "$data/lang" \
