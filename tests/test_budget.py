@@ -45,11 +45,18 @@ def test_the_first_budget_whose_last_fifth_gains_under_3_percent():
     assert result["budget"] == 7000  # TER(5600) = TER(7000) = 5
 
 
+def test_an_epoch_end_between_two_measurements_is_left_out():
+    def f(s):
+        return 20 - 3 * s / 1000 if s <= 5000 else 5.0
+    with_epoch_end = curve(f) + [{"step": 4317, "dev_greedy_ter": 99.0}]
+    assert convergence_budget(with_epoch_end) == convergence_budget(curve(f))
+
+
 def test_a_curve_short_of_the_cap_is_refused():
     with pytest.raises(CurveError, match="before the cap 8000"):
         convergence_budget(curve(lambda s: 5.0, cap=6000))
     with pytest.raises(CurveError, match="no dev measurement"):
-        convergence_budget(curve(lambda s: 5.0, every=300, cap=8100))
+        convergence_budget(curve(lambda s: 5.0, every=300, cap=8100), grid=300)
 
 
 def test_cli_writes_the_budget_and_names_a_bad_file(tmp_path, capsys):

@@ -75,9 +75,17 @@ def test_the_trainer_adds_the_teachers_kl(train_params, tiny_corpus, tmp_path):
     with torch.no_grad():
         for q in student.model.parameters():
             q.add_(0.05 * torch.randn_like(q))
-    _, loss, parts = student.forward_loss(batch)
+    out, loss, parts = student.forward_loss(batch)
     kl = parts["distill"].item()
     assert kl > 0.01
+    # normalised like the CTC loss: per utterance, or per output frame
+    with torch.no_grad():
+        t_out = student.teacher(batch["teacher_features"], batch["teacher_lengths"], False)
+        total = distillation_sum(out.logits if out.logits is not None else out.log_probs,
+                                 t_out.log_probs, out.lengths).item()
+    count = len(batch["cut_ids"]) if student.system.loss.normalization == "utterance" \
+        else int(out.lengths.sum())
+    assert kl == pytest.approx(total / count, rel=1e-5)
     teacher_model, student.teacher = student.teacher, None
     _, plain, plain_parts = student.forward_loss(batch)
     assert "distill" not in plain_parts
@@ -102,3 +110,25 @@ def test_a_teacher_without_every_training_utterance_is_refused(train_params, tin
         Trainer(params)
     with pytest.raises(ValueError, match="--teacher, --teacher-cuts and --teacher-cmvn"):
         Trainer(dataclasses.replace(params, teacher_cmvn=""))
+
+
+def test_a_teacher_of_other_frames_is_refused(train_params, tiny_corpus, tmp_path):
+    """A teacher whose output frames are not the student's (another subsampling) cannot be
+    compared frame by frame."""
+    import json
+    import shutil
+
+    from speechmoe.features import FeatureConfig
+    from speechmoe.train.trainer import Trainer
+
+    teacher = _teacher_checkpoint(Trainer(train_params), tmp_path / "teacher.pt")
+    other = tmp_path / "other_frames"
+    other.mkdir()
+    shutil.copy(tiny_corpus["cmvn"], other / "cmvn.pt")
+    cfg = FeatureConfig.for_cmvn(tiny_corpus["cmvn"]).to_dict()
+    (other / "features.json").write_text(json.dumps({**cfg, "subsample": 2}))
+    params = dataclasses.replace(
+        train_params, exp_dir=str(tmp_path / "student"), teacher=teacher,
+        teacher_cuts=[str(tiny_corpus["cuts"])], teacher_cmvn=str(other / "cmvn.pt"))
+    with pytest.raises(ValueError, match="the teacher's frames .* are not the student's"):
+        Trainer(params)

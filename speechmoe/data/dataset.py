@@ -59,8 +59,11 @@ class TeacherInputs:
                              f"utterance(s), e.g. {missing[:3]}: the teacher's cuts must hold "
                              "the same utterances (the same cut ids) as --train-cuts")
 
-    def __call__(self, cut_id: str) -> torch.Tensor:
-        fbank = torch.from_numpy(self.by_id[cut_id].load_features())
+    def load(self, cut_id: str) -> torch.Tensor:
+        """The teacher's stored features of one utterance (may fail on damaged storage)."""
+        return torch.from_numpy(self.by_id[cut_id].load_features())
+
+    def model_input(self, fbank: torch.Tensor) -> torch.Tensor:
         return model_input(fbank, self.cmvn, self.cfg)
 
 
@@ -82,15 +85,16 @@ class AsrDataset(torch.utils.data.Dataset):
         for c in cuts:
             try:
                 fbank = torch.from_numpy(c.load_features())
-                if self.teacher is not None:
-                    teacher_feats.append(self.teacher(c.id))
+                teacher_fbank = self.teacher.load(c.id) if self.teacher is not None else None
             except Exception as exc:  # damaged feature storage: lose the cut, not the run
                 log.warning("cut %s: cannot load %sfeatures (%s: %s); left out of the batch",
                             c.id, "its own or the teacher's " if self.teacher else "",
                             type(exc).__name__, exc)
-                del teacher_feats[len(feats):]
                 continue
+            # outside the try: features that do not fit the config are an error, not a loss
             feats.append(model_input(fbank, self.cmvn, self.cfg, self.spec_augment))
+            if teacher_fbank is not None:
+                teacher_feats.append(self.teacher.model_input(teacher_fbank))
             kept.append(c)
         cuts = kept
         if not feats:

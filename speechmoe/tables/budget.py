@@ -8,7 +8,9 @@ written before that run (``egs/synth_mandarin/results/moe_many_voices/RULE_COMPA
 
 - the candidates are ``first, first + step, ..., cap`` (2,000 to 8,000 in steps of 1,000);
 - the error rate "at update u" is the mean of the last ``window`` measurements at or before
-  u (one validation is noisy by several percent relative; a mean of three is steadier);
+  u (one validation is noisy by several percent relative; a mean of three is steadier),
+  counting only measurements on the ``grid`` (every 200 updates: an epoch's end that falls
+  between two of them is left out, so that every mean spans the same updates);
 - the budget is the first candidate N whose improvement from 0.8 N to N,
   ``(TER(0.8 N) - TER(N)) / TER(0.8 N)``, is below ``threshold``; if none is, the cap, and
   the result says that the reference had not converged by the rule.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 FIRST, STEP, CAP = 2000, 1000, 8000
+GRID = 200  # the validation interval (--valid-every-n) of the reference's run
 THRESHOLD = 0.03  # relative improvement over the last fifth below which a run has converged
 WINDOW = 3  # measurements averaged into the error rate at an update
 
@@ -50,9 +53,9 @@ def ter_at(curve: Sequence[dict], step: int, window: int = WINDOW) -> float:
 
 def convergence_budget(curve: Sequence[dict], first: int = FIRST, step: int = STEP,
                        cap: int = CAP, threshold: float = THRESHOLD,
-                       window: int = WINDOW) -> dict:
+                       window: int = WINDOW, grid: int = GRID) -> dict:
     """The budget by the rule of the module docstring, with every candidate's figures."""
-    curve = sorted(curve, key=lambda p: p["step"])
+    curve = sorted((p for p in curve if p["step"] % grid == 0), key=lambda p: p["step"])
     if not curve or curve[-1]["step"] < cap:
         last = curve[-1]["step"] if curve else 0
         raise CurveError(f"the curve ends at update {last}, before the cap {cap}: run the "
@@ -73,7 +76,7 @@ def convergence_budget(curve: Sequence[dict], first: int = FIRST, step: int = ST
     return {"budget": chosen if chosen is not None else cap,
             "converged": chosen is not None, "rule": {
                 "first": first, "step": step, "cap": cap, "threshold": threshold,
-                "window": window}, "candidates": candidates}
+                "window": window, "grid": grid}, "candidates": candidates}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -202,11 +202,28 @@ class Trainer:
         if system.model.input_dim != cfg.model_dim:
             raise ValueError(f"{p.teacher}: takes {system.model.input_dim}-dim input, the "
                              f"features of {p.teacher_cmvn} make {cfg.model_dim}")
+        student_cfg = FeatureConfig.for_cmvn(p.cmvn)
+        timing = ("frame_shift_ms", "stack", "subsample")
+        theirs = {k: getattr(cfg, k) for k in timing}
+        ours = {k: getattr(student_cfg, k) for k in timing}
+        if theirs != ours:
+            raise ValueError(f"{p.teacher_cmvn}: the teacher's frames ({theirs}) are not the "
+                             f"student's ({ours}): the frame-level KL compares output frames "
+                             "one to one")
+        cmvn = GlobalCMVN.load(p.teacher_cmvn)
+        if cmvn.sum.numel() != cfg.base_dim:
+            raise ValueError(f"{p.teacher_cmvn}: statistics of {cmvn.sum.numel()} dims, the "
+                             f"teacher's features ({FEATURES_JSON} beside it) have "
+                             f"{cfg.base_dim}")
         cuts = CutSet.from_files(p.teacher_cuts) if len(p.teacher_cuts) > 1 \
             else CutSet.from_file(p.teacher_cuts[0])
-        inputs = TeacherInputs(cuts.to_eager(), GlobalCMVN.load(p.teacher_cmvn), cfg,
-                               ", ".join(p.teacher_cuts))
+        inputs = TeacherInputs(cuts.to_eager(), cmvn, cfg, ", ".join(p.teacher_cuts))
         inputs.check_covers(c.id for c in train_cuts)
+        first = next(iter(train_cuts)).id
+        stored = inputs.load(first).shape[1]
+        if stored != cfg.stored_dim:
+            raise ValueError(f"{inputs.source}: cut {first} stores {stored}-dim features, the "
+                             f"teacher's features.json {cfg.stored_dim} (pitch={cfg.pitch})")
         for q in model.parameters():
             q.requires_grad_(False)
         self.log.info("distillation from %s (%s, features %s), weight %g, temperature %g",
@@ -341,7 +358,8 @@ class Trainer:
         from speechmoe.losses import distillation_sum, globalize
 
         dev = self.dist.device
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
+                                             enabled=self.amp_dtype is not None):
             t_out = self.teacher(batch["teacher_features"].to(dev),
                                  batch["teacher_lengths"].to(dev), False)
         student = out.logits if out.logits is not None else out.log_probs
