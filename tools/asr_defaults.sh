@@ -123,6 +123,10 @@ start_over=false         # true: train from scratch, the experiment's files (che
                          #   it starts over again: drop it to resume)
 continue_with_new_options=false  # true: resume an experiment trained with other options (refused
                          #   otherwise); the change is logged and kept in $exp_dir/params.json
+teacher=""               # distillation: a trained model (e.g. exp/moe_4e/avg-4-2.pt) whose
+                         #   per-frame posteriors the model also learns (docs/training.md)
+teacher_fbank_dir=""     #   ... its features of $train_sets (cuts_<set>.jsonl.gz, cmvn.pt);
+                         #   another front end than $fbank_dir's is fine (a pitch teacher)
 world_size=1             # training processes on this machine (GPUs; gloo on CPU); >1: torchrun
 torchrun_args=""         # multi-node rendezvous (torchrun; run on every node), e.g. "--nnodes 2
                          #   --node-rank 0 --rdzv-backend c10d --rdzv-endpoint host0:29500"

@@ -163,6 +163,13 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   fi
   train_cuts=""
   for s in $train_sets; do train_cuts="$train_cuts $fbank_dir/cuts_$s.jsonl.gz"; done
+  teacher_opts=()  # distillation (--teacher): the teacher's own features of the same sets
+  if [ -n "$teacher" ]; then
+    [ -n "$teacher_fbank_dir" ] || die "--teacher needs --teacher-fbank-dir (its features)"
+    teacher_opts=(--teacher "$teacher" --teacher-cmvn "$teacher_fbank_dir/cmvn.pt" --teacher-cuts)
+    for s in $train_sets; do teacher_opts+=("$teacher_fbank_dir/cuts_$s.jsonl.gz"); done
+    log "distillation from $teacher (features: $teacher_fbank_dir)"
+  fi
   launcher="python"
   if [ "$world_size" -gt 1 ] || [ -n "$torchrun_args" ]; then
     launcher="torchrun --nproc-per-node $world_size ${torchrun_args:---standalone}"
@@ -182,6 +189,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     ${spec_time_masks:+--spec-time-masks "$spec_time_masks"} \
     ${spec_time_width:+--spec-time-width "$spec_time_width"} \
     ${spec_time_fraction:+--spec-time-fraction "$spec_time_fraction"} ${rerun_opts[@]+"${rerun_opts[@]}"} \
+    ${teacher_opts[@]+"${teacher_opts[@]}"} \
     || die "training failed (log: $exp_dir/log/train.log)"
 fi
 

@@ -8,6 +8,9 @@
 #   ./run.sh --stop-stage 3                  # the corpus (once; the default recipe's)
 #   ./run_frontends.sh                       # step 1: seed 42 of every candidate
 #   ./run_frontends.sh --candidates "mel40_pitch mel80" --seeds "43 44"   # step 2
+#   ./run_frontends.sh --candidates mel80_distill   # step 3 (RULE.md's addendum): mel80's
+#                                            # front end distilled from mel40_pitch's model
+#                                            # of the same seed
 #   ./run_frontends.sh --report-only true    # the report from results/frontend/runs/
 #
 # Resumable: a run whose results are in results/frontend/runs/ is skipped, a killed one
@@ -27,12 +30,25 @@ results=results/frontend
 
 . ../../tools/parse_options.sh
 
-frontend_options() {  # run.sh's stage 2 options of a candidate (results/frontend/RULE.md)
+exp_of() {  # the experiment dir of a candidate at a seed
+  if [ "$1/$2" = mel40_pitch/42 ]; then echo exp/moe_4e; else echo "exp/frontend/$1/seed$2"; fi
+}
+
+frontend_options() {  # run.sh's options of a candidate at a seed (results/frontend/RULE.md)
   case "$1" in
     mel40_pitch) echo "--pitch true" ;;
     mel40|mel80|mel120)
       echo "--pitch false --num-mel-bins ${1#mel} --fbank-high-freq -400 --fbank-dir data/fbank_$1" ;;
-    *) echo "run_frontends.sh: unknown candidate $1 (mel40_pitch mel40 mel80 mel120)" >&2
+    mel40_distill|mel80_distill|mel120_distill)  # the addendum's D: taught by mel40_pitch
+      local teacher
+      teacher=$(exp_of mel40_pitch "$2")/avg-4-2.pt
+      if [ ! -f "$teacher" ]; then
+        echo "run_frontends.sh: $1 seed $2 needs its teacher $teacher (mel40_pitch seed $2)" >&2
+        return 1
+      fi
+      echo "$(frontend_options "${1%_distill}" "$2") --teacher $teacher --teacher-fbank-dir data/fbank" ;;
+    *) echo "run_frontends.sh: unknown candidate $1 (mel40_pitch mel40 mel80 mel120," \
+            "or one of the last three + _distill)" >&2
        return 1 ;;
   esac
 }
@@ -45,9 +61,8 @@ if [ "$report_only" != true ]; then
         echo "$(date '+%F %T') [run_frontends.sh] $name seed $seed: done ($run_dir)"
         continue
       fi
-      opts=$(frontend_options "$name")
-      exp_dir=exp/frontend/$name/seed$seed
-      [ "$name/$seed" = mel40_pitch/42 ] && exp_dir=exp/moe_4e
+      opts=$(frontend_options "$name" "$seed")
+      exp_dir=$(exp_of "$name" "$seed")
       echo "$(date '+%F %T') [run_frontends.sh] $name seed $seed: $opts -> $exp_dir"
       # shellcheck disable=SC2086
       ./run.sh --stage 2 --stop-stage 2 $opts
