@@ -36,6 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "moe_8e_up, or not run at one size: dense_8l@17.5h")
     p.add_argument("--dev-pairs", nargs="*", default=[], metavar="A:B",
                    help="also compare A with B on dev, e.g. moe_8e_up:moe_8e_freeze")
+    p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
+                   help="also compare A with B on the test sets, e.g. moe_8e:dense_8l")
+    p.add_argument("--title", default=None, help="the report's heading")
     return p
 
 
@@ -46,12 +49,17 @@ def main(argv=None) -> int:
 
     if args.reference not in args.systems:
         raise ValueError(f"--reference {args.reference} is not one of --systems")
-    pairs = [tuple(p.split(":", 1)) for p in args.dev_pairs]
-    if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"--dev-pairs {args.dev_pairs}: each must be A:B")
+    pairs = {}
+    for name in ("dev_pairs", "pairs"):
+        pairs[name] = [tuple(p.split(":", 1)) for p in getattr(args, name)]
+        if any(len(p) != 2 for p in pairs[name]):
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: each must be A:B")
     report = scaling_report(args.results_dir, args.sizes, args.systems, args.seeds,
                             args.test_sets, args.reference, n_boot=args.bootstrap,
-                            optional=args.optional_systems, dev_pairs=pairs)
+                            optional=args.optional_systems, dev_pairs=pairs["dev_pairs"],
+                            pairs=pairs["pairs"])
+    if args.title:
+        report["title"] = args.title
     paths = write_scaling(report, args.results_dir, args.figure_system)
     print(paths[0].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)

@@ -220,3 +220,24 @@ def test_an_upcycled_runs_dev_curve_starts_after_its_base(study, tmp_path):
     assert tables.base_updates(tmp_path) == 0
     (tmp_path / "init_from.json").write_text(json.dumps({"base_updates": 973}))
     assert tables.base_updates(tmp_path) == 973
+
+
+def test_other_pairs_are_compared_and_named(study):
+    """--pairs: MoE-8e against its own backbone as well as against B1, each row naming what
+    it is compared with; the report's heading can be another study's."""
+    for k in (1, 2, 3):
+        write_run(study / "17.5h", "dense_8l", k, 0.15, 17.5)
+    r = scaling_report(study, ["17.5h"], ["b1", "moe_8e", "dense_8l"], [1, 2, 3], SETS,
+                       n_boot=100, pairs=[("moe_8e", "dense_8l")])
+    by = {(c["system"], c["ref"], c["test_set"]): c for c in r["sizes"][0]["comparisons"]}
+    assert {(s, ref) for s, ref, _ in by} == {("moe_8e", "b1"), ("dense_8l", "b1"),
+                                             ("moe_8e", "dense_8l")}
+    assert by[("moe_8e", "dense_8l", SETS[0])]["verdict"] == "better"
+    r["title"] = "MoE-8e on many voices"
+    md = scaling_markdown(r)
+    assert md.startswith("# MoE-8e on many voices")
+    assert f"| moe_8e vs dense_8l | {SETS[0]} |" in md and "| system vs reference |" in md
+    # without other pairs the table keeps its one reference in the heading
+    plain = scaling_markdown(scaling_report(study, ["17.5h"], ["b1", "moe_8e"], [1, 2, 3],
+                                            SETS, n_boot=10))
+    assert "| system vs b1 |" in plain and "| moe_8e | " in plain

@@ -106,6 +106,11 @@ case $part in
       --model-overrides "$overrides" --routing-system "$moe" \
       --test-sets "dev_unseen dev test_read test_chat test_spon" \
       --train-options "--max-steps $budget --valid-every-n 200" --variants "$variants"
+    # RULE_COMPARISON.md's rule over both widths (a width not run yet is listed as missing)
+    python ../../local/scaling_report.py --results-dir "$results" \
+      --sizes compare_70h_d128 compare_70h_d64 --systems b1 dense_8l "$moe" \
+      --test-sets dev_unseen dev test_read test_chat test_spon --pairs "$moe:dense_8l" \
+      --figure-system "$moe" --title "MoE-8e, B1 and dense_8l on many voices (70 h, corpus version 2)"
     ;;
   *) echo "run_moe_many_voices.sh: unknown --part $part (recipe, budget or compare)" >&2; exit 1 ;;
 esac

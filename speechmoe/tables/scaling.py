@@ -74,13 +74,15 @@ def _dev_final(runs_of_system: Mapping[int, dict]) -> dict[str, Any]:
 def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Sequence[str],
                    seeds: Sequence[int], test_sets: Sequence[str], reference: str = "b1",
                    method: str = "wfst", n_boot: int = 1000, bootstrap_seed: int = 0,
-                   optional: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = ()
-                   ) -> dict:
+                   optional: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = (),
+                   pairs: Sequence[tuple[str, str]] = ()) -> dict:
     """Every number of SCALING.md as one JSON-able dict. A size without runs is listed as
     missing; a comparison whose systems lack runs is an "n/a" entry with the reason. A
     system of ``optional`` (run at some sizes only; "system@size": not run at that size)
-    with no run at a size is left out there, not listed as missing. On dev every system is compared with the reference, and each
-    (a, b) of ``dev_pairs`` a with b, by DEV_RULE."""
+    with no run at a size is left out there, not listed as missing. Every system is compared
+    with the reference on the test sets by RULE, and each (a, b) of ``pairs`` a with b (MoE-8e
+    with its own backbone, say); on dev every system with the reference, and each (a, b) of
+    ``dev_pairs`` a with b, by DEV_RULE."""
     results_dir = Path(results_dir)
     out: dict[str, Any] = {"reference": reference, "method": method, "rule": RULE,
                            "dev_rule": DEV_RULE,
@@ -111,15 +113,16 @@ def scaling_report(results_dir: str | Path, sizes: Sequence[str], systems: Seque
                     rates[t] = {"status": "n/a", "reason": str(e)}
             entry["systems"][s] = {"seeds": list(runs[s]), "rates": rates,
                                    "dev": _dev_final(runs[s])}
-        for s in systems:
-            if s == reference or (s in skip and s not in runs):
-                continue
+        against = [(s, reference) for s in systems
+                   if s != reference and not (s in skip and s not in runs)]
+        against += [(a, b) for a, b in pairs if a in runs and b in runs]
+        for s, ref in against:
             for t in test_sets:
                 try:
-                    c = {"status": "ok", **compare(runs, s, reference, t, method,
+                    c = {"status": "ok", **compare(runs, s, ref, t, method,
                                                    n_boot=n_boot, seed=bootstrap_seed)}
                 except NoRunsError as e:
-                    c = {"status": "n/a", "reason": str(e), "system": s, "ref": reference,
+                    c = {"status": "n/a", "reason": str(e), "system": s, "ref": ref,
                          "test_set": t}
                 c["verdict"] = verdict(c)
                 entry["comparisons"].append(c)
@@ -138,12 +141,15 @@ def _pct(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+TITLE = "Where SpeechMoE's gain appears: the data-scaling study"
+
+
 def scaling_markdown(report: Mapping[str, Any], figure: str | None = None,
                      note: str | None = None) -> str:
     """SCALING.md. ``note`` (a hand-written NOTE.md beside it: what the trend says) is quoted
     under its own heading after the rule."""
     ref = report["reference"]
-    lines = ["# Where SpeechMoE's gain appears: the data-scaling study", "",
+    lines = [f"# {report.get('title', TITLE)}", "",
              f"Every run: the same budget of updates; WFST error rates on the test sets, pooled "
              f"over seeds; each system against {ref} with a 95% paired-bootstrap interval over "
              f"utterances. Rule, fixed before the first run: {report['rule']}; "
@@ -166,14 +172,21 @@ def scaling_markdown(report: Mapping[str, Any], figure: str | None = None,
                              f"{_pct(r['std'])}, {r['utterances']} utts)")
             lines.append(f"| {s} | {len(d['seeds'])} | {dev['mean']:.2f} ± {_pct(dev['std'])} "
                          f"| " + " | ".join(cells) + " |")
-        lines += ["", f"| system vs {ref} | test set | relative change | 95% CI | seed-mean gap "
-                  "| larger seed std | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        refs = {c["ref"] for c in entry["comparisons"]}
+        named = refs != {ref}  # other pairs too: each row names its reference
+
+        def who(c):
+            return f"{c['system']} vs {c['ref']}" if named else c["system"]
+
+        lines += ["", f"| system vs {'reference' if named else ref} | test set | relative "
+                  "change | 95% CI | seed-mean gap | larger seed std | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for c in entry["comparisons"]:
             if c["status"] != "ok":
-                lines.append(f"| {c['system']} | {c['test_set']} | n/a | | | | {c['reason']} |")
+                lines.append(f"| {who(c)} | {c['test_set']} | n/a | | | | {c['reason']} |")
                 continue
             lines.append(
-                f"| {c['system']} | {c['test_set']} | {100 * c['rel_change']:+.1f}% | "
+                f"| {who(c)} | {c['test_set']} | {100 * c['rel_change']:+.1f}% | "
                 f"[{100 * c['ci_low']:+.1f}%, {100 * c['ci_high']:+.1f}%] | "
                 f"{c['mean_diff']:+.2f} | {_pct(c['noise_threshold'])} | {c['verdict']} |")
         if entry.get("dev_comparisons"):
