@@ -34,6 +34,7 @@ from speechmoe.model.moe import freeze_routing
 from speechmoe.model.upcycle import upcycle
 from speechmoe.train.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from speechmoe.train import rerun, step_kernels
+from speechmoe.train.distill import add_distillation, load_teacher
 from speechmoe.train.params import AMP_DTYPES, TrainParams, build_system, check_params, \
     seed_everything
 from speechmoe.train.routing_stats import RoutingTracker
@@ -147,7 +148,8 @@ class Trainer:
         spec = SpecAugment(params.spec_freq_masks, params.spec_freq_width,
                            params.spec_time_masks, params.spec_time_width,
                            params.spec_time_fraction) if params.spec_augment else None
-        self.teacher, teacher_inputs = self._load_teacher(train_cuts, tokenizer)
+        self.teacher, teacher_inputs = load_teacher(params, train_cuts, tokenizer,
+                                                    self.dist.device, self.log)
         dataset = AsrDataset(cmvn=cmvn, tokenizer=tokenizer, feature_config=feat_cfg,
                              spec_augment=spec, teacher=teacher_inputs)
         dev_dataset = AsrDataset(cmvn=cmvn, tokenizer=tokenizer, feature_config=feat_cfg)
@@ -180,56 +182,6 @@ class Trainer:
         self.tracker = RoutingTracker()
         self.churn = RoutingChurn()
         self.bad_in_a_row = self.skipped = 0
-
-    def _load_teacher(self, train_cuts, tokenizer):
-        """--teacher: (the teacher model in eval mode, its inputs for the batches), else
-        (None, None). The teacher must share the lang dir's units and cover every
-        training utterance with its own features."""
-        p = self.params
-        if not p.teacher:
-            return None, None
-        from lhotse import CutSet
-
-        from speechmoe.data.dataset import TeacherInputs
-        from speechmoe.inference import load_model_for_inference
-
-        model, system = load_model_for_inference(p.teacher)
-        if system.model.num_classes != tokenizer.vocab_size:
-            raise ValueError(f"{p.teacher}: a teacher of {system.model.num_classes} output "
-                             f"classes, {p.lang_dir} has {tokenizer.vocab_size}: distillation "
-                             "needs the student's lang dir")
-        cfg = FeatureConfig.for_cmvn(p.teacher_cmvn)
-        if system.model.input_dim != cfg.model_dim:
-            raise ValueError(f"{p.teacher}: takes {system.model.input_dim}-dim input, the "
-                             f"features of {p.teacher_cmvn} make {cfg.model_dim}")
-        student_cfg = FeatureConfig.for_cmvn(p.cmvn)
-        timing = ("frame_shift_ms", "stack", "subsample")
-        theirs = {k: getattr(cfg, k) for k in timing}
-        ours = {k: getattr(student_cfg, k) for k in timing}
-        if theirs != ours:
-            raise ValueError(f"{p.teacher_cmvn}: the teacher's frames ({theirs}) are not the "
-                             f"student's ({ours}): the frame-level KL compares output frames "
-                             "one to one")
-        cmvn = GlobalCMVN.load(p.teacher_cmvn)
-        if cmvn.sum.numel() != cfg.base_dim:
-            raise ValueError(f"{p.teacher_cmvn}: statistics of {cmvn.sum.numel()} dims, the "
-                             f"teacher's features ({FEATURES_JSON} beside it) have "
-                             f"{cfg.base_dim}")
-        cuts = CutSet.from_files(p.teacher_cuts) if len(p.teacher_cuts) > 1 \
-            else CutSet.from_file(p.teacher_cuts[0])
-        inputs = TeacherInputs(cuts.to_eager(), cmvn, cfg, ", ".join(p.teacher_cuts))
-        inputs.check_covers(c.id for c in train_cuts)
-        first = next(iter(train_cuts)).id
-        stored = inputs.load(first).shape[1]
-        if stored != cfg.stored_dim:
-            raise ValueError(f"{inputs.source}: cut {first} stores {stored}-dim features, the "
-                             f"teacher's features.json {cfg.stored_dim} (pitch={cfg.pitch})")
-        for q in model.parameters():
-            q.requires_grad_(False)
-        self.log.info("distillation from %s (%s, features %s), weight %g, temperature %g",
-                      p.teacher, system.name, json.dumps(cfg.to_dict()), p.distill_weight,
-                      p.distill_temperature)
-        return model.to(self.dist.device), inputs
 
     def maybe_freeze_routing(self) -> None:
         """--freeze-routing-after N: at update N (or on resuming past it)."""
@@ -349,26 +301,9 @@ class Trainer:
                                          compact_ctc=self.kernels.ctc_from_logits,
                                          batched_routing=self.kernels.batched_routing)
             if self.teacher is not None:
-                loss, parts = self.add_distillation(batch, out, loss, parts)
+                loss, parts = add_distillation(self.teacher, batch, out, loss, parts,
+                                               self.params, self.amp_dtype, self.reduce, dev)
         return out, loss, parts
-
-    def add_distillation(self, batch: dict, out, loss, parts: dict):
-        """The SpeechMoE loss + distill_weight x the frame-level KL from the teacher,
-        normalised like the CTC loss (per utterance or per frame: parts["frames"])."""
-        from speechmoe.losses import distillation_sum, globalize
-
-        dev = self.dist.device
-        with torch.no_grad(), torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
-                                             enabled=self.amp_dtype is not None):
-            t_out = self.teacher(batch["teacher_features"].to(dev),
-                                 batch["teacher_lengths"].to(dev), False)
-        student = out.logits if out.logits is not None else out.log_probs
-        kd_sum = distillation_sum(student, t_out.log_probs,
-                                  torch.minimum(out.lengths, t_out.lengths),
-                                  self.params.distill_temperature)
-        kd = globalize([kd_sum], self.reduce)[0] / parts["frames"].clamp_min(1)
-        parts = {**parts, "distill": kd.detach()}
-        return loss + self.params.distill_weight * kd, parts
 
     def train_step(self, batches: list[dict], epoch: int) -> Optional[tuple[float, dict]]:
         """One optimizer step over ``batches`` (--accum-grad parts; usually one).
