@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Optional
 
 from speechmoe.data.audio import probe_recording
-from speechmoe.data.corpus import CORPUS_JSON, corpus_record
+from speechmoe.data.corpus import CORPUS_JSON, corpus_record, read_tsv
 from speechmoe.data.manifests import Excluded, report_excluded
 from speechmoe.data.synth import SynthJob, synthesize
 from speechmoe.data.voices import (LEGACY_HELDOUT_VOICES, LEGACY_TRAIN_VOICES, draw_voices,
@@ -317,11 +317,6 @@ def synth_job(row: list[str], voice, espeak: Optional[Path], wav: Path) -> Synth
         return SynthJob(utt, pinyin, speaker, wpm, pitch, wav)
     return SynthJob(utt, pinyin, speaker, voice.espeak_rate(wpm), pitch, wav,
                     espeak_path=espeak, warp=voice.warp)
-
-
-def read_tsv(path: Path) -> list[list[str]]:
-    with path.open(encoding="utf-8") as f:
-        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
 def make_set(out: Path, name: str, voices: dict, espeak: dict[str, Path], num_jobs: int,

@@ -51,7 +51,7 @@ from speechmoe.logs import cli_main, script_parser, setup_logger
 from speechmoe.scoring import read_utt_errors
 from speechmoe.tables.cli import main as report_main
 from speechmoe.tables.dev import (dev_markdown, dev_run_path, dev_summary, load_dev_runs,
-                                  step_log_summary)
+                                  step_log_summary, stored_dev_runs)
 from speechmoe.tables.paper import SYSTEMS
 from speechmoe.utils import atomic_path, atomic_write_text
 
@@ -328,10 +328,13 @@ def write_dev_run(args, system: str, seed: int, run_dir: Path, train_hours: floa
 
 
 def dev_report(args, log) -> int:
-    """DEV.md and dev.json of the dev-only runs."""
-    summary = dev_summary(load_dev_runs(args.tables_dir, args.systems, args.seeds,
-                                        allow_missing=True),
-                          args.reference_system, args.seeds)
+    """DEV.md and dev.json of the dev-only runs: every run stored in the tables dir, not
+    only this call's (a call that adds seeds of one system reports them beside the rest)."""
+    stored = stored_dev_runs(args.tables_dir)
+    systems = list(dict.fromkeys([args.reference_system, *args.systems, *sorted(stored)]))
+    seeds = sorted({*args.seeds, *(k for v in stored.values() for k in v)})
+    summary = dev_summary(load_dev_runs(args.tables_dir, systems, seeds, allow_missing=True),
+                          args.reference_system, seeds)
     dev_cuts = args.cuts_dir / f"cuts_{args.dev_set}.jsonl.gz"
     n = len(CutSet.from_file(dev_cuts)) if dev_cuts.is_file() else None
     text = dev_markdown(summary, args.reference_system, args.dev_set, n)

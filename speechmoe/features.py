@@ -408,7 +408,8 @@ class GlobalCMVN:
         atomic_torch_save(self.state_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "GlobalCMVN":
+    def load(cls, path: str | Path, feature_config: "FeatureConfig | None" = None) -> "GlobalCMVN":
+        """Load statistics; with `feature_config`, refuse ones of another dimension."""
         state = safe_torch_load(path, what="CMVN statistics")
         try:
             cmvn = cls(state["sum"].numel())
@@ -416,6 +417,9 @@ class GlobalCMVN:
             cmvn.count = int(state["count"])
         except (KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{path}: not a CMVN statistics file ({exc})") from exc
+        if feature_config is not None and cmvn.sum.numel() != feature_config.base_dim:
+            raise ValueError(f"{path}: statistics of {cmvn.sum.numel()} dims, the features "
+                             f"({FEATURES_JSON} beside it) have {feature_config.base_dim}")
         return cmvn
 
 

@@ -132,3 +132,27 @@ def test_a_teacher_of_other_frames_is_refused(train_params, tiny_corpus, tmp_pat
         teacher_cuts=[str(tiny_corpus["cuts"])], teacher_cmvn=str(other / "cmvn.pt"))
     with pytest.raises(ValueError, match="the teacher's frames .* are not the student's"):
         Trainer(params)
+
+
+def test_a_resume_whose_teacher_was_rewritten_is_refused(train_params, tiny_corpus, tmp_path):
+    """The teacher is recorded by content: the same path holding another model (a retrained
+    teacher) would change the targets mid-run."""
+    from speechmoe.train.trainer import Trainer, train
+
+    base = Trainer(train_params)
+    teacher = _teacher_checkpoint(base, tmp_path / "teacher.pt")
+    params = dataclasses.replace(
+        train_params, exp_dir=str(tmp_path / "student"), teacher=teacher,
+        teacher_cuts=[str(tiny_corpus["cuts"])], teacher_cmvn=str(tiny_corpus["cmvn"]),
+        num_epochs=1, save_every_n=0)
+    train(params)
+    assert Trainer(dataclasses.replace(params, num_epochs=2)).start_epoch == 2
+    with torch.no_grad():
+        for q in base.model.parameters():
+            q.add_(0.05)
+    _teacher_checkpoint(base, tmp_path / "teacher.pt")
+    with pytest.raises(ValueError, match=r"--teacher \S*teacher.pt \(sha256 \w{12}\) -> "
+                                         r"\S*teacher.pt rewritten since"):
+        Trainer(dataclasses.replace(params, num_epochs=2))
+    resumed = Trainer(dataclasses.replace(params, num_epochs=2, continue_with_new_options=True))
+    assert resumed.start_epoch == 2

@@ -104,6 +104,15 @@ def test_cmvn_load_refuses_foreign_and_truncated_files(tmp_path):
         GlobalCMVN.load(tmp_path / "missing.pt")
 
 
+def test_cmvn_load_refuses_statistics_of_another_front_end(tmp_path):
+    c = GlobalCMVN(120)  # 40 Mel bins with deltas and accelerations
+    c.accumulate(torch.ones(3, 120))
+    c.save(tmp_path / "cmvn.pt")
+    assert GlobalCMVN.load(tmp_path / "cmvn.pt", FeatureConfig()).count == 3
+    with pytest.raises(ValueError, match=r"cmvn.pt: statistics of 120 dims.* have 240"):
+        GlobalCMVN.load(tmp_path / "cmvn.pt", FeatureConfig(num_mel_bins=80))
+
+
 def test_feature_check_refuses_bands_kaldifeat_cannot_make():
     """At 16 kHz, a 25 ms frame (512-point FFT) and low_freq 20, kaldifeat builds 125 Mel
     bands and aborts the process on 130 ("You may have set num_mel_bins too large", seen

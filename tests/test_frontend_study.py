@@ -80,3 +80,36 @@ def test_step2_adopts_within_the_reference_seed_std_or_0_3_points(tmp_path):
     step2 = report(runs)["decision"]["step2"]
     assert abs(step2["gap_points"] - 4.0) < 1e-9 and step2["adopt"] is False
     assert "pitch stays" in (tmp_path / "FRONTEND.md").read_text()
+
+
+def test_step3_chooses_the_device_model_when_pitch_stays(tmp_path):
+    """RULE.md's addendum: D (P distilled) must beat A's (P's) 3-seed mean by > 0.1 points,
+    at seed 42 first, then over 3 seeds; otherwise A, which needs no teacher."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "mel40", 42, [5] * 10)
+    fake_run(runs, "mel120", 42, [5] * 10)
+    for seed, e in zip((42, 43, 44), (10, 10, 10)):  # reference 10.0, std 0
+        fake_run(runs, "mel40_pitch", seed, [1] * e + [0] * (100 - e), chars=1)
+    for seed, e in zip((42, 43, 44), (13, 14, 15)):  # A: mean 14.0, 4 points worse
+        fake_run(runs, "mel80", seed, [1] * e + [0] * (100 - e), chars=1)
+    step3 = report(runs)["decision"]["step3"]
+    assert step3 == {"A": "mel80", "D": "mel80_distill", "A_mean": 14.0, "device_model": None}
+    # 3a: 13.95 is below 14.0 by only 0.05: A, and 3b is not run
+    fake_run(runs, "mel80_distill", 42, [1] * 1395 + [0] * 8605, chars=1)
+    got = report(runs)
+    assert got["decision"]["step3"]["device_model"] == "mel80"
+    assert got["candidates"]["mel80_distill"]["seeds"] == [42]
+    assert "step 3b is not run" in (tmp_path / "FRONTEND.md").read_text()
+    # 3a passed (12.0): 3b waits for two more seeds, then takes the 3-seed mean
+    shutil.rmtree(runs / "mel80_distill_seed42")
+    fake_run(runs, "mel80_distill", 42, [1] * 12 + [0] * 88, chars=1)
+    assert report(runs)["decision"]["step3"]["device_model"] is None
+    fake_run(runs, "mel80_distill", 43, [1] * 13 + [0] * 87, chars=1)
+    fake_run(runs, "mel80_distill", 44, [1] * 17 + [0] * 83, chars=1)  # mean 14.0: A
+    step3 = report(runs)["decision"]["step3"]
+    assert step3["D_mean"] == 14.0 and step3["device_model"] == "mel80"
+    shutil.rmtree(runs / "mel80_distill_seed44")
+    fake_run(runs, "mel80_distill", 44, [1] * 14 + [0] * 86, chars=1)  # mean 13.0: D
+    assert report(runs)["decision"]["step3"]["device_model"] == "mel80_distill"

@@ -6,6 +6,7 @@
 #   ./run.sh --stop-stage 3                            # corpus version 2 (once)
 #   ./run_moe_many_voices.sh                           # item 2, step 1: seed 1 of (a) (b) (c)
 #   ./run_moe_many_voices.sh --systems "dense_8l moe_8e_3m" --seeds "2 3"   # step 2
+#   ./run_moe_many_voices.sh --report-only true   # a part's report from its stored runs
 #
 #   ./run.sh --data data_x4 --num-train 48000 --stop-stage 2   # 70 h of corpus version 2
 #   ./run_moe_many_voices.sh --part budget             # item 3: B1 seed 1 to 8,000 updates,
@@ -35,6 +36,7 @@ budget=""                # compare: updates per run (default: budget_70h/budget.
 upcycle_base=epoch-1.pt  # moe_8e_3m's base: dense_8l's checkpoint of the same seed (compare:
                          # RULE_COMPARISON.md's addendum names it, written before those runs)
 max_steps=2000           # recipe's budget
+report_only=false        # true: the part's report from its stored runs (nothing trained)
 results=results/moe_many_voices
 exp=exp/moe_many_voices
 
@@ -70,7 +72,7 @@ x4_cuts() {
 case $part in
   recipe)
     # shellcheck disable=SC2086
-    ./run_tables.sh --dev-only true --reference-system dense_8l \
+    ./run_tables.sh --dev-only true --reference-system dense_8l --report-only "$report_only" \
       --tables-dir "$results/recipe_17.5h" --exp "$exp/17.5h" \
       --systems "${systems:-dense_8l moe_8e moe_8e_freeze moe_8e_3m}" --seeds "${seeds:-1}" \
       --train-utts 0 --train-cuts-dir data/fbank --num-epochs 1000 --avg 1 \
@@ -78,7 +80,7 @@ case $part in
     ;;
   budget)
     x4_cuts
-    ./run_tables.sh --dev-only true --reference-system b1 \
+    ./run_tables.sh --dev-only true --reference-system b1 --report-only "$report_only" \
       --tables-dir "$results/budget_70h" --exp "$exp/budget_70h" --systems b1 \
       --seeds "${seeds:-1}" --train-utts 0 --train-cuts-dir data_x4/fbank --num-epochs 1000 \
       --avg 1 --train-options "--max-steps 8000 --valid-every-n 200"
@@ -99,7 +101,7 @@ case $part in
     overrides=$(python -c 'import json, sys; w = int(sys.argv[1]); print(json.dumps(
       {"d_model": w, "ffn_dim": 2 * w, "attention_ffn_dim": 2 * w}))' "$width")
     # shellcheck disable=SC2086
-    ./run_tables.sh --reference-system b1 \
+    ./run_tables.sh --reference-system b1 --report-only "$report_only" \
       --tables-dir "$results/compare_70h_d$width" --exp "$exp/compare_70h_d$width" \
       --systems "${systems:-b1 dense_8l $moe}" --seeds "${seeds:-1 2 3}" \
       --train-utts 0 --train-cuts-dir data_x4/fbank --num-epochs 1000 --avg 1 \

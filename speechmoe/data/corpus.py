@@ -1,4 +1,5 @@
-"""Which corpus a run was made on: the `corpus.json` a recipe's data stage writes.
+"""Which corpus a run was made on: the `corpus.json` a recipe's data stage writes; and
+the corpus's text tables.
 
 A corpus that changes (new speakers, new sets) changes every number measured on it, so
 each run record carries the corpus and its version (`egs/synth_mandarin` writes
@@ -27,6 +28,12 @@ def corpus_record(data_dir: str | Path) -> Optional[dict]:
     if not isinstance(record, dict) or "version" not in record:
         raise ValueError(f"{path}: expected an object with a 'version', got {record!r}")
     return record
+
+
+def read_tsv(path: str | Path) -> list[list[str]]:
+    """A corpus text table (<data>/text/<set>.tsv): one list of columns per non-blank line."""
+    with Path(path).open(encoding="utf-8") as f:
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
 def corpus_of_cuts(cuts_path: str | Path) -> Optional[dict]:

@@ -62,6 +62,16 @@ def step_log_summary(losses_jsonl: Path, spike_factor: float = 2.0,
     return out
 
 
+def stored_dev_runs(tables_dir: str | Path) -> dict[str, list[int]]:
+    """{system: [seeds]} of the dev runs stored in a tables dir."""
+    out: dict[str, list[int]] = {}
+    for path in sorted(Path(tables_dir).glob("dev_runs/*/seed*.json")):
+        seed = path.stem[len("seed"):]
+        if seed.isdigit():
+            out.setdefault(path.parent.name, []).append(int(seed))
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def load_dev_runs(tables_dir: str | Path, systems: list[str],
                   seeds: list[int], allow_missing: bool = False) -> dict[str, dict[int, dict]]:
     """{system: {seed: dev run}}; allow_missing: seeds not run are left out (a system with

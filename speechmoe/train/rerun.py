@@ -226,6 +226,12 @@ def check_resume(trainer, resume: Path, ckpt: dict) -> tuple[dict, dict]:
     else:
         trainer.log.warning("%s records no training options: they cannot be compared with "
                             "these", resume)
+    recorded_teacher = ckpt.get("teacher_sha256")
+    if p.teacher and recorded_teacher and "teacher" not in changed \
+            and recorded_teacher != trainer.teacher_sha256:
+        changed["teacher"] = (f"{p.teacher} (sha256 {recorded_teacher[:12]})",
+                              f"{p.teacher} rewritten since (sha256 "
+                              f"{trainer.teacher_sha256[:12]})")
     if config or (changed and not p.continue_with_new_options):
         raise ValueError(refusal(trainer.exp_dir, resume, int(ckpt["step"]), changed, config,
                                  p.model_config))

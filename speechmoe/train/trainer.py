@@ -24,7 +24,7 @@ from speechmoe.data.dataset import AsrDataset, filter_trainable
 from speechmoe.data.sampling import make_loader, make_sampler, resolve_num_workers
 from speechmoe.errors import NonFiniteLossError  # noqa: F401  (raised here; tests name it)
 from speechmoe.faults import maybe_kill
-from speechmoe.features import FEATURES_JSON, FeatureConfig, GlobalCMVN
+from speechmoe.features import FeatureConfig, GlobalCMVN
 from speechmoe.lang.tokenizer import LexiconTokenizer
 from speechmoe.logs import setup_logger
 from speechmoe.losses import speechmoe_loss
@@ -40,7 +40,7 @@ from speechmoe.train.params import AMP_DTYPES, TrainParams, build_system, check_
 from speechmoe.train.routing_stats import RoutingTracker
 from speechmoe.train.schedule import lr_lambda, warmup_warning
 from speechmoe.train.validate import RoutingChurn, validate
-from speechmoe.utils import device_description, resolve_amp, tune_malloc
+from speechmoe.utils import device_description, resolve_amp, sha256, tune_malloc
 
 log = logging.getLogger("speechmoe")
 
@@ -117,6 +117,8 @@ class Trainer:
         # them: the epoch's numbers then cover only the part after the resume).
         self.epoch_carried, self.epoch_hours, self.epoch_resumed = 0.0, 0.0, None
         self.epoch_t0 = time.time()
+        # the teacher's content, not its path, is what a resume must find again
+        self.teacher_sha256 = sha256(params.teacher) if params.teacher else None
         self.start_epoch, self.step, sampler_state = self._restore()
         self.maybe_freeze_routing()
         if self.dist.enabled:
@@ -141,10 +143,7 @@ class Trainer:
         train_cuts, _ = filter_trainable(train_cuts.to_eager(), tokenizer, feat_cfg, "train")
         if len(train_cuts) == 0:
             raise ValueError("no trainable utterance left in " + ", ".join(params.train_cuts))
-        cmvn = GlobalCMVN.load(params.cmvn)
-        if cmvn.sum.numel() != feat_cfg.base_dim:
-            raise ValueError(f"{params.cmvn}: statistics of {cmvn.sum.numel()} dims, the "
-                             f"features ({FEATURES_JSON} beside it) have {feat_cfg.base_dim}")
+        cmvn = GlobalCMVN.load(params.cmvn, feat_cfg)
         spec = SpecAugment(params.spec_freq_masks, params.spec_freq_width,
                            params.spec_time_masks, params.spec_time_width,
                            params.spec_time_fraction) if params.spec_augment else None
@@ -248,7 +247,7 @@ class Trainer:
                     epoch_seconds=0.0 if epoch_done else self.epoch_elapsed(),
                     epoch_hours=0.0 if epoch_done else self.epoch_hours,
                     params=self.params.to_dict(), model_config=self.system.to_dict(),
-                    torch_rng=torch.get_rng_state(),
+                    teacher_sha256=self.teacher_sha256, torch_rng=torch.get_rng_state(),
                     grad_scaler=self.scaler.state_dict() if self.scaler is not None else {})
 
     def epoch_elapsed(self) -> float:

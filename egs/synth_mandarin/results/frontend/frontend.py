@@ -10,8 +10,9 @@ run.json (candidate, seed, features, corpus, averaged checkpoint, machine) and u
 (per set and method, each utterance's errors and reference tokens, for the paired
 bootstrap). report reads every collected run and writes frontend.json and FRONTEND.md:
 per candidate the dev_unseen WFST CER of each seed, the seed mean and standard deviation,
-the toned-syllable error, the other sets; then step 1's choice and step 2's decision as
-RULE.md says, where their runs exist (the rest are listed as not run).
+the toned-syllable error, the other sets; then step 1's choice, step 2's decision and,
+when pitch stays, step 3's device model (RULE.md's addendum), as far as their runs exist
+(the rest are listed as not run).
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def report(args) -> int:
              "(greedy) | " + " | ".join(s for s in SETS[1:]) + " |",
              "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in SETS[1:])
              + " |"]
-    for cand in CANDIDATES:
+    for cand in CANDIDATES + [d for d in DISTILLED if d in runs]:
         by_seed = runs.get(cand, {})
         if not by_seed:
             summary["candidates"][cand] = {"not_run": True}
@@ -172,7 +173,8 @@ def report(args) -> int:
 
 
 def decide(runs: dict) -> dict:
-    """Step 1's choice and step 2's decision (RULE.md), as far as the runs go."""
+    """Step 1's choice, step 2's decision and step 3's device model (RULE.md), as far as
+    the runs go."""
     said, out = [], {"step1": None, "step2": None}
     step1 = {c: runs[c][STEP1_SEED] for c in CANDIDATES
              if c != REFERENCE and STEP1_SEED in runs.get(c, {})}
@@ -219,7 +221,43 @@ def decide(runs: dict) -> dict:
     said.append(f"Decision: `{best}` becomes the recipe's default front end." if adopt else
                 f"Decision: pitch stays for the server model; a pitch-free device model "
                 f"is next (RULE.md).")
+    if not adopt:
+        out["step3"] = device_model(runs, best, stats[best][0], said)
     return {**out, "said": said}
+
+
+def device_model(runs: dict, best: str, mean_a: float, said: list[str]) -> dict:
+    """Step 3 (RULE.md's addendum): A = `best` on its own (its step-2 seeds), D = `best`'s
+    front end distilled from mel40_pitch. D must beat A's seed mean by more than TIE, at
+    seed 42 first (3a) and then over 3 seeds (3b); otherwise A, which needs no teacher."""
+    distilled = f"{best}_distill"
+    d_runs = runs.get(distilled, {})
+    out: dict = {"A": best, "D": distilled, "A_mean": round(mean_a, 3)}
+    if STEP1_SEED not in d_runs:
+        said.append(f"Step 3a is not run: `{distilled}` seed {STEP1_SEED} "
+                    f"(`./run_frontends.sh --candidates {distilled}`).")
+        return {**out, "device_model": None}
+    first = rate(d_runs[STEP1_SEED], *MEASURE)
+    out["D_seed42"] = first
+    if not first < mean_a - TIE:
+        said.append(f"Step 3a: `{distilled}` seed {STEP1_SEED} {first:.2f}% is not below "
+                    f"A's mean {mean_a:.2f}% by more than {TIE} points: the device model is "
+                    f"`{best}` trained on its own (A); step 3b is not run.")
+        return {**out, "device_model": best}
+    if len(d_runs) < FINAL_SEEDS:
+        said.append(f"Step 3a: `{distilled}` seed {STEP1_SEED} {first:.2f}% is below A's "
+                    f"mean {mean_a:.2f}% by more than {TIE} points. Step 3b is not complete: "
+                    f"`{distilled}` has {len(d_runs)} of {FINAL_SEEDS} seeds.")
+        return {**out, "device_model": None}
+    mean_d, std_d = spread([rate(r, *MEASURE) for r in d_runs.values()])
+    chosen = distilled if mean_d < mean_a - TIE else best
+    out.update(D_mean=round(mean_d, 3), D_std=round(std_d, 3), device_model=chosen)
+    said.append(f"Step 3b ({FINAL_SEEDS} seeds): `{distilled}` {mean_d:.2f} ± {std_d:.2f} "
+                f"against A's {mean_a:.2f}: the device model is `{chosen}`"
+                + (" (distilled)." if chosen == distilled else
+                   " trained on its own (A): D is not more than "
+                   f"{TIE} points better, and A needs no teacher."))
+    return out
 
 
 def main() -> int:

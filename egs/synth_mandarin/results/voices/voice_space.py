@@ -36,13 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+from speechmoe.data.corpus import read_tsv
+
 SET = "unseen_voices"
 LOCAL = Path(__file__).resolve().parents[4] / "local"
-
-
-def read_tsv(path: Path) -> list[list[str]]:
-    with path.open(encoding="utf-8") as f:
-        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
 def sentences(path: Path, column: int = 1) -> set[str]:
