@@ -494,6 +494,18 @@ def test_dev_runs_missing_or_without_reference_are_errors(tmp_path):
         load_dev_runs(tmp_path, ["b1", "gone"], [1], allow_missing=True)
 
 
+def test_stored_dev_runs_lists_every_system_and_seed_of_a_tables_dir(tmp_path):
+    """A call that adds seeds of one system reports every stored run (local/tables.py)."""
+    from speechmoe.tables.dev import stored_dev_runs
+
+    assert stored_dev_runs(tmp_path) == {}
+    _dev_run(tmp_path, "dense_8l", 1, 7.0)
+    for seed in (3, 1, 2):
+        _dev_run(tmp_path, "moe", seed, 6.0)
+    (tmp_path / "dev_runs" / "moe" / "seedx.json").write_text("{}")  # not a seed: ignored
+    assert stored_dev_runs(tmp_path) == {"dense_8l": [1], "moe": [1, 2, 3]}
+
+
 def test_step_log_summary_finds_spikes_and_the_largest_gradient(tmp_path):
     from speechmoe.tables.dev import step_log_summary
 
