@@ -11,7 +11,7 @@ import torch
 from speechmoe.features import FeatureConfig, GlobalCMVN
 
 
-def load_teacher(p, train_cuts, tokenizer, device, log):
+def load_teacher(p, train_cuts, tokenizer, student_cfg: FeatureConfig, device, log):
     """--teacher: (the teacher model in eval mode on `device`, its inputs for the batches:
     a speechmoe.data.dataset.TeacherInputs), else (None, None). The teacher must share the
     lang dir's units and the student's output frames, and cover every training utterance
@@ -33,7 +33,6 @@ def load_teacher(p, train_cuts, tokenizer, device, log):
     if system.model.input_dim != cfg.model_dim:
         raise ValueError(f"{p.teacher}: takes {system.model.input_dim}-dim input, the "
                          f"features of {p.teacher_cmvn} make {cfg.model_dim}")
-    student_cfg = FeatureConfig.for_cmvn(p.cmvn)
     timing = ("frame_shift_ms", "stack", "subsample")
     theirs = {k: getattr(cfg, k) for k in timing}
     ours = {k: getattr(student_cfg, k) for k in timing}

@@ -147,7 +147,7 @@ class Trainer:
         spec = SpecAugment(params.spec_freq_masks, params.spec_freq_width,
                            params.spec_time_masks, params.spec_time_width,
                            params.spec_time_fraction) if params.spec_augment else None
-        self.teacher, teacher_inputs = load_teacher(params, train_cuts, tokenizer,
+        self.teacher, teacher_inputs = load_teacher(params, train_cuts, tokenizer, feat_cfg,
                                                     self.dist.device, self.log)
         dataset = AsrDataset(cmvn=cmvn, tokenizer=tokenizer, feature_config=feat_cfg,
                              spec_augment=spec, teacher=teacher_inputs)
